@@ -1,0 +1,1 @@
+//! Examples and cross-crate integration tests for the stackholm workspace.

@@ -1,0 +1,86 @@
+//! Values held by a checkpoint while it is not on a stack.
+//!
+//! A [`Checkpoint`](crate::Checkpoint) carries its values in typed carriers:
+//! entering moves each value into its key's slot, popping moves it back. A
+//! carrier outlives the moves, so a checkpoint entered and left again and
+//! again (an instrumented future, once per poll) allocates only the first
+//! time it holds a given key.
+
+use std::any::Any;
+
+use super::slot::{Kind, Slots};
+use crate::Key;
+
+/// A checkpoint's value for one key and kind, or an empty place for it.
+pub(crate) trait Carrier: Any + Send + Sync {
+    fn key_index(&self) -> usize;
+    fn key_name(&self) -> &'static str;
+    fn kind(&self) -> Kind;
+    fn is_empty(&self) -> bool;
+
+    /// Moves the value into its slot at `depth`; returns whether the slot
+    /// gained a setting at that depth (the caller records it in the frame).
+    fn attach(&mut self, slots: &mut Slots, depth: u32) -> bool;
+
+    /// Moves the innermost setting of the carrier's key and kind back out of
+    /// `slots` into the carrier.
+    fn detach(&mut self, slots: &mut Slots);
+}
+
+/// The carrier for values of type `T`.
+#[derive(Debug)]
+pub(crate) struct Carried<T: 'static> {
+    key: &'static Key<T>,
+    kind: Kind,
+    value: Option<T>,
+}
+
+impl<T: Send + Sync + 'static> Carried<T> {
+    pub(crate) fn new(key: &'static Key<T>, kind: Kind, value: T) -> Self {
+        Self {
+            key,
+            kind,
+            value: Some(value),
+        }
+    }
+
+    pub(crate) fn value(&self) -> Option<&T> {
+        self.value.as_ref()
+    }
+
+    pub(crate) fn replace(&mut self, value: T) {
+        self.value = Some(value);
+    }
+}
+
+impl<T: Send + Sync + 'static> Carrier for Carried<T> {
+    fn key_index(&self) -> usize {
+        self.key.index()
+    }
+
+    fn key_name(&self) -> &'static str {
+        self.key.name()
+    }
+
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    fn is_empty(&self) -> bool {
+        self.value.is_none()
+    }
+
+    fn attach(&mut self, slots: &mut Slots, depth: u32) -> bool {
+        match self.value.take() {
+            Some(value) => slots.typed_or_insert(self.key).set(self.kind, depth, value),
+            None => false,
+        }
+    }
+
+    fn detach(&mut self, slots: &mut Slots) {
+        self.value = slots
+            .typed_mut(self.key)
+            .and_then(|slot| slot.pop(self.kind))
+            .map(|entry| entry.value);
+    }
+}

@@ -1,0 +1,147 @@
+//! A checkpoint's values while it is not on a stack.
+
+use std::any::Any;
+use std::fmt;
+
+use super::carrier::{Carried, Carrier};
+use super::slot::Kind;
+use crate::Key;
+
+/// A checkpoint that is not on a stack: the values it brings when entered.
+///
+/// Build one to pre-load values before entering it (Python's
+/// `checkpoint_data[...] = ...` before `with ctx:`); they become visible when
+/// it is entered and vanish when it is left. [`Stack::pop`](crate::Stack::pop)
+/// gives the innermost checkpoint back as a `Checkpoint` holding every value
+/// set in it, ready to be entered again.
+///
+/// Entering takes the checkpoint by value, so the same checkpoint cannot be
+/// active twice at once.
+///
+/// ```
+/// use stackholm::{Checkpoint, Key, Stack};
+///
+/// static ACTOR: Key<&'static str> = Key::new("actor");
+///
+/// let mut stack = Stack::new();
+/// let mut root = stack.enter();
+/// root.set(&ACTOR, "system")?;
+/// {
+///     let as_alice = Checkpoint::new().with_value(&ACTOR, "alice");
+///     let inner = root.enter_with(as_alice);
+///     assert_eq!(inner.get(&ACTOR), Some("alice"));
+/// }
+/// assert_eq!(root.get(&ACTOR), Some("system"));
+/// # Ok::<(), stackholm::Error>(())
+/// ```
+#[derive(Default)]
+pub struct Checkpoint {
+    pub(super) carriers: Vec<Box<dyn Carrier>>,
+}
+
+impl Checkpoint {
+    /// An empty checkpoint.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            carriers: Vec::new(),
+        }
+    }
+
+    /// Pre-loads a checkpoint value: visible in the checkpoint and in every
+    /// checkpoint nested in it. Replaces a value pre-loaded for the same key.
+    #[must_use]
+    pub fn with_value<T: Send + Sync + 'static>(mut self, key: &'static Key<T>, value: T) -> Self {
+        self.insert(key, Kind::Checkpoint, value);
+        self
+    }
+
+    /// Pre-loads a block value: visible in this checkpoint only. Replaces a
+    /// block value pre-loaded for the same key.
+    #[must_use]
+    pub fn with_block_value<T: Send + Sync + 'static>(
+        mut self,
+        key: &'static Key<T>,
+        value: T,
+    ) -> Self {
+        self.insert(key, Kind::Block, value);
+        self
+    }
+
+    /// A clone of the checkpoint value this checkpoint holds for `key`.
+    #[must_use]
+    pub fn get<T: Clone + Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<T> {
+        self.find(key, Kind::Checkpoint)?.value().cloned()
+    }
+
+    /// A clone of the block value this checkpoint holds for `key`.
+    #[must_use]
+    pub fn get_block<T: Clone + Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<T> {
+        self.find(key, Kind::Block)?.value().cloned()
+    }
+
+    /// How many values (of both kinds) the checkpoint holds.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.carriers.iter().filter(|c| !c.is_empty()).count()
+    }
+
+    /// Whether the checkpoint holds no value at all.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn insert<T: Send + Sync + 'static>(&mut self, key: &'static Key<T>, kind: Kind, value: T) {
+        match self.find_mut(key, kind) {
+            Some(carried) => carried.replace(value),
+            None => self.carriers.push(Box::new(Carried::new(key, kind, value))),
+        }
+    }
+
+    fn find<T: Send + Sync + 'static>(
+        &self,
+        key: &'static Key<T>,
+        kind: Kind,
+    ) -> Option<&Carried<T>> {
+        let carrier = &self.carriers[self.position(key.index(), kind)?];
+        (carrier.as_ref() as &dyn Any).downcast_ref()
+    }
+
+    fn find_mut<T: Send + Sync + 'static>(
+        &mut self,
+        key: &'static Key<T>,
+        kind: Kind,
+    ) -> Option<&mut Carried<T>> {
+        let position = self.position(key.index(), kind)?;
+        (self.carriers[position].as_mut() as &mut dyn Any).downcast_mut()
+    }
+
+    /// The carrier for the given key index and kind, to move a value back
+    /// into when the checkpoint is popped.
+    pub(super) fn carrier_mut(&mut self, index: usize, kind: Kind) -> Option<&mut dyn Carrier> {
+        let position = self.position(index, kind)?;
+        Some(self.carriers[position].as_mut())
+    }
+
+    fn position(&self, index: usize, kind: Kind) -> Option<usize> {
+        self.carriers
+            .iter()
+            .position(|c| c.key_index() == index && c.kind() == kind)
+    }
+}
+
+impl fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = |kind| {
+            self.carriers
+                .iter()
+                .filter(move |c| c.kind() == kind && !c.is_empty())
+                .map(|c| c.key_name())
+        };
+        f.debug_struct("Checkpoint")
+            .field("values", &names(Kind::Checkpoint).collect::<Vec<_>>())
+            .field("block_values", &names(Kind::Block).collect::<Vec<_>>())
+            .finish()
+    }
+}

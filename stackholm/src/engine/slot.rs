@@ -1,0 +1,177 @@
+//! Per-key value stacks: where the values of one key live in one stack.
+//!
+//! Each key owns a dense slot, found by the key's index without hashing. A
+//! slot keeps the settings of its key as a stack ordered by checkpoint depth,
+//! so the nearest setting is always the last one: that is what makes a read
+//! O(1) at any depth and with any number of other keys set.
+
+use std::any::Any;
+
+use super::carrier::{Carried, Carrier};
+use crate::Key;
+
+/// Which of a checkpoint's two maps a value belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Inherited by nested checkpoints, shadowed by their own settings.
+    Checkpoint = 0,
+    /// Private to the one checkpoint that set it.
+    Block = 1,
+}
+
+impl Kind {
+    pub(crate) const ALL: [Kind; 2] = [Kind::Checkpoint, Kind::Block];
+}
+
+/// One setting of a key: the value and the depth of the checkpoint holding it.
+#[derive(Debug)]
+pub(crate) struct Entry<T> {
+    pub(crate) depth: u32,
+    pub(crate) value: T,
+}
+
+/// The settings of one key, both kinds, innermost last.
+#[derive(Debug)]
+pub(crate) struct Slot<T: 'static> {
+    key: &'static Key<T>,
+    entries: [Vec<Entry<T>>; 2],
+}
+
+impl<T: Send + Sync + 'static> Slot<T> {
+    pub(crate) fn new(key: &'static Key<T>) -> Self {
+        Self {
+            key,
+            entries: [Vec::new(), Vec::new()],
+        }
+    }
+
+    #[inline]
+    pub(crate) fn top(&self, kind: Kind) -> Option<&Entry<T>> {
+        self.entries[kind as usize].last()
+    }
+
+    /// Sets the value at `depth`: replaces the setting made at that depth, or
+    /// pushes a new one. Returns whether a new setting was pushed, which the
+    /// caller must then record in the frame at `depth`.
+    #[inline]
+    pub(crate) fn set(&mut self, kind: Kind, depth: u32, value: T) -> bool {
+        let entries = &mut self.entries[kind as usize];
+        match entries.last_mut() {
+            Some(top) if top.depth == depth => {
+                // The old value is dropped only once the slot is consistent,
+                // so a panicking destructor cannot leave it half-updated.
+                drop(std::mem::replace(&mut top.value, value));
+                false
+            }
+            _ => {
+                entries.push(Entry { depth, value });
+                true
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn pop(&mut self, kind: Kind) -> Option<Entry<T>> {
+        self.entries[kind as usize].pop()
+    }
+
+    /// Takes every setting of `kind` out of the slot.
+    pub(crate) fn take_all(&mut self, kind: Kind) -> Vec<Entry<T>> {
+        std::mem::take(&mut self.entries[kind as usize])
+    }
+}
+
+/// The operations the stack runs on a slot without knowing its value type.
+pub(crate) trait ErasedSlot: Any + Send + Sync {
+    /// Drops the innermost setting of `kind`.
+    fn drop_top(&mut self, kind: Kind);
+
+    /// Moves the innermost setting of `kind` out into a new carrier, so that
+    /// a popped checkpoint keeps the values set in it.
+    fn detach_top(&mut self, kind: Kind) -> Option<Box<dyn Carrier>>;
+
+    /// The name of the slot's key, for `Debug`.
+    fn key_name(&self) -> &'static str;
+
+    /// How many settings of `kind` the slot holds.
+    fn len(&self, kind: Kind) -> usize;
+}
+
+impl<T: Send + Sync + 'static> ErasedSlot for Slot<T> {
+    #[inline]
+    fn drop_top(&mut self, kind: Kind) {
+        drop(self.pop(kind));
+    }
+
+    fn detach_top(&mut self, kind: Kind) -> Option<Box<dyn Carrier>> {
+        let entry = self.pop(kind)?;
+        Some(Box::new(Carried::new(self.key, kind, entry.value)))
+    }
+
+    fn key_name(&self) -> &'static str {
+        self.key.name()
+    }
+
+    fn len(&self, kind: Kind) -> usize {
+        self.entries[kind as usize].len()
+    }
+}
+
+/// Every slot of one stack, indexed by key index.
+#[derive(Default)]
+pub(crate) struct Slots {
+    slots: Vec<Option<Box<dyn ErasedSlot>>>,
+}
+
+impl Slots {
+    pub(crate) const fn new() -> Self {
+        Self { slots: Vec::new() }
+    }
+
+    #[inline]
+    pub(crate) fn typed<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<&Slot<T>> {
+        let slot: &dyn Any = self.slots.get(key.index())?.as_deref()?;
+        Some(downcast(slot.downcast_ref()))
+    }
+
+    #[inline]
+    pub(crate) fn typed_mut<T: Send + Sync + 'static>(
+        &mut self,
+        key: &'static Key<T>,
+    ) -> Option<&mut Slot<T>> {
+        let slot: &mut dyn Any = self.slots.get_mut(key.index())?.as_deref_mut()?;
+        Some(downcast(slot.downcast_mut()))
+    }
+
+    /// The key's slot, created on the key's first use in this stack.
+    #[inline]
+    pub(crate) fn typed_or_insert<T: Send + Sync + 'static>(
+        &mut self,
+        key: &'static Key<T>,
+    ) -> &mut Slot<T> {
+        let index = key.index();
+        if self.slots.len() <= index {
+            self.slots.resize_with(index + 1, || None);
+        }
+        let slot: &mut dyn Any = self.slots[index]
+            .get_or_insert_with(|| Box::new(Slot::new(key)))
+            .as_mut();
+        downcast(slot.downcast_mut())
+    }
+
+    #[inline]
+    pub(crate) fn erased_mut(&mut self, index: u32) -> Option<&mut dyn ErasedSlot> {
+        self.slots.get_mut(index as usize)?.as_deref_mut()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &dyn ErasedSlot> {
+        self.slots.iter().filter_map(|slot| slot.as_deref())
+    }
+}
+
+/// A key's index is assigned to that one key, and its slot is created from
+/// it, so the slot found at the index always has the key's value type.
+#[inline]
+fn downcast<S>(slot: Option<S>) -> S {
+    slot.expect("stackholm: a slot holds the value type of the key it was created for")
+}

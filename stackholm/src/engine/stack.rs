@@ -1,0 +1,505 @@
+//! The stack of checkpoints.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::checkpoint::Checkpoint;
+use super::slot::{Kind, Slots};
+use crate::{Error, Key};
+
+/// A LIFO stack of checkpoints and the values set in them.
+///
+/// This is the engine behind every storage, and a storage of its own: a
+/// `Stack` you hold yourself and use through `&mut` (the Python
+/// `OptimizedListStorage`). For a stack per thread or per task, see
+/// [`Storage`](crate::Storage).
+///
+/// Each checkpoint holds two kinds of values:
+///
+/// - **checkpoint values** ([`set`](Self::set), [`get`](Self::get)): visible
+///   in the checkpoint that set them and in every checkpoint nested in it; a
+///   nested checkpoint that sets the same key shadows the outer value until it
+///   is left;
+/// - **block values** ([`set_block`](Self::set_block),
+///   [`get_block`](Self::get_block)): visible in the one checkpoint that set
+///   them only.
+///
+/// Reading the nearest value costs the same at any depth and with any number
+/// of keys set: each key keeps its own stack of settings, innermost last.
+///
+/// ```
+/// use stackholm::{Key, Stack};
+///
+/// static A: Key<i32> = Key::new("a");
+///
+/// let mut stack = Stack::new();
+/// {
+///     let mut outer = stack.enter();
+///     outer.set(&A, 1)?;
+///     {
+///         let mut inner = outer.enter();
+///         assert_eq!(inner.get(&A), Some(&1));
+///         inner.set(&A, 2)?;
+///         assert_eq!(inner.get(&A), Some(&2));
+///     }
+///     assert_eq!(outer.get(&A), Some(&1));
+/// }
+/// assert_eq!(stack.get(&A), None);
+/// assert!(stack.try_get(&A).is_err());
+/// # Ok::<(), stackholm::Error>(())
+/// ```
+#[derive(Default)]
+pub struct Stack {
+    frames: Vec<Frame>,
+    /// Frames already left, kept for their key lists' capacity so that
+    /// entering a checkpoint on a warm stack does not allocate.
+    spare: Vec<Frame>,
+    slots: Slots,
+    ids: FrameIds,
+}
+
+/// One checkpoint on the stack: the keys it holds a setting of, per kind.
+#[derive(Debug, Default)]
+struct Frame {
+    id: FrameId,
+    keys: [Vec<u32>; 2],
+}
+
+/// Identifies one entered checkpoint, so a guard leaves its own checkpoint
+/// and no other. Unique across all stacks of the process.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FrameId(u64);
+
+/// Hands out frame ids from blocks reserved process-wide, so that uniqueness
+/// costs one atomic operation per four billion checkpoints, not one each.
+#[derive(Debug, Default)]
+struct FrameIds {
+    next: u64,
+    end: u64,
+}
+
+impl FrameIds {
+    const BLOCK: u64 = 1 << 32;
+
+    const fn new() -> Self {
+        Self { next: 0, end: 0 }
+    }
+
+    #[inline]
+    fn next(&mut self) -> FrameId {
+        if self.next == self.end {
+            static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+            self.next = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed) * Self::BLOCK;
+            self.end = self.next + Self::BLOCK;
+        }
+        let id = self.next;
+        self.next += 1;
+        FrameId(id)
+    }
+}
+
+impl Stack {
+    /// An empty stack: no checkpoint is active.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            frames: Vec::new(),
+            spare: Vec::new(),
+            slots: Slots::new(),
+            ids: FrameIds::new(),
+        }
+    }
+
+    /// How many checkpoints are active.
+    #[must_use]
+    pub fn depth(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether at least one checkpoint is active.
+    #[must_use]
+    pub fn is_active(&self) -> bool {
+        !self.frames.is_empty()
+    }
+
+    /// Enters a new, empty checkpoint; it is left when the guard is dropped.
+    ///
+    /// The guard dereferences to the stack, so everything is done through it
+    /// while it lives, nested checkpoints included.
+    pub fn enter(&mut self) -> StackGuard<'_> {
+        self.enter_with(Checkpoint::new())
+    }
+
+    /// Enters `checkpoint` with the values pre-loaded into it; they are
+    /// visible until the guard is dropped.
+    pub fn enter_with(&mut self, mut checkpoint: Checkpoint) -> StackGuard<'_> {
+        let id = self.push_from(&mut checkpoint);
+        StackGuard { stack: self, id }
+    }
+
+    /// Enters `checkpoint` without a guard; [`pop`](Self::pop) leaves it.
+    ///
+    /// This is the manual form of [`enter_with`](Self::enter_with), for
+    /// checkpoints whose lifetime is not a lexical scope.
+    pub fn push(&mut self, mut checkpoint: Checkpoint) {
+        self.push_from(&mut checkpoint);
+    }
+
+    /// Leaves the innermost checkpoint and returns it, holding every value
+    /// that was set in it; entering it again brings them back.
+    ///
+    /// ```
+    /// # use stackholm::{Checkpoint, Key, Stack};
+    /// static A: Key<u8> = Key::new("a");
+    ///
+    /// let mut stack = Stack::new();
+    /// stack.push(Checkpoint::new());
+    /// stack.set(&A, 7)?;
+    /// let saved = stack.pop()?;
+    /// assert_eq!(stack.get(&A), None);
+    /// assert_eq!(saved.get(&A), Some(7));
+    ///
+    /// stack.push(saved);
+    /// assert_eq!(stack.get(&A), Some(&7));
+    /// # Ok::<(), stackholm::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoCheckpoint`] if no checkpoint is active.
+    pub fn pop(&mut self) -> Result<Checkpoint, Error> {
+        let mut checkpoint = Checkpoint::new();
+        if self.pop_into(&mut checkpoint) {
+            Ok(checkpoint)
+        } else {
+            Err(Error::NoCheckpoint {
+                operation: "pop",
+                key: None,
+            })
+        }
+    }
+
+    /// Sets a checkpoint value in the innermost checkpoint, replacing the
+    /// value that checkpoint already held for `key` and shadowing any outer
+    /// one until the checkpoint is left.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoCheckpoint`] if no checkpoint is active; the value is
+    /// dropped.
+    pub fn set<T: Send + Sync + 'static>(
+        &mut self,
+        key: &'static Key<T>,
+        value: T,
+    ) -> Result<(), Error> {
+        self.set_kind(key, Kind::Checkpoint, value, "set")
+    }
+
+    /// The nearest checkpoint value of `key`: the one set by the innermost
+    /// checkpoint that set it. `None` if no active checkpoint set it, or if
+    /// no checkpoint is active at all.
+    #[inline]
+    #[must_use]
+    pub fn get<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
+        Some(&self.slots.typed(key)?.top(Kind::Checkpoint)?.value)
+    }
+
+    /// Like [`get`](Self::get), but tells "no checkpoint is active" apart from
+    /// "the key is not set".
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoCheckpoint`] if no checkpoint is active.
+    pub fn try_get<T: Send + Sync + 'static>(
+        &self,
+        key: &'static Key<T>,
+    ) -> Result<Option<&T>, Error> {
+        self.current_depth(key, "get")?;
+        Ok(self.get(key))
+    }
+
+    /// Whether `key` has a checkpoint value visible here.
+    #[must_use]
+    pub fn contains<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Removes the nearest setting of `key` (the Python
+    /// `pop_checkpoint_value`): the next outer setting, if any, becomes
+    /// visible again. Returns whether there was a setting to remove.
+    ///
+    /// The setting removed may belong to an outer checkpoint; it stays
+    /// removed when the inner checkpoints are left.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoCheckpoint`] if no checkpoint is active.
+    pub fn remove<T: Send + Sync + 'static>(
+        &mut self,
+        key: &'static Key<T>,
+    ) -> Result<bool, Error> {
+        self.remove_kind(key, Kind::Checkpoint, "remove")
+    }
+
+    /// Removes every setting of `key` in every active checkpoint (the Python
+    /// `reset_checkpoint_value`) and returns how many there were.
+    pub fn reset<T: Send + Sync + 'static>(&mut self, key: &'static Key<T>) -> usize {
+        let Some(slot) = self.slots.typed_mut(key) else {
+            return 0;
+        };
+        let removed = slot.take_all(Kind::Checkpoint);
+        for entry in &removed {
+            forget_key(
+                &mut self.frames[entry.depth as usize],
+                Kind::Checkpoint,
+                key,
+            );
+        }
+        removed.len()
+    }
+
+    /// Sets a block value: visible in the innermost checkpoint only, never in
+    /// the checkpoints nested in it. Replaces the block value the checkpoint
+    /// already held for `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoCheckpoint`] if no checkpoint is active; the value is
+    /// dropped.
+    pub fn set_block<T: Send + Sync + 'static>(
+        &mut self,
+        key: &'static Key<T>,
+        value: T,
+    ) -> Result<(), Error> {
+        self.set_kind(key, Kind::Block, value, "set block value")
+    }
+
+    /// The block value of `key` in the innermost checkpoint, if that
+    /// checkpoint set one.
+    #[inline]
+    #[must_use]
+    pub fn get_block<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
+        let top = self.slots.typed(key)?.top(Kind::Block)?;
+        (top.depth as usize + 1 == self.frames.len()).then_some(&top.value)
+    }
+
+    /// Removes the block value of `key` from the innermost checkpoint.
+    /// Returns whether it held one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoCheckpoint`] if no checkpoint is active.
+    pub fn remove_block<T: Send + Sync + 'static>(
+        &mut self,
+        key: &'static Key<T>,
+    ) -> Result<bool, Error> {
+        self.remove_kind(key, Kind::Block, "remove block value")
+    }
+
+    /// Enters a checkpoint, moving the checkpoint's values into the stack.
+    /// The checkpoint keeps its (now empty) carriers for when it is popped.
+    pub(crate) fn push_from(&mut self, checkpoint: &mut Checkpoint) -> FrameId {
+        let depth = self.frames.len() as u32;
+        let id = self.ids.next();
+        let mut frame = self.spare.pop().unwrap_or_default();
+        frame.id = id;
+        for carrier in &mut checkpoint.carriers {
+            if carrier.attach(&mut self.slots, depth) {
+                frame.keys[carrier.kind() as usize].push(carrier.key_index() as u32);
+            }
+        }
+        self.frames.push(frame);
+        id
+    }
+
+    /// Leaves the innermost checkpoint, moving its values into `checkpoint`.
+    /// Returns `false` if no checkpoint is active.
+    pub(crate) fn pop_into(&mut self, checkpoint: &mut Checkpoint) -> bool {
+        let Some(mut frame) = self.frames.pop() else {
+            return false;
+        };
+        for kind in Kind::ALL {
+            for index in frame.keys[kind as usize].drain(..) {
+                match checkpoint.carrier_mut(index as usize, kind) {
+                    Some(carrier) => carrier.detach(&mut self.slots),
+                    None => checkpoint.carriers.extend(
+                        self.slots
+                            .erased_mut(index)
+                            .and_then(|slot| slot.detach_top(kind)),
+                    ),
+                }
+            }
+        }
+        self.spare.push(frame);
+        true
+    }
+
+    /// Leaves the checkpoint `id` and every checkpoint still active inside
+    /// it, dropping their values. Returns `false`, changing nothing, if that
+    /// checkpoint is no longer on this stack.
+    pub(crate) fn leave(&mut self, id: FrameId) -> bool {
+        let Some(position) = self.frames.iter().rposition(|frame| frame.id == id) else {
+            return false;
+        };
+        while self.frames.len() > position {
+            self.pop_discard();
+        }
+        true
+    }
+
+    fn pop_discard(&mut self) {
+        if let Some(mut frame) = self.frames.pop() {
+            Release {
+                slots: &mut self.slots,
+                frame: &mut frame,
+            }
+            .run();
+            self.spare.push(frame);
+        }
+    }
+
+    fn set_kind<T: Send + Sync + 'static>(
+        &mut self,
+        key: &'static Key<T>,
+        kind: Kind,
+        value: T,
+        operation: &'static str,
+    ) -> Result<(), Error> {
+        let depth = self.current_depth(key, operation)?;
+        if self.slots.typed_or_insert(key).set(kind, depth, value) {
+            self.frames[depth as usize].keys[kind as usize].push(key.index() as u32);
+        }
+        Ok(())
+    }
+
+    fn remove_kind<T: Send + Sync + 'static>(
+        &mut self,
+        key: &'static Key<T>,
+        kind: Kind,
+        operation: &'static str,
+    ) -> Result<bool, Error> {
+        let current = self.current_depth(key, operation)?;
+        let Some(slot) = self.slots.typed_mut(key) else {
+            return Ok(false);
+        };
+        match slot.top(kind) {
+            Some(top) if kind == Kind::Checkpoint || top.depth == current => {}
+            _ => return Ok(false),
+        }
+        let removed = slot.pop(kind).map(|entry| entry.depth);
+        if let Some(depth) = removed {
+            forget_key(&mut self.frames[depth as usize], kind, key);
+        }
+        Ok(removed.is_some())
+    }
+
+    fn current_depth<T>(
+        &self,
+        key: &'static Key<T>,
+        operation: &'static str,
+    ) -> Result<u32, Error> {
+        match self.frames.len() {
+            0 => Err(Error::NoCheckpoint {
+                operation,
+                key: Some(key.name()),
+            }),
+            depth => Ok(depth as u32 - 1),
+        }
+    }
+}
+
+/// Drops a key from the list of keys its frame holds a setting of.
+fn forget_key<T>(frame: &mut Frame, kind: Kind, key: &'static Key<T>) {
+    let index = key.index() as u32;
+    let keys = &mut frame.keys[kind as usize];
+    if let Some(position) = keys.iter().rposition(|&k| k == index) {
+        keys.swap_remove(position);
+    }
+}
+
+/// Drops the values of a frame that was left. If a value's destructor panics,
+/// dropping the guard during unwinding drops the rest, so no setting of the
+/// left frame outlives it.
+struct Release<'a> {
+    slots: &'a mut Slots,
+    frame: &'a mut Frame,
+}
+
+impl Release<'_> {
+    fn run(&mut self) {
+        for kind in Kind::ALL {
+            while let Some(index) = self.frame.keys[kind as usize].pop() {
+                if let Some(slot) = self.slots.erased_mut(index) {
+                    slot.drop_top(kind);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.run();
+    }
+}
+
+impl fmt::Debug for Stack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let visible = |kind| {
+            self.slots
+                .iter()
+                .filter(move |slot| slot.len(kind) > 0)
+                .map(|slot| slot.key_name())
+                .collect::<Vec<_>>()
+        };
+        f.debug_struct("Stack")
+            .field("depth", &self.depth())
+            .field("keys", &visible(Kind::Checkpoint))
+            .field("block_keys", &visible(Kind::Block))
+            .finish()
+    }
+}
+
+/// A checkpoint entered on a [`Stack`]; dropping the guard leaves it.
+///
+/// The guard dereferences to the stack, so nested checkpoints are entered
+/// through it, and the borrow checker keeps them in LIFO order.
+///
+/// Dropping the guard leaves its checkpoint together with any checkpoint
+/// still active inside it (one pushed through the guard with
+/// [`Stack::push`]); if its checkpoint was already popped with
+/// [`Stack::pop`], dropping it changes nothing.
+#[must_use = "the checkpoint is left as soon as the guard is dropped"]
+pub struct StackGuard<'a> {
+    stack: &'a mut Stack,
+    id: FrameId,
+}
+
+impl Deref for StackGuard<'_> {
+    type Target = Stack;
+
+    fn deref(&self) -> &Stack {
+        self.stack
+    }
+}
+
+impl DerefMut for StackGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Stack {
+        self.stack
+    }
+}
+
+impl Drop for StackGuard<'_> {
+    fn drop(&mut self) {
+        self.stack.leave(self.id);
+    }
+}
+
+impl fmt::Debug for StackGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StackGuard")
+            .field("stack", &self.stack)
+            .finish_non_exhaustive()
+    }
+}

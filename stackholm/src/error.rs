@@ -1,0 +1,87 @@
+//! The error type of fallible stack operations.
+
+use std::fmt;
+
+/// Why a stack operation could not be carried out.
+///
+/// None of these leaves the stack changed: an operation that fails does
+/// nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Error {
+    /// The operation needs a checkpoint, and none is active.
+    ///
+    /// Setting or removing a value writes into the innermost checkpoint, so
+    /// there has to be one: enter a checkpoint first (for example
+    /// [`Stack::enter`](crate::Stack::enter) or
+    /// [`Storage::enter`](crate::Storage::enter)).
+    NoCheckpoint {
+        /// What was attempted, such as `"set"`.
+        operation: &'static str,
+        /// The name of the key it was attempted on, if any.
+        key: Option<&'static str>,
+    },
+    /// The storage is already in use further up the call stack on this
+    /// thread, by a closure passed to one of its `with` methods.
+    ///
+    /// A read closure holds the stack borrowed while it runs; changing the
+    /// same storage from inside it is refused rather than allowed to
+    /// invalidate the reference the closure was given.
+    Busy {
+        /// What was attempted, such as `"set"`.
+        operation: &'static str,
+    },
+    /// The thread's storage has already been destroyed, which happens only
+    /// while the thread is exiting (from inside another thread-local's
+    /// destructor).
+    Destroyed,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoCheckpoint { operation, key } => {
+                match key {
+                    Some(key) => write!(f, "cannot {operation} `{key}`")?,
+                    None => write!(f, "cannot {operation}")?,
+                }
+                f.write_str(": no checkpoint is active; enter a checkpoint first")
+            }
+            Self::Busy { operation } => write!(
+                f,
+                "cannot {operation}: the storage is borrowed by a `with` closure \
+                 further up this call stack; read the value out of the closure \
+                 first (for example with `get`), then change the storage"
+            ),
+            Self::Destroyed => f.write_str(
+                "the thread's checkpoint storage has been destroyed: \
+                 the thread is exiting",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_the_operation_and_key() {
+        let err = Error::NoCheckpoint {
+            operation: "set",
+            key: Some("request_id"),
+        };
+        let shown = err.to_string();
+        assert!(shown.contains("cannot set `request_id`"), "{shown}");
+        assert!(shown.contains("enter a checkpoint"), "{shown}");
+    }
+
+    #[test]
+    fn busy_explains_the_way_out() {
+        let shown = Error::Busy { operation: "enter" }.to_string();
+        assert!(shown.starts_with("cannot enter"), "{shown}");
+        assert!(shown.contains("`with` closure"), "{shown}");
+    }
+}

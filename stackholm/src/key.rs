@@ -1,0 +1,155 @@
+//! Typed keys: the names under which values are stored.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The next free slot index; slot indexes are never reused.
+static NEXT_INDEX: AtomicU32 = AtomicU32::new(0);
+
+/// A typed key under which a value of type `T` is stored in a checkpoint.
+///
+/// A key is declared once, as a `static`, the way `thread_local!` and
+/// `tokio::task_local!` declare theirs. Its type parameter fixes the type of
+/// the values stored under it, so reading a key with the wrong type does not
+/// compile, and two distinct statics never collide, even when they share a
+/// name and a type.
+///
+/// ```
+/// use stackholm::{Key, Stack};
+///
+/// static REQUEST_ID: Key<String> = Key::new("request_id");
+/// static ATTEMPT: Key<u32> = Key::new("attempt");
+///
+/// let mut stack = Stack::new();
+/// let mut root = stack.enter();
+/// root.set(&REQUEST_ID, "req-7".to_owned())?;
+/// root.set(&ATTEMPT, 1)?;
+/// assert_eq!(root.get(&REQUEST_ID).as_deref(), Some("req-7"));
+/// assert_eq!(root.get(&ATTEMPT), Some(1));
+/// # Ok::<(), stackholm::Error>(())
+/// ```
+///
+/// Every method that uses a key takes it as `&'static Key<T>`. A key's
+/// identity is its place in memory, which only a `static` pins down; a `const`
+/// key would be a fresh copy at every use, so it is rejected at compile time:
+///
+/// ```compile_fail
+/// use stackholm::{Key, Stack};
+///
+/// const NOT_A_KEY: Key<u32> = Key::new("copied at every use");
+///
+/// let mut stack = Stack::new();
+/// let mut root = stack.enter();
+/// root.set(&NOT_A_KEY, 1).unwrap();
+/// ```
+///
+/// A value of the wrong type is a type error, not a runtime failure:
+///
+/// ```compile_fail
+/// use stackholm::{Key, Stack};
+///
+/// static ATTEMPT: Key<u32> = Key::new("attempt");
+///
+/// let mut stack = Stack::new();
+/// let mut root = stack.enter();
+/// root.set(&ATTEMPT, "three").unwrap();
+/// ```
+pub struct Key<T: 'static> {
+    name: &'static str,
+    // 0 while unassigned, `index + 1` afterwards. Interior mutability is also
+    // what keeps a `const` key from being promoted to a `'static` borrow.
+    index: AtomicU32,
+    _value: PhantomData<fn() -> T>,
+}
+
+impl<T: 'static> Key<T> {
+    /// Declares a key; `name` is shown by `Debug` and in error messages.
+    ///
+    /// Use it to initialise a `static`:
+    ///
+    /// ```
+    /// # use stackholm::Key;
+    /// static TENANT: Key<u64> = Key::new("tenant");
+    /// assert_eq!(TENANT.name(), "tenant");
+    /// ```
+    #[must_use]
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            index: AtomicU32::new(0),
+            _value: PhantomData,
+        }
+    }
+
+    /// The name the key was declared with.
+    #[must_use]
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The dense index of this key's slot in every stack, assigned on first
+    /// use; it is what makes a read O(1) without hashing.
+    #[inline]
+    pub(crate) fn index(&'static self) -> usize {
+        match self.index.load(Ordering::Acquire) {
+            0 => self.assign_index(),
+            stored => (stored - 1) as usize,
+        }
+    }
+
+    #[cold]
+    fn assign_index(&'static self) -> usize {
+        let fresh = NEXT_INDEX.fetch_add(1, Ordering::Relaxed);
+        assert!(fresh < u32::MAX - 1, "stackholm: too many keys declared");
+        match self
+            .index
+            .compare_exchange(0, fresh + 1, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => fresh as usize,
+            // Another thread assigned this key first; its index wins and ours
+            // is left unused.
+            Err(stored) => (stored - 1) as usize,
+        }
+    }
+}
+
+impl<T: 'static> fmt::Debug for Key<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("name", &self.name)
+            .field("type", &std::any::type_name::<T>())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static A: Key<u32> = Key::new("same");
+    static B: Key<u32> = Key::new("same");
+
+    #[test]
+    fn distinct_statics_get_distinct_indexes() {
+        assert_ne!(A.index(), B.index());
+        assert_eq!(A.index(), A.index());
+    }
+
+    #[test]
+    fn debug_shows_name_and_type() {
+        let shown = format!("{A:?}");
+        assert!(shown.contains("\"same\""), "{shown}");
+        assert!(shown.contains("u32"), "{shown}");
+    }
+
+    #[test]
+    fn concurrent_first_use_agrees_on_one_index() {
+        static RACED: Key<u8> = Key::new("raced");
+        let seen: Vec<usize> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| RACED.index())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(seen.iter().all(|&i| i == seen[0]));
+    }
+}

@@ -1,0 +1,88 @@
+//! Stack-based context: nested checkpoints whose values nested code can read
+//! and shadow cheaply.
+//!
+//! ```
+//! use stackholm::{Key, DEFAULT};
+//!
+//! static REQUEST_ID: Key<u64> = Key::new("request_id");
+//! static USER: Key<&'static str> = Key::new("user");
+//!
+//! fn audit(action: &str) -> String {
+//!     let id = DEFAULT.get(&REQUEST_ID).unwrap_or_default();
+//!     let user = DEFAULT.get(&USER).unwrap_or("anonymous");
+//!     format!("[{id}] {user}: {action}")
+//! }
+//!
+//! let _request = DEFAULT.enter();
+//! DEFAULT.set(&REQUEST_ID, 42)?;
+//! DEFAULT.set(&USER, "alice")?;
+//! assert_eq!(audit("login"), "[42] alice: login");
+//! {
+//!     // A nested checkpoint inherits the outer values and may shadow them.
+//!     let _sudo = DEFAULT.enter();
+//!     DEFAULT.set(&USER, "root")?;
+//!     assert_eq!(audit("reboot"), "[42] root: reboot");
+//! }
+//! // Leaving it restores what was shadowed.
+//! assert_eq!(audit("logout"), "[42] alice: logout");
+//! # Ok::<(), stackholm::Error>(())
+//! ```
+//!
+//! # Concepts
+//!
+//! A *stack* holds *checkpoints*, entered and left in LIFO order. Each
+//! checkpoint holds two kinds of values, stored under typed [`Key`]s:
+//!
+//! - **checkpoint values** are visible in the checkpoint that set them and in
+//!   every checkpoint nested in it. Reading gives the value from the nearest
+//!   checkpoint that set the key; a nested setting shadows the outer one until
+//!   the nested checkpoint is left. [`remove`](Stack::remove) takes away the
+//!   nearest setting, [`reset`](Stack::reset) every setting;
+//! - **block values** are private to the one checkpoint that set them.
+//!
+//! A [`Checkpoint`] can be pre-loaded with values before it is entered.
+//!
+//! Reading the nearest value is O(1): independent of the depth of the stack
+//! and of how many other keys are set. Each key has a dense slot in every
+//! stack, holding its settings innermost last; there is no hashing and no
+//! walk up the stack. Entering and leaving a checkpoint does not allocate once
+//! the stack has warmed up.
+//!
+//! # Storages
+//!
+//! A storage decides whose stack it is:
+//!
+//! - [`Stack`]: a stack you own and pass around, used through `&mut`;
+//! - [`Storage`]: an ambient stack per thread, reached through a `static`:
+//!   [`DEFAULT`], or your own declared with [`storage!`]. Guards leave their
+//!   checkpoints when dropped, also when a panic unwinds through them.
+//!
+//! # Errors
+//!
+//! Writing with no checkpoint active is an error ([`Error::NoCheckpoint`]);
+//! reading then gives `None`, and the `try_` readers tell the two apart.
+//! Misuse is reported, never allowed to corrupt the stack; see [`Error`].
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+
+mod engine;
+mod error;
+mod key;
+mod storage;
+
+pub use engine::{Checkpoint, Stack, StackGuard};
+pub use error::Error;
+pub use key::Key;
+pub use storage::{CheckpointGuard, Storage};
+
+storage! {
+    /// The storage for the common case: one stack per thread, shared by all
+    /// code that does not declare its own [`storage!`].
+    pub static DEFAULT;
+}

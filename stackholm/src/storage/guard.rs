@@ -1,0 +1,81 @@
+//! The guard of a checkpoint entered on an ambient storage.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use super::Storage;
+use crate::engine::FrameId;
+use crate::Error;
+
+/// A checkpoint entered on a [`Storage`]; dropping the guard leaves it.
+///
+/// The guard is `!Send`: the checkpoint lives on the stack of the thread that
+/// entered it, so the guard must be dropped there too.
+///
+/// # Dropping out of order
+///
+/// Checkpoints are meant to be left in the reverse order of entering, which
+/// scoped guards give for free. If a guard is dropped while checkpoints
+/// entered after it are still active, it leaves those too: everything nested
+/// inside a checkpoint ends with it, exactly as if the inner guards had been
+/// dropped first. The inner guards, dropped later, then find their
+/// checkpoints gone and do nothing. The stack is never left in a state that
+/// in-order drops could not have produced.
+///
+/// ```
+/// use stackholm::DEFAULT;
+///
+/// let outer = DEFAULT.enter();
+/// let inner = DEFAULT.enter();
+/// drop(outer);
+/// assert_eq!(DEFAULT.depth(), 0);
+/// drop(inner);
+/// assert_eq!(DEFAULT.depth(), 0);
+/// ```
+///
+/// # Panics
+///
+/// Dropping the guard panics (unless the thread is already panicking) if the
+/// storage is borrowed by a [`Storage::with`] closure at that moment, which
+/// only happens if the guard was moved into that closure: its checkpoint
+/// cannot be left then, and carrying on silently would leave it active.
+#[must_use = "the checkpoint is left as soon as the guard is dropped"]
+pub struct CheckpointGuard {
+    storage: &'static Storage,
+    id: FrameId,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl CheckpointGuard {
+    pub(super) fn new(storage: &'static Storage, id: FrameId) -> Self {
+        Self {
+            storage,
+            id,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl Drop for CheckpointGuard {
+    fn drop(&mut self) {
+        match self.storage.leave(self.id) {
+            // A destroyed storage took its checkpoints with it.
+            Ok(_) | Err(Error::Destroyed) => {}
+            Err(err) if !std::thread::panicking() => {
+                panic!(
+                    "stackholm: cannot leave a checkpoint of {}: {err}",
+                    self.storage.name()
+                )
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+impl fmt::Debug for CheckpointGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckpointGuard")
+            .field("storage", &self.storage.name())
+            .finish_non_exhaustive()
+    }
+}

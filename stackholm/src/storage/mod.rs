@@ -1,0 +1,395 @@
+//! Ambient storages: a stack per thread, reached from anywhere without
+//! passing it around.
+
+mod guard;
+
+use std::cell::RefCell;
+use std::fmt;
+use std::thread::LocalKey;
+
+pub use guard::CheckpointGuard;
+
+use crate::{Checkpoint, Error, Key, Stack};
+
+/// Declares an independent ambient [`Storage`].
+///
+/// Each storage has its own stacks, so checkpoints entered in one are never
+/// seen in another. A library that keeps state in checkpoints (a revision
+/// tracker, say) declares its own storage so that its nesting cannot be
+/// confused with the application's; everyone else can use
+/// [`DEFAULT`](crate::DEFAULT).
+///
+/// ```
+/// use stackholm::Key;
+///
+/// stackholm::storage! {
+///     /// Checkpoints of the revision tracker.
+///     pub static REVISIONS;
+/// }
+/// static OPEN: Key<u32> = Key::new("open_revisions");
+///
+/// let _app = stackholm::DEFAULT.enter();
+/// assert_eq!(REVISIONS.depth(), 0);
+///
+/// let _tracking = REVISIONS.enter();
+/// REVISIONS.set(&OPEN, 1)?;
+/// assert_eq!(REVISIONS.get(&OPEN), Some(1));
+/// assert_eq!(stackholm::DEFAULT.get(&OPEN), None);
+/// # Ok::<(), stackholm::Error>(())
+/// ```
+#[macro_export]
+macro_rules! storage {
+    ($(#[$attr:meta])* $vis:vis static $name:ident $(;)?) => {
+        $(#[$attr])*
+        $vis static $name: $crate::Storage = {
+            ::std::thread_local! {
+                static STACK: ::core::cell::RefCell<$crate::Stack> =
+                    const { ::core::cell::RefCell::new($crate::Stack::new()) };
+            }
+            $crate::Storage::__new(
+                ::core::concat!(::core::module_path!(), "::", ::core::stringify!($name)),
+                &STACK,
+            )
+        };
+    };
+}
+
+/// An ambient checkpoint stack: one per thread, reached through a `static`.
+///
+/// Declare one with [`storage!`](crate::storage!), or use
+/// [`DEFAULT`](crate::DEFAULT). Entering returns a [`CheckpointGuard`] that
+/// leaves the checkpoint when dropped, in the style of
+/// `tracing::Span::enter`; values are set in and read from the innermost
+/// checkpoint of the calling thread, with the semantics of [`Stack`].
+///
+/// ```
+/// use stackholm::{Key, DEFAULT};
+///
+/// static USER: Key<String> = Key::new("user");
+///
+/// fn greeting() -> String {
+///     DEFAULT.with(&USER, |user| format!("hello, {}", user.map_or("stranger", String::as_str)))
+/// }
+///
+/// {
+///     let _request = DEFAULT.enter();
+///     DEFAULT.set(&USER, "alice".to_owned())?;
+///     assert_eq!(greeting(), "hello, alice");
+///     {
+///         let _impersonation = DEFAULT.enter();
+///         DEFAULT.set(&USER, "bob".to_owned())?;
+///         assert_eq!(greeting(), "hello, bob");
+///     }
+///     assert_eq!(greeting(), "hello, alice");
+/// }
+/// assert_eq!(greeting(), "hello, stranger");
+/// # Ok::<(), stackholm::Error>(())
+/// ```
+///
+/// # Reading inside a read
+///
+/// [`with`](Self::with) lends the value by reference while its closure
+/// runs. Reads nest freely inside it, but changing the same storage from
+/// inside the closure is refused with [`Error::Busy`] (and [`enter`](Self::enter)
+/// panics), because it could drop the value the closure holds.
+pub struct Storage {
+    name: &'static str,
+    thread: &'static LocalKey<RefCell<Stack>>,
+}
+
+impl Storage {
+    #[doc(hidden)]
+    pub const fn __new(name: &'static str, thread: &'static LocalKey<RefCell<Stack>>) -> Self {
+        Self { name, thread }
+    }
+
+    /// The path the storage was declared under, for diagnostics.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Enters a new, empty checkpoint; it is left when the guard is dropped.
+    ///
+    /// # Panics
+    ///
+    /// If the storage is borrowed by a [`with`](Self::with) closure further
+    /// up the call stack, or the thread is exiting. [`try_enter`](Self::try_enter)
+    /// returns these as errors instead.
+    #[track_caller]
+    pub fn enter(&'static self) -> CheckpointGuard {
+        self.enter_with(Checkpoint::new())
+    }
+
+    /// Enters `checkpoint` with its pre-loaded values; they are visible until
+    /// the guard is dropped.
+    ///
+    /// # Panics
+    ///
+    /// As [`enter`](Self::enter).
+    #[track_caller]
+    pub fn enter_with(&'static self, checkpoint: Checkpoint) -> CheckpointGuard {
+        self.try_enter_with(checkpoint)
+            .unwrap_or_else(|err| panic!("stackholm: {}: {err}", self.name))
+    }
+
+    /// Enters a new, empty checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Busy`] if the storage is borrowed by a [`with`](Self::with)
+    /// closure further up the call stack, [`Error::Destroyed`] if the thread
+    /// is exiting.
+    pub fn try_enter(&'static self) -> Result<CheckpointGuard, Error> {
+        self.try_enter_with(Checkpoint::new())
+    }
+
+    /// Enters `checkpoint` with its pre-loaded values.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_enter`](Self::try_enter).
+    pub fn try_enter_with(
+        &'static self,
+        mut checkpoint: Checkpoint,
+    ) -> Result<CheckpointGuard, Error> {
+        let id = self.write("enter", |stack| stack.push_from(&mut checkpoint))?;
+        Ok(CheckpointGuard::new(self, id))
+    }
+
+    /// Sets a checkpoint value in the innermost checkpoint; see [`Stack::set`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoCheckpoint`] if no checkpoint is active, [`Error::Busy`]
+    /// inside a [`with`](Self::with) closure, [`Error::Destroyed`] if the
+    /// thread is exiting.
+    pub fn set<T: Send + Sync + 'static>(
+        &'static self,
+        key: &'static Key<T>,
+        value: T,
+    ) -> Result<(), Error> {
+        self.write("set", |stack| stack.set(key, value))?
+    }
+
+    /// A clone of the nearest checkpoint value of `key`; `None` if no active
+    /// checkpoint set it or none is active. See [`Stack::get`].
+    ///
+    /// # Panics
+    ///
+    /// If called from a destructor of a value that is being dropped by this
+    /// same storage.
+    #[track_caller]
+    #[must_use]
+    pub fn get<T: Clone + Send + Sync + 'static>(&'static self, key: &'static Key<T>) -> Option<T> {
+        self.with(key, |value| value.cloned())
+    }
+
+    /// Calls `f` with a reference to the nearest checkpoint value of `key`,
+    /// or `None` if no active checkpoint set it or none is active.
+    ///
+    /// # Panics
+    ///
+    /// As [`get`](Self::get).
+    #[track_caller]
+    pub fn with<T: Send + Sync + 'static, R>(
+        &'static self,
+        key: &'static Key<T>,
+        f: impl FnOnce(Option<&T>) -> R,
+    ) -> R {
+        self.read_value(key, Stack::get, f)
+    }
+
+    /// A clone of the nearest checkpoint value of `key`, telling "no
+    /// checkpoint is active" apart from "the key is not set".
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoCheckpoint`] if no checkpoint is active,
+    /// [`Error::Destroyed`] if the thread is exiting.
+    pub fn try_get<T: Clone + Send + Sync + 'static>(
+        &'static self,
+        key: &'static Key<T>,
+    ) -> Result<Option<T>, Error> {
+        self.try_with(key, |value| value.cloned())
+    }
+
+    /// Calls `f` with the nearest checkpoint value of `key`, telling "no
+    /// checkpoint is active" apart from "the key is not set".
+    ///
+    /// # Errors
+    ///
+    /// As [`try_get`](Self::try_get).
+    pub fn try_with<T: Send + Sync + 'static, R>(
+        &'static self,
+        key: &'static Key<T>,
+        f: impl FnOnce(Option<&T>) -> R,
+    ) -> Result<R, Error> {
+        self.read(|stack| stack.try_get(key).map(f))?
+    }
+
+    /// Whether `key` has a checkpoint value visible here.
+    ///
+    /// # Panics
+    ///
+    /// As [`get`](Self::get).
+    #[track_caller]
+    #[must_use]
+    pub fn contains<T: Send + Sync + 'static>(&'static self, key: &'static Key<T>) -> bool {
+        self.with(key, |value| value.is_some())
+    }
+
+    /// Removes the nearest setting of `key`; see [`Stack::remove`].
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    pub fn remove<T: Send + Sync + 'static>(
+        &'static self,
+        key: &'static Key<T>,
+    ) -> Result<bool, Error> {
+        self.write("remove", |stack| stack.remove(key))?
+    }
+
+    /// Removes every setting of `key` in every active checkpoint and returns
+    /// how many there were; see [`Stack::reset`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Busy`] inside a [`with`](Self::with) closure,
+    /// [`Error::Destroyed`] if the thread is exiting.
+    pub fn reset<T: Send + Sync + 'static>(
+        &'static self,
+        key: &'static Key<T>,
+    ) -> Result<usize, Error> {
+        self.write("reset", |stack| stack.reset(key))
+    }
+
+    /// Sets a block value, visible in the innermost checkpoint only; see
+    /// [`Stack::set_block`].
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    pub fn set_block<T: Send + Sync + 'static>(
+        &'static self,
+        key: &'static Key<T>,
+        value: T,
+    ) -> Result<(), Error> {
+        self.write("set block value", |stack| stack.set_block(key, value))?
+    }
+
+    /// A clone of the innermost checkpoint's block value of `key`.
+    ///
+    /// # Panics
+    ///
+    /// As [`get`](Self::get).
+    #[track_caller]
+    #[must_use]
+    pub fn get_block<T: Clone + Send + Sync + 'static>(
+        &'static self,
+        key: &'static Key<T>,
+    ) -> Option<T> {
+        self.with_block(key, |value| value.cloned())
+    }
+
+    /// Calls `f` with the innermost checkpoint's block value of `key`.
+    ///
+    /// # Panics
+    ///
+    /// As [`get`](Self::get).
+    #[track_caller]
+    pub fn with_block<T: Send + Sync + 'static, R>(
+        &'static self,
+        key: &'static Key<T>,
+        f: impl FnOnce(Option<&T>) -> R,
+    ) -> R {
+        self.read_value(key, Stack::get_block, f)
+    }
+
+    /// Removes the innermost checkpoint's block value of `key`.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    pub fn remove_block<T: Send + Sync + 'static>(
+        &'static self,
+        key: &'static Key<T>,
+    ) -> Result<bool, Error> {
+        self.write("remove block value", |stack| stack.remove_block(key))?
+    }
+
+    /// How many checkpoints are active on this thread; 0 while the thread is
+    /// exiting.
+    ///
+    /// # Panics
+    ///
+    /// As [`get`](Self::get).
+    #[track_caller]
+    #[must_use]
+    pub fn depth(&'static self) -> usize {
+        match self.read(Stack::depth) {
+            Ok(depth) => depth,
+            Err(Error::Destroyed) => 0,
+            Err(err) => panic!("stackholm: cannot read the depth of {}: {err}", self.name),
+        }
+    }
+
+    /// Leaves the checkpoint a guard entered.
+    pub(crate) fn leave(&'static self, id: crate::engine::FrameId) -> Result<bool, Error> {
+        self.write("leave a checkpoint", |stack| stack.leave(id))
+    }
+
+    fn read<R>(&'static self, f: impl FnOnce(&Stack) -> R) -> Result<R, Error> {
+        self.thread
+            .try_with(|cell| match cell.try_borrow() {
+                Ok(stack) => Ok(f(&stack)),
+                Err(_) => Err(Error::Busy { operation: "read" }),
+            })
+            .unwrap_or(Err(Error::Destroyed))
+    }
+
+    fn write<R>(
+        &'static self,
+        operation: &'static str,
+        f: impl FnOnce(&mut Stack) -> R,
+    ) -> Result<R, Error> {
+        self.thread
+            .try_with(|cell| match cell.try_borrow_mut() {
+                Ok(mut stack) => Ok(f(&mut stack)),
+                Err(_) => Err(Error::Busy { operation }),
+            })
+            .unwrap_or(Err(Error::Destroyed))
+    }
+
+    /// Calls `f` with the value `get` finds for `key`. On an exiting thread
+    /// it sees what a thread without checkpoints sees: nothing.
+    #[track_caller]
+    fn read_value<T: Send + Sync + 'static, R>(
+        &'static self,
+        key: &'static Key<T>,
+        get: for<'a> fn(&'a Stack, &'static Key<T>) -> Option<&'a T>,
+        f: impl FnOnce(Option<&T>) -> R,
+    ) -> R {
+        let mut f = Some(f);
+        let mut call = |value: Option<&T>| f.take().map(|f| f(value));
+        let output = match self.read(|stack| call(get(stack, key))) {
+            Ok(output) => output,
+            Err(Error::Destroyed) => call(None),
+            Err(err) => panic!(
+                "stackholm: cannot read `{}` from {}: {err}",
+                key.name(),
+                self.name
+            ),
+        };
+        output.expect("stackholm: the read closure runs exactly once")
+    }
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Storage")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}

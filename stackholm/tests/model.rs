@@ -1,0 +1,304 @@
+//! The optimized stack against a naive model: a `Vec` of maps, walked from
+//! the top on every read. Random operation sequences must give identical
+//! results at every step, through the owned `Stack` and through an ambient
+//! `Storage` with guards.
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use stackholm::{Checkpoint, CheckpointGuard, Key, Stack};
+
+const KEY_COUNT: usize = 4;
+static KEYS: [Key<u32>; KEY_COUNT] = [
+    Key::new("k0"),
+    Key::new("k1"),
+    Key::new("k2"),
+    Key::new("k3"),
+];
+
+stackholm::storage! {
+    static MODEL_STORAGE;
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Enter {
+        values: Vec<(usize, u32)>,
+        block_values: Vec<(usize, u32)>,
+    },
+    Leave,
+    /// Pop the innermost checkpoint, keeping its values to enter it again.
+    PopSaved,
+    EnterSaved,
+    Set(usize, u32),
+    SetBlock(usize, u32),
+    Remove(usize),
+    RemoveBlock(usize),
+    Reset(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let key = 0..KEY_COUNT;
+    let pairs = || prop::collection::vec((0..KEY_COUNT, any::<u32>()), 0..3);
+    prop_oneof![
+        3 => (pairs(), pairs()).prop_map(|(values, block_values)| Op::Enter { values, block_values }),
+        2 => Just(Op::Leave),
+        1 => Just(Op::PopSaved),
+        1 => Just(Op::EnterSaved),
+        4 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::Set(k, v)),
+        2 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::SetBlock(k, v)),
+        2 => key.clone().prop_map(Op::Remove),
+        1 => key.clone().prop_map(Op::RemoveBlock),
+        1 => key.prop_map(Op::Reset),
+    ]
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Frame {
+    values: HashMap<usize, u32>,
+    block_values: HashMap<usize, u32>,
+}
+
+/// The documented semantics, written the obvious way.
+#[derive(Debug, Default)]
+struct Model {
+    frames: Vec<Frame>,
+    saved: Vec<Frame>,
+}
+
+impl Model {
+    fn get(&self, k: usize) -> Option<u32> {
+        self.frames
+            .iter()
+            .rev()
+            .find_map(|f| f.values.get(&k).copied())
+    }
+
+    fn get_block(&self, k: usize) -> Option<u32> {
+        self.frames.last()?.block_values.get(&k).copied()
+    }
+
+    /// `Err(())` where the real stack must report "no checkpoint".
+    fn apply(&mut self, op: &Op) -> Result<Option<usize>, ()> {
+        match op {
+            Op::Enter {
+                values,
+                block_values,
+            } => {
+                self.frames.push(Frame {
+                    values: values.iter().copied().collect(),
+                    block_values: block_values.iter().copied().collect(),
+                });
+                Ok(None)
+            }
+            Op::Leave => self.frames.pop().map(|_| None).ok_or(()),
+            Op::PopSaved => {
+                let frame = self.frames.pop().ok_or(())?;
+                self.saved.push(frame);
+                Ok(None)
+            }
+            Op::EnterSaved => {
+                if let Some(frame) = self.saved.pop() {
+                    self.frames.push(frame);
+                }
+                Ok(None)
+            }
+            Op::Set(k, v) => {
+                self.frames.last_mut().ok_or(())?.values.insert(*k, *v);
+                Ok(None)
+            }
+            Op::SetBlock(k, v) => {
+                self.frames
+                    .last_mut()
+                    .ok_or(())?
+                    .block_values
+                    .insert(*k, *v);
+                Ok(None)
+            }
+            Op::Remove(k) => {
+                if self.frames.is_empty() {
+                    return Err(());
+                }
+                let nearest = self
+                    .frames
+                    .iter_mut()
+                    .rev()
+                    .find(|f| f.values.contains_key(k));
+                Ok(Some(usize::from(
+                    nearest.is_some_and(|f| f.values.remove(k).is_some()),
+                )))
+            }
+            Op::RemoveBlock(k) => {
+                let top = self.frames.last_mut().ok_or(())?;
+                Ok(Some(usize::from(top.block_values.remove(k).is_some())))
+            }
+            Op::Reset(k) => Ok(Some(
+                self.frames
+                    .iter_mut()
+                    .filter_map(|f| f.values.remove(k))
+                    .count(),
+            )),
+        }
+    }
+}
+
+fn checkpoint_of(values: &[(usize, u32)], block_values: &[(usize, u32)]) -> Checkpoint {
+    let checkpoint = values
+        .iter()
+        .fold(Checkpoint::new(), |c, &(k, v)| c.with_value(&KEYS[k], v));
+    block_values
+        .iter()
+        .fold(checkpoint, |c, &(k, v)| c.with_block_value(&KEYS[k], v))
+}
+
+fn frame_of(checkpoint: &Checkpoint) -> Frame {
+    let collect = |get: &dyn Fn(&'static Key<u32>) -> Option<u32>| {
+        (0..KEY_COUNT)
+            .filter_map(|k| get(&KEYS[k]).map(|v| (k, v)))
+            .collect()
+    };
+    Frame {
+        values: collect(&|key| checkpoint.get(key)),
+        block_values: collect(&|key| checkpoint.get_block(key)),
+    }
+}
+
+fn apply_to_stack(
+    stack: &mut Stack,
+    saved: &mut Vec<Checkpoint>,
+    op: &Op,
+) -> Result<Option<usize>, ()> {
+    let done = |r: Result<(), stackholm::Error>| r.map(|()| None).map_err(|_| ());
+    let count = |r: Result<bool, stackholm::Error>| r.map(|b| Some(usize::from(b))).map_err(|_| ());
+    match op {
+        Op::Enter {
+            values,
+            block_values,
+        } => {
+            stack.push(checkpoint_of(values, block_values));
+            Ok(None)
+        }
+        Op::Leave => stack.pop().map(|_| None).map_err(|_| ()),
+        Op::PopSaved => {
+            saved.push(stack.pop().map_err(|_| ())?);
+            Ok(None)
+        }
+        Op::EnterSaved => {
+            if let Some(checkpoint) = saved.pop() {
+                stack.push(checkpoint);
+            }
+            Ok(None)
+        }
+        Op::Set(k, v) => done(stack.set(&KEYS[*k], *v)),
+        Op::SetBlock(k, v) => done(stack.set_block(&KEYS[*k], *v)),
+        Op::Remove(k) => count(stack.remove(&KEYS[*k])),
+        Op::RemoveBlock(k) => count(stack.remove_block(&KEYS[*k])),
+        Op::Reset(k) => Ok(Some(stack.reset(&KEYS[*k]))),
+    }
+}
+
+/// The ambient storage has no pop-with-save: its guards drop what they
+/// held, so `PopSaved`/`EnterSaved` are not generated for it.
+fn apply_to_storage(guards: &mut Vec<CheckpointGuard>, op: &Op) -> Result<Option<usize>, ()> {
+    let s = &MODEL_STORAGE;
+    let done = |r: Result<(), stackholm::Error>| r.map(|()| None).map_err(|_| ());
+    let count = |r: Result<bool, stackholm::Error>| r.map(|b| Some(usize::from(b))).map_err(|_| ());
+    match op {
+        Op::Enter {
+            values,
+            block_values,
+        } => {
+            guards.push(s.enter_with(checkpoint_of(values, block_values)));
+            Ok(None)
+        }
+        Op::Leave => guards.pop().map(|_| None).ok_or(()),
+        Op::PopSaved | Op::EnterSaved => unreachable!("not generated for storages"),
+        Op::Set(k, v) => done(s.set(&KEYS[*k], *v)),
+        Op::SetBlock(k, v) => done(s.set_block(&KEYS[*k], *v)),
+        Op::Remove(k) => count(s.remove(&KEYS[*k])),
+        Op::RemoveBlock(k) => count(s.remove_block(&KEYS[*k])),
+        Op::Reset(k) => s.reset(&KEYS[*k]).map(Some).map_err(|_| ()),
+    }
+}
+
+fn assert_reads_agree(model: &Model, stack: &Stack, step: usize) -> Result<(), TestCaseError> {
+    prop_assert_eq!(stack.depth(), model.frames.len(), "depth at step {}", step);
+    for k in 0..KEY_COUNT {
+        let key = &KEYS[k];
+        prop_assert_eq!(
+            stack.get(key).copied(),
+            model.get(k),
+            "get k{} at step {}",
+            k,
+            step
+        );
+        prop_assert_eq!(
+            stack.get_block(key).copied(),
+            model.get_block(k),
+            "get_block k{} at step {}",
+            k,
+            step
+        );
+        prop_assert_eq!(stack.try_get(key).is_err(), model.frames.is_empty());
+    }
+    Ok(())
+}
+
+fn assert_storage_agrees(model: &Model, step: usize) -> Result<(), TestCaseError> {
+    let s = &MODEL_STORAGE;
+    prop_assert_eq!(s.depth(), model.frames.len(), "depth at step {}", step);
+    for k in 0..KEY_COUNT {
+        let key = &KEYS[k];
+        prop_assert_eq!(s.get(key), model.get(k), "get k{} at step {}", k, step);
+        prop_assert_eq!(
+            s.get_block(key),
+            model.get_block(k),
+            "get_block k{} at step {}",
+            k,
+            step
+        );
+        prop_assert_eq!(s.try_get(key).is_err(), model.frames.is_empty());
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+    #[test]
+    fn stack_matches_model(ops in prop::collection::vec(op(), 1..60)) {
+        let mut model = Model::default();
+        let mut stack = Stack::new();
+        let mut saved = Vec::new();
+        for (step, op) in ops.iter().enumerate() {
+            let expected = model.apply(op);
+            let actual = apply_to_stack(&mut stack, &mut saved, op);
+            prop_assert_eq!(actual, expected, "result of {:?} at step {}", op, step);
+            assert_reads_agree(&model, &stack, step)?;
+            if let (Op::PopSaved, Some(checkpoint)) = (op, saved.last()) {
+                prop_assert_eq!(&frame_of(checkpoint), model.saved.last().unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn storage_matches_model(
+        ops in prop::collection::vec(
+            op().prop_filter("no pop-with-save on storages", |op| {
+                !matches!(op, Op::PopSaved | Op::EnterSaved)
+            }),
+            1..60,
+        )
+    ) {
+        let mut model = Model::default();
+        let mut guards = Vec::new();
+        for (step, op) in ops.iter().enumerate() {
+            let expected = model.apply(op);
+            let actual = apply_to_storage(&mut guards, op);
+            prop_assert_eq!(actual, expected, "result of {:?} at step {}", op, step);
+            assert_storage_agrees(&model, step)?;
+        }
+        while guards.pop().is_some() {}
+        prop_assert_eq!(MODEL_STORAGE.depth(), 0);
+    }
+}
