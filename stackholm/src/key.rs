@@ -25,8 +25,8 @@ static NEXT_INDEX: AtomicU32 = AtomicU32::new(0);
 /// let mut root = stack.enter();
 /// root.set(&REQUEST_ID, "req-7".to_owned())?;
 /// root.set(&ATTEMPT, 1)?;
-/// assert_eq!(root.get(&REQUEST_ID).as_deref(), Some("req-7"));
-/// assert_eq!(root.get(&ATTEMPT), Some(1));
+/// assert_eq!(root.get(&REQUEST_ID).map(String::as_str), Some("req-7"));
+/// assert_eq!(root.get(&ATTEMPT), Some(&1));
 /// # Ok::<(), stackholm::Error>(())
 /// ```
 ///

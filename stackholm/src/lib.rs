@@ -81,6 +81,11 @@ pub use error::Error;
 pub use key::Key;
 pub use storage::{CheckpointGuard, Storage};
 
+// The README's examples are doc tests too.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 storage! {
     /// The storage for the common case: one stack per thread, shared by all
     /// code that does not declare its own [`storage!`].

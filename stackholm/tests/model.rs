@@ -223,8 +223,7 @@ fn apply_to_storage(guards: &mut Vec<CheckpointGuard>, op: &Op) -> Result<Option
 
 fn assert_reads_agree(model: &Model, stack: &Stack, step: usize) -> Result<(), TestCaseError> {
     prop_assert_eq!(stack.depth(), model.frames.len(), "depth at step {}", step);
-    for k in 0..KEY_COUNT {
-        let key = &KEYS[k];
+    for (k, key) in KEYS.iter().enumerate() {
         prop_assert_eq!(
             stack.get(key).copied(),
             model.get(k),
@@ -247,8 +246,7 @@ fn assert_reads_agree(model: &Model, stack: &Stack, step: usize) -> Result<(), T
 fn assert_storage_agrees(model: &Model, step: usize) -> Result<(), TestCaseError> {
     let s = &MODEL_STORAGE;
     prop_assert_eq!(s.depth(), model.frames.len(), "depth at step {}", step);
-    for k in 0..KEY_COUNT {
-        let key = &KEYS[k];
+    for (k, key) in KEYS.iter().enumerate() {
         prop_assert_eq!(s.get(key), model.get(k), "get k{} at step {}", k, step);
         prop_assert_eq!(
             s.get_block(key),

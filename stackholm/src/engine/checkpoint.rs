@@ -29,9 +29,9 @@ use crate::Key;
 /// {
 ///     let as_alice = Checkpoint::new().with_value(&ACTOR, "alice");
 ///     let inner = root.enter_with(as_alice);
-///     assert_eq!(inner.get(&ACTOR), Some("alice"));
+///     assert_eq!(inner.get(&ACTOR), Some(&"alice"));
 /// }
-/// assert_eq!(root.get(&ACTOR), Some("system"));
+/// assert_eq!(root.get(&ACTOR), Some(&"system"));
 /// # Ok::<(), stackholm::Error>(())
 /// ```
 #[derive(Default)]

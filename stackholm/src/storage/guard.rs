@@ -12,6 +12,11 @@ use crate::Error;
 /// The guard is `!Send`: the checkpoint lives on the stack of the thread that
 /// entered it, so the guard must be dropped there too.
 ///
+/// ```compile_fail
+/// let guard = stackholm::DEFAULT.enter();
+/// std::thread::spawn(move || drop(guard));
+/// ```
+///
 /// # Dropping out of order
 ///
 /// Checkpoints are meant to be left in the reverse order of entering, which

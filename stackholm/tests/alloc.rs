@@ -1,0 +1,93 @@
+//! Entering and leaving checkpoints on a warm stack does not allocate.
+//!
+//! This binary counts every allocation through its global allocator, so it
+//! holds a single test: nothing else runs while it counts.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use stackholm::{Key, Stack, DEFAULT};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+static ROOT_VALUE: Key<u64> = Key::new("root_value");
+static SHADOWED: Key<u64> = Key::new("shadowed");
+static BLOCK: Key<u64> = Key::new("block");
+
+fn allocations_during(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    f();
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
+
+fn nested_workload(stack: &mut Stack) {
+    for i in 0..100 {
+        let mut a = stack.enter();
+        a.set(&SHADOWED, i).unwrap();
+        let mut b = a.enter();
+        b.set_block(&BLOCK, i).unwrap();
+        let c = b.enter();
+        assert_eq!(c.get(&ROOT_VALUE), Some(&1));
+        assert_eq!(c.get(&SHADOWED), Some(&i));
+    }
+}
+
+fn ambient_workload() {
+    for i in 0..100 {
+        let _a = DEFAULT.enter();
+        DEFAULT.set(&SHADOWED, i).unwrap();
+        let _b = DEFAULT.enter();
+        DEFAULT.set_block(&BLOCK, i).unwrap();
+        let _c = DEFAULT.enter();
+        assert_eq!(DEFAULT.get(&ROOT_VALUE), Some(1));
+        assert_eq!(DEFAULT.get(&SHADOWED), Some(i));
+    }
+}
+
+#[test]
+fn warm_stacks_enter_set_and_leave_without_allocating() {
+    let mut stack = Stack::new();
+    let mut root = stack.enter();
+    root.set(&ROOT_VALUE, 1).unwrap();
+    nested_workload(&mut root);
+    assert_eq!(allocations_during(|| nested_workload(&mut root)), 0);
+
+    let _root = DEFAULT.enter();
+    DEFAULT.set(&ROOT_VALUE, 1).unwrap();
+    ambient_workload();
+    assert_eq!(allocations_during(ambient_workload), 0);
+
+    // The counter does see allocations: a cold stack allocates.
+    let cold = allocations_during(|| {
+        let mut stack = Stack::new();
+        let mut root = stack.enter();
+        root.set(&ROOT_VALUE, 1).unwrap();
+        nested_workload(&mut root);
+    });
+    assert!(cold > 0);
+}

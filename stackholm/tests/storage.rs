@@ -1,0 +1,262 @@
+//! The ambient per-thread storages: guards, isolation, panics and misuse.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use stackholm::{Checkpoint, Error, Key, DEFAULT};
+
+static A: Key<i32> = Key::new("a");
+static COUNTER: Key<u64> = Key::new("counter");
+
+stackholm::storage! {
+    /// A storage of the tests' own, independent of DEFAULT.
+    static OTHER;
+}
+
+#[test]
+fn guards_enter_and_leave_nested_checkpoints() -> Result<(), Error> {
+    assert_eq!(DEFAULT.depth(), 0);
+    {
+        let _outer = DEFAULT.enter();
+        DEFAULT.set(&A, 1)?;
+        {
+            let _inner = DEFAULT.enter_with(Checkpoint::new().with_value(&A, 2));
+            assert_eq!(DEFAULT.depth(), 2);
+            assert_eq!(DEFAULT.get(&A), Some(2));
+            assert!(DEFAULT.remove(&A)?);
+            assert_eq!(DEFAULT.get(&A), Some(1));
+        }
+        assert_eq!(DEFAULT.get(&A), Some(1));
+        DEFAULT.set_block(&A, 7)?;
+        assert_eq!(DEFAULT.get_block(&A), Some(7));
+        assert!(DEFAULT.contains(&A));
+        assert_eq!(DEFAULT.reset(&A)?, 1);
+        assert!(!DEFAULT.contains(&A));
+        assert!(DEFAULT.remove_block(&A)?);
+    }
+    assert_eq!(DEFAULT.depth(), 0);
+    assert_eq!(DEFAULT.get(&A), None);
+    assert_eq!(
+        DEFAULT.try_get(&A),
+        Err(Error::NoCheckpoint {
+            operation: "get",
+            key: Some("a")
+        })
+    );
+    assert!(DEFAULT.set(&A, 1).is_err());
+    Ok(())
+}
+
+#[test]
+fn declared_storages_are_independent() -> Result<(), Error> {
+    let _app = DEFAULT.enter();
+    DEFAULT.set(&A, 1)?;
+    assert_eq!(OTHER.get(&A), None);
+    assert!(
+        OTHER.set(&A, 2).is_err(),
+        "OTHER has no checkpoint of its own"
+    );
+    let _own = OTHER.enter();
+    OTHER.set(&A, 2)?;
+    assert_eq!(DEFAULT.get(&A), Some(1));
+    assert_eq!(OTHER.get(&A), Some(2));
+    assert!(OTHER.name().ends_with("::OTHER"), "{}", OTHER.name());
+    Ok(())
+}
+
+#[test]
+fn reads_nest_inside_a_read_but_writes_are_refused() -> Result<(), Error> {
+    let _root = DEFAULT.enter();
+    DEFAULT.set(&A, 1)?;
+    DEFAULT.with(&A, |outer| {
+        assert_eq!(outer, Some(&1));
+        assert_eq!(DEFAULT.get(&A), Some(1));
+        assert_eq!(DEFAULT.depth(), 1);
+        assert_eq!(DEFAULT.set(&A, 2), Err(Error::Busy { operation: "set" }));
+        assert!(matches!(DEFAULT.try_enter(), Err(Error::Busy { .. })));
+        // Another storage is a different stack, free to change.
+        let _other = OTHER.enter();
+        OTHER.set(&A, 3).unwrap();
+    });
+    assert_eq!(DEFAULT.get(&A), Some(1));
+    assert_eq!(DEFAULT.depth(), 1);
+    Ok(())
+}
+
+#[test]
+fn entering_inside_a_read_panics_with_a_clear_message() {
+    let _root = DEFAULT.enter();
+    let panic = catch_unwind(|| DEFAULT.with(&A, |_| drop(DEFAULT.enter()))).unwrap_err();
+    let message = panic.downcast_ref::<String>().unwrap();
+    assert!(message.contains("cannot enter"), "{message}");
+    assert!(message.contains("stackholm::DEFAULT"), "{message}");
+    assert_eq!(DEFAULT.depth(), 1);
+}
+
+#[test]
+fn a_panic_unwinds_nested_checkpoints_to_the_prior_depth() -> Result<(), Error> {
+    let _root = DEFAULT.enter();
+    DEFAULT.set(&A, 1)?;
+    let result = catch_unwind(|| {
+        let _a = DEFAULT.enter();
+        DEFAULT.set(&A, 2).unwrap();
+        let _b = DEFAULT.enter_with(Checkpoint::new().with_value(&A, 3));
+        let _c = DEFAULT.enter();
+        panic!("boom");
+    });
+    assert!(result.is_err());
+    assert_eq!(DEFAULT.depth(), 1);
+    assert_eq!(DEFAULT.get(&A), Some(1));
+    Ok(())
+}
+
+#[test]
+fn an_owned_stack_unwinds_the_same_way() -> Result<(), Error> {
+    let mut stack = stackholm::Stack::new();
+    let mut root = stack.enter();
+    root.set(&A, 1)?;
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let mut inner = root.enter();
+        inner.set(&A, 2).unwrap();
+        let _deeper = inner.enter();
+        panic!("boom");
+    }));
+    assert!(result.is_err());
+    assert_eq!(root.depth(), 1);
+    assert_eq!(root.get(&A), Some(&1));
+    Ok(())
+}
+
+#[test]
+fn dropping_an_outer_guard_first_leaves_the_inner_checkpoints_too() -> Result<(), Error> {
+    let _root = DEFAULT.enter();
+    DEFAULT.set(&A, 1)?;
+    let outer = DEFAULT.enter();
+    DEFAULT.set(&A, 2)?;
+    let inner = DEFAULT.enter();
+    DEFAULT.set(&A, 3)?;
+    drop(outer);
+    assert_eq!(DEFAULT.depth(), 1);
+    assert_eq!(DEFAULT.get(&A), Some(1));
+    // The inner guard's checkpoint is gone: dropping it must not leave the
+    // root, nor a checkpoint entered since.
+    let replacement = DEFAULT.enter();
+    DEFAULT.set(&A, 4)?;
+    drop(inner);
+    assert_eq!(DEFAULT.depth(), 2);
+    assert_eq!(DEFAULT.get(&A), Some(4));
+    drop(replacement);
+    assert_eq!(DEFAULT.get(&A), Some(1));
+    Ok(())
+}
+
+#[test]
+fn a_forgotten_guard_is_left_by_its_outer_guard() {
+    let outer = DEFAULT.enter();
+    std::mem::forget(DEFAULT.enter());
+    assert_eq!(DEFAULT.depth(), 2);
+    drop(outer);
+    assert_eq!(DEFAULT.depth(), 0);
+}
+
+#[test]
+fn a_value_whose_destructor_panics_does_not_corrupt_the_stack() -> Result<(), Error> {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("value destructor");
+        }
+    }
+    static BAD: Key<PanicsOnDrop> = Key::new("bad");
+    static GOOD: Key<Arc<()>> = Key::new("good");
+    let good = Arc::new(());
+
+    let _root = DEFAULT.enter();
+    DEFAULT.set(&A, 1)?;
+    let guard = DEFAULT.enter();
+    DEFAULT.set(&GOOD, Arc::clone(&good))?;
+    DEFAULT.set(&BAD, PanicsOnDrop)?;
+    DEFAULT.set(&A, 2)?;
+    DEFAULT.set_block(&A, 3)?;
+    assert!(catch_unwind(AssertUnwindSafe(|| drop(guard))).is_err());
+
+    assert_eq!(DEFAULT.depth(), 1);
+    assert_eq!(DEFAULT.get(&A), Some(1));
+    assert_eq!(DEFAULT.get_block(&A), None);
+    assert!(!DEFAULT.contains(&BAD));
+    assert_eq!(Arc::strong_count(&good), 1, "every other value was dropped");
+    // The depth the bad frame had is reused cleanly.
+    let _again = DEFAULT.enter();
+    assert_eq!(DEFAULT.get(&A), Some(1));
+    DEFAULT.set(&A, 5)?;
+    assert_eq!(DEFAULT.get(&A), Some(5));
+    Ok(())
+}
+
+#[test]
+fn every_thread_has_its_own_stack() -> Result<(), Error> {
+    const THREADS: usize = 16;
+    const INCREMENTS: u64 = 1000;
+    let _main = DEFAULT.enter();
+    DEFAULT.set(&COUNTER, 7)?;
+    let finished = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(std::sync::Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (finished, barrier) = (Arc::clone(&finished), Arc::clone(&barrier));
+            std::thread::spawn(move || -> Result<u64, Error> {
+                assert_eq!(DEFAULT.get(&COUNTER), None, "a new thread starts empty");
+                let _checkpoint = DEFAULT.enter();
+                DEFAULT.set(&COUNTER, 0)?;
+                barrier.wait();
+                for _ in 0..INCREMENTS {
+                    let next = DEFAULT.get(&COUNTER).unwrap() + 1;
+                    DEFAULT.set(&COUNTER, next)?;
+                    std::thread::yield_now();
+                }
+                finished.fetch_add(1, Ordering::Relaxed);
+                Ok(DEFAULT.get(&COUNTER).unwrap())
+            })
+        })
+        .collect();
+    for handle in handles {
+        assert_eq!(handle.join().unwrap()?, INCREMENTS);
+    }
+    assert_eq!(finished.load(Ordering::Relaxed), THREADS);
+    assert_eq!(DEFAULT.get(&COUNTER), Some(7));
+    Ok(())
+}
+
+#[test]
+fn reading_from_another_thread_local_destructor_does_not_panic() {
+    struct ReadsOnDrop;
+    impl Drop for ReadsOnDrop {
+        fn drop(&mut self) {
+            // DEFAULT's own thread-local may already be gone; either way
+            // this is an ordinary read.
+            let _ = DEFAULT.get(&A);
+            let _ = DEFAULT.depth();
+            let _ = DEFAULT.try_enter();
+        }
+    }
+    thread_local! {
+        static READER: ReadsOnDrop = const { ReadsOnDrop };
+    }
+    std::thread::spawn(|| {
+        let _guard = DEFAULT.enter();
+        READER.with(|_| ());
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn debug_shows_the_storage_name() {
+    let guard = DEFAULT.enter();
+    assert_eq!(
+        format!("{DEFAULT:?}"),
+        "Storage { name: \"stackholm::DEFAULT\", .. }"
+    );
+    assert!(format!("{guard:?}").contains("stackholm::DEFAULT"));
+}
