@@ -31,6 +31,17 @@ pub enum Error {
         /// What was attempted, such as `"set"`.
         operation: &'static str,
     },
+    /// The operation needs the current task's stack, and no task-local scope
+    /// of the storage is active.
+    ///
+    /// Only handles that reach the task's stack alone
+    /// ([`Storage::task`](crate::Storage::task)) report this; run the code
+    /// inside a scope ([`Storage::scope`](crate::Storage::scope)), or behind
+    /// a layer that opens one for every request.
+    NoScope {
+        /// What was attempted, such as `"set"`.
+        operation: &'static str,
+    },
     /// The thread's storage has already been destroyed, which happens only
     /// while the thread is exiting (from inside another thread-local's
     /// destructor).
@@ -52,6 +63,11 @@ impl fmt::Display for Error {
                 "cannot {operation}: the storage is borrowed by a `with` closure \
                  further up this call stack; read the value out of the closure \
                  first (for example with `get`), then change the storage"
+            ),
+            Self::NoScope { operation } => write!(
+                f,
+                "cannot {operation}: no task-local scope is active; run this code \
+                 inside `Storage::scope` (or behind a layer that opens one per request)"
             ),
             Self::Destroyed => f.write_str(
                 "the thread's checkpoint storage has been destroyed: \

@@ -73,13 +73,25 @@
 
 mod engine;
 mod error;
+pub mod futures;
 mod key;
 mod storage;
 
 pub use engine::{Checkpoint, Stack, StackGuard};
 pub use error::Error;
+pub use futures::CheckpointExt;
 pub use key::Key;
-pub use storage::{CheckpointGuard, Storage};
+pub use storage::{Ambient, CheckpointGuard, Mode, Storage};
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use storage::{Scope, TaskOnly};
+
+/// What `storage!` expands to needs; not public API.
+#[doc(hidden)]
+pub mod __private {
+    #[cfg(feature = "tokio")]
+    pub use tokio;
+}
 
 // The README's examples are doc tests too.
 #[cfg(doctest)]

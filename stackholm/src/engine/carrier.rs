@@ -9,6 +9,7 @@
 use std::any::Any;
 
 use super::slot::{Kind, Slots};
+use super::value::Value;
 use crate::Key;
 
 /// A checkpoint's value for one key and kind, or an empty place for it.
@@ -32,11 +33,11 @@ pub(crate) trait Carrier: Any + Send + Sync {
 pub(crate) struct Carried<T: 'static> {
     key: &'static Key<T>,
     kind: Kind,
-    value: Option<T>,
+    value: Option<Value<T>>,
 }
 
 impl<T: Send + Sync + 'static> Carried<T> {
-    pub(crate) fn new(key: &'static Key<T>, kind: Kind, value: T) -> Self {
+    pub(crate) fn new(key: &'static Key<T>, kind: Kind, value: Value<T>) -> Self {
         Self {
             key,
             kind,
@@ -45,10 +46,10 @@ impl<T: Send + Sync + 'static> Carried<T> {
     }
 
     pub(crate) fn value(&self) -> Option<&T> {
-        self.value.as_ref()
+        self.value.as_ref().map(Value::get)
     }
 
-    pub(crate) fn replace(&mut self, value: T) {
+    pub(crate) fn replace(&mut self, value: Value<T>) {
         self.value = Some(value);
     }
 }

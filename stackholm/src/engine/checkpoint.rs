@@ -5,6 +5,7 @@ use std::fmt;
 
 use super::carrier::{Carried, Carrier};
 use super::slot::Kind;
+use super::value::Value;
 use crate::Key;
 
 /// A checkpoint that is not on a stack: the values it brings when entered.
@@ -93,6 +94,7 @@ impl Checkpoint {
     }
 
     fn insert<T: Send + Sync + 'static>(&mut self, key: &'static Key<T>, kind: Kind, value: T) {
+        let value = Value::Owned(value);
         match self.find_mut(key, kind) {
             Some(carried) => carried.replace(value),
             None => self.carriers.push(Box::new(Carried::new(key, kind, value))),

@@ -5,7 +5,10 @@ mod carrier;
 mod checkpoint;
 mod slot;
 mod stack;
+mod suspended;
+mod value;
 
 pub use checkpoint::Checkpoint;
 pub(crate) use stack::FrameId;
 pub use stack::{Stack, StackGuard};
+pub(crate) use suspended::Suspended;

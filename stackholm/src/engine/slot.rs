@@ -8,6 +8,7 @@
 use std::any::Any;
 
 use super::carrier::{Carried, Carrier};
+use super::value::Value;
 use crate::Key;
 
 /// Which of a checkpoint's two maps a value belongs to.
@@ -27,7 +28,7 @@ impl Kind {
 #[derive(Debug)]
 pub(crate) struct Entry<T> {
     pub(crate) depth: u32,
-    pub(crate) value: T,
+    pub(crate) value: Value<T>,
 }
 
 /// The settings of one key, both kinds, innermost last.
@@ -54,7 +55,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
     /// pushes a new one. Returns whether a new setting was pushed, which the
     /// caller must then record in the frame at `depth`.
     #[inline]
-    pub(crate) fn set(&mut self, kind: Kind, depth: u32, value: T) -> bool {
+    pub(crate) fn set(&mut self, kind: Kind, depth: u32, value: Value<T>) -> bool {
         let entries = &mut self.entries[kind as usize];
         match entries.last_mut() {
             Some(top) if top.depth == depth => {
@@ -75,6 +76,18 @@ impl<T: Send + Sync + 'static> Slot<T> {
         self.entries[kind as usize].pop()
     }
 
+    /// Shares the nearest checkpoint value, for a snapshot.
+    fn share_top(&mut self) -> Option<Entry<T>> {
+        let entries = &mut self.entries[Kind::Checkpoint as usize];
+        let Entry { depth, value } = entries.pop()?;
+        let (kept, shared) = value.share();
+        entries.push(Entry { depth, value: kept });
+        Some(Entry {
+            depth,
+            value: Value::Shared(shared),
+        })
+    }
+
     /// Takes every setting of `kind` out of the slot.
     pub(crate) fn take_all(&mut self, kind: Kind) -> Vec<Entry<T>> {
         std::mem::take(&mut self.entries[kind as usize])
@@ -89,6 +102,9 @@ pub(crate) trait ErasedSlot: Any + Send + Sync {
     /// Moves the innermost setting of `kind` out into a new carrier, so that
     /// a popped checkpoint keeps the values set in it.
     fn detach_top(&mut self, kind: Kind) -> Option<Box<dyn Carrier>>;
+
+    /// A carrier sharing the nearest checkpoint value, if there is one.
+    fn share_top_checkpoint_value(&mut self) -> Option<Box<dyn Carrier>>;
 
     /// The name of the slot's key, for `Debug`.
     fn key_name(&self) -> &'static str;
@@ -106,6 +122,15 @@ impl<T: Send + Sync + 'static> ErasedSlot for Slot<T> {
     fn detach_top(&mut self, kind: Kind) -> Option<Box<dyn Carrier>> {
         let entry = self.pop(kind)?;
         Some(Box::new(Carried::new(self.key, kind, entry.value)))
+    }
+
+    fn share_top_checkpoint_value(&mut self) -> Option<Box<dyn Carrier>> {
+        let entry = self.share_top()?;
+        Some(Box::new(Carried::new(
+            self.key,
+            Kind::Checkpoint,
+            entry.value,
+        )))
     }
 
     fn key_name(&self) -> &'static str {
@@ -166,6 +191,10 @@ impl Slots {
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &dyn ErasedSlot> {
         self.slots.iter().filter_map(|slot| slot.as_deref())
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut dyn ErasedSlot> {
+        self.slots.iter_mut().filter_map(|slot| slot.as_deref_mut())
     }
 }
 

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::checkpoint::Checkpoint;
 use super::slot::{Kind, Slots};
+use super::suspended::Suspended;
+use super::value::Value;
 use crate::{Error, Key};
 
 /// A LIFO stack of checkpoints and the values set in them.
@@ -170,7 +172,7 @@ impl Stack {
     /// [`Error::NoCheckpoint`] if no checkpoint is active.
     pub fn pop(&mut self) -> Result<Checkpoint, Error> {
         let mut checkpoint = Checkpoint::new();
-        if self.pop_into(&mut checkpoint) {
+        if self.pop_into(&mut checkpoint).is_some() {
             Ok(checkpoint)
         } else {
             Err(Error::NoCheckpoint {
@@ -202,7 +204,7 @@ impl Stack {
     #[inline]
     #[must_use]
     pub fn get<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
-        Some(&self.slots.typed(key)?.top(Kind::Checkpoint)?.value)
+        Some(self.slots.typed(key)?.top(Kind::Checkpoint)?.value.get())
     }
 
     /// Like [`get`](Self::get), but tells "no checkpoint is active" apart from
@@ -281,7 +283,7 @@ impl Stack {
     #[must_use]
     pub fn get_block<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
         let top = self.slots.typed(key)?.top(Kind::Block)?;
-        (top.depth as usize + 1 == self.frames.len()).then_some(&top.value)
+        (top.depth as usize + 1 == self.frames.len()).then(|| top.value.get())
     }
 
     /// Removes the block value of `key` from the innermost checkpoint.
@@ -297,11 +299,51 @@ impl Stack {
         self.remove_kind(key, Kind::Block, "remove block value")
     }
 
+    /// A checkpoint pre-loaded with every checkpoint value visible here: the
+    /// nearest setting of each key, shared rather than copied.
+    ///
+    /// Entering it on another stack (a spawned task's, another thread's)
+    /// gives code there the values visible here; what it sets there stays
+    /// there. Taking a snapshot costs one reference count per visible key;
+    /// the first snapshot of a value moves it into a shared allocation.
+    ///
+    /// ```
+    /// # use stackholm::{Key, Stack};
+    /// static USER: Key<String> = Key::new("user");
+    ///
+    /// let mut parent = Stack::new();
+    /// let mut root = parent.enter();
+    /// root.set(&USER, "alice".to_owned())?;
+    /// let snapshot = root.snapshot();
+    ///
+    /// let mut child = Stack::new();
+    /// let mut inherited = child.enter_with(snapshot);
+    /// assert_eq!(inherited.get(&USER).map(String::as_str), Some("alice"));
+    /// inherited.set(&USER, "bob".to_owned())?;
+    /// assert_eq!(root.get(&USER).map(String::as_str), Some("alice"));
+    /// # Ok::<(), stackholm::Error>(())
+    /// ```
+    #[must_use]
+    pub fn snapshot(&mut self) -> Checkpoint {
+        Checkpoint {
+            carriers: self
+                .slots
+                .iter_mut()
+                .filter_map(|slot| slot.share_top_checkpoint_value())
+                .collect(),
+        }
+    }
+
     /// Enters a checkpoint, moving the checkpoint's values into the stack.
     /// The checkpoint keeps its (now empty) carriers for when it is popped.
     pub(crate) fn push_from(&mut self, checkpoint: &mut Checkpoint) -> FrameId {
-        let depth = self.frames.len() as u32;
         let id = self.ids.next();
+        self.push_frame(checkpoint, id);
+        id
+    }
+
+    fn push_frame(&mut self, checkpoint: &mut Checkpoint, id: FrameId) {
+        let depth = self.frames.len() as u32;
         let mut frame = self.spare.pop().unwrap_or_default();
         frame.id = id;
         for carrier in &mut checkpoint.carriers {
@@ -310,15 +352,12 @@ impl Stack {
             }
         }
         self.frames.push(frame);
-        id
     }
 
     /// Leaves the innermost checkpoint, moving its values into `checkpoint`.
-    /// Returns `false` if no checkpoint is active.
-    pub(crate) fn pop_into(&mut self, checkpoint: &mut Checkpoint) -> bool {
-        let Some(mut frame) = self.frames.pop() else {
-            return false;
-        };
+    /// Returns the id it had, or `None` if no checkpoint is active.
+    pub(crate) fn pop_into(&mut self, checkpoint: &mut Checkpoint) -> Option<FrameId> {
+        let mut frame = self.frames.pop()?;
         for kind in Kind::ALL {
             for index in frame.keys[kind as usize].drain(..) {
                 match checkpoint.carrier_mut(index as usize, kind) {
@@ -331,21 +370,63 @@ impl Stack {
                 }
             }
         }
+        let id = frame.id;
         self.spare.push(frame);
-        true
+        Some(id)
+    }
+
+    /// Enters the suspended checkpoints again, bottom first, under the ids
+    /// they had, so that guards entered inside them still find them.
+    pub(crate) fn resume(&mut self, suspended: &mut Suspended) {
+        for (id, checkpoint) in &mut suspended.frames[..suspended.active] {
+            if *id == FrameId::default() {
+                *id = self.ids.next();
+            }
+            self.push_frame(checkpoint, *id);
+        }
+    }
+
+    /// Takes the base checkpoint of `suspended` and every checkpoint entered
+    /// inside it off the stack, keeping their values.
+    ///
+    /// If the base checkpoint is no longer on the stack, something left it
+    /// from inside (a guard of an outer checkpoint dropped there): it stays
+    /// left, and nothing is suspended.
+    pub(crate) fn suspend(&mut self, suspended: &mut Suspended) {
+        let base = suspended.frames.first().map(|(id, _)| *id);
+        let Some(position) = base.and_then(|id| self.position_of(id)) else {
+            suspended.active = 0;
+            return;
+        };
+        let count = self.frames.len() - position;
+        if suspended.frames.len() < count {
+            suspended
+                .frames
+                .resize_with(count, || (FrameId::default(), Checkpoint::new()));
+        }
+        suspended.active = count;
+        for (id, checkpoint) in suspended.frames[..count].iter_mut().rev() {
+            if let Some(popped) = self.pop_into(checkpoint) {
+                *id = popped;
+            }
+        }
     }
 
     /// Leaves the checkpoint `id` and every checkpoint still active inside
     /// it, dropping their values. Returns `false`, changing nothing, if that
     /// checkpoint is no longer on this stack.
     pub(crate) fn leave(&mut self, id: FrameId) -> bool {
-        let Some(position) = self.frames.iter().rposition(|frame| frame.id == id) else {
+        let Some(position) = self.position_of(id) else {
             return false;
         };
         while self.frames.len() > position {
             self.pop_discard();
         }
         true
+    }
+
+    fn position_of(&self, id: FrameId) -> Option<usize> {
+        self.frames.iter().rposition(|frame| frame.id == id)
     }
 
     fn pop_discard(&mut self) {
@@ -367,7 +448,11 @@ impl Stack {
         operation: &'static str,
     ) -> Result<(), Error> {
         let depth = self.current_depth(key, operation)?;
-        if self.slots.typed_or_insert(key).set(kind, depth, value) {
+        if self
+            .slots
+            .typed_or_insert(key)
+            .set(kind, depth, Value::Owned(value))
+        {
             self.frames[depth as usize].keys[kind as usize].push(key.index() as u32);
         }
         Ok(())

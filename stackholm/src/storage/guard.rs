@@ -3,14 +3,18 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use super::Storage;
+use super::{Ambient, Mode, Place, Storage};
 use crate::engine::FrameId;
 use crate::Error;
 
 /// A checkpoint entered on a [`Storage`]; dropping the guard leaves it.
 ///
-/// The guard is `!Send`: the checkpoint lives on the stack of the thread that
-/// entered it, so the guard must be dropped there too.
+/// The guard of an [`Ambient`] storage is `!Send`: its checkpoint may live on
+/// the stack of the thread that entered it, so the guard must be dropped
+/// there too. The guard of a task-only handle
+/// ([`Storage::task`](crate::Storage::task)) is `Send`: its checkpoint lives
+/// on the task's stack, which moves with the task, so it may be held across
+/// `.await` in a spawned task.
 ///
 /// ```compile_fail
 /// let guard = stackholm::DEFAULT.enter();
@@ -38,6 +42,10 @@ use crate::Error;
 /// assert_eq!(DEFAULT.depth(), 0);
 /// ```
 ///
+/// A guard whose stack is gone (its task-local scope has ended, or its
+/// thread is exiting) does nothing when dropped: its checkpoint went with
+/// the stack.
+///
 /// # Panics
 ///
 /// Dropping the guard panics (unless the thread is already panicking) if the
@@ -45,27 +53,29 @@ use crate::Error;
 /// only happens if the guard was moved into that closure: its checkpoint
 /// cannot be left then, and carrying on silently would leave it active.
 #[must_use = "the checkpoint is left as soon as the guard is dropped"]
-pub struct CheckpointGuard {
-    storage: &'static Storage,
+pub struct CheckpointGuard<M: Mode = Ambient> {
+    storage: Storage<M>,
+    place: Place,
     id: FrameId,
-    _not_send: PhantomData<*const ()>,
+    _marker: PhantomData<M::GuardMarker>,
 }
 
-impl CheckpointGuard {
-    pub(super) fn new(storage: &'static Storage, id: FrameId) -> Self {
+impl<M: Mode> CheckpointGuard<M> {
+    pub(super) fn new(storage: Storage<M>, place: Place, id: FrameId) -> Self {
         Self {
             storage,
+            place,
             id,
-            _not_send: PhantomData,
+            _marker: PhantomData,
         }
     }
 }
 
-impl Drop for CheckpointGuard {
+impl<M: Mode> Drop for CheckpointGuard<M> {
     fn drop(&mut self) {
-        match self.storage.leave(self.id) {
-            // A destroyed storage took its checkpoints with it.
-            Ok(_) | Err(Error::Destroyed) => {}
+        match self.storage.leave(self.place, self.id) {
+            // A stack that is gone took its checkpoints with it.
+            Ok(_) | Err(Error::Destroyed | Error::NoScope { .. }) => {}
             Err(err) if !std::thread::panicking() => {
                 panic!(
                     "stackholm: cannot leave a checkpoint of {}: {err}",
@@ -77,10 +87,11 @@ impl Drop for CheckpointGuard {
     }
 }
 
-impl fmt::Debug for CheckpointGuard {
+impl<M: Mode> fmt::Debug for CheckpointGuard<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CheckpointGuard")
             .field("storage", &self.storage.name())
+            .field("place", &self.place)
             .finish_non_exhaustive()
     }
 }

@@ -1,13 +1,23 @@
-//! Ambient storages: a stack per thread, reached from anywhere without
-//! passing it around.
+//! Ambient storages: a stack per task or per thread, reached from anywhere
+//! without passing it around.
 
 mod guard;
+mod mode;
+mod propagate;
+#[cfg(feature = "tokio")]
+mod scope;
 
 use std::cell::RefCell;
 use std::fmt;
+use std::marker::PhantomData;
 use std::thread::LocalKey;
 
 pub use guard::CheckpointGuard;
+#[cfg(feature = "tokio")]
+pub use mode::TaskOnly;
+pub use mode::{Ambient, Mode};
+#[cfg(feature = "tokio")]
+pub use scope::Scope;
 
 use crate::{Checkpoint, Error, Key, Stack};
 
@@ -41,17 +51,42 @@ use crate::{Checkpoint, Error, Key, Stack};
 macro_rules! storage {
     ($(#[$attr:meta])* $vis:vis static $name:ident $(;)?) => {
         $(#[$attr])*
-        $vis static $name: $crate::Storage = {
-            ::std::thread_local! {
-                static STACK: ::core::cell::RefCell<$crate::Stack> =
-                    const { ::core::cell::RefCell::new($crate::Stack::new()) };
-            }
-            $crate::Storage::__new(
-                ::core::concat!(::core::module_path!(), "::", ::core::stringify!($name)),
-                &STACK,
-            )
-        };
+        $vis static $name: $crate::Storage = $crate::__storage_new!(
+            ::core::concat!(::core::module_path!(), "::", ::core::stringify!($name))
+        );
     };
+}
+
+// The task-local half of a storage exists only with the `tokio` feature, and
+// a `cfg` inside `storage!` would be evaluated in the caller's crate: the
+// choice is made here, by which of the two helpers is compiled.
+#[cfg(feature = "tokio")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __storage_new {
+    ($name:expr) => {{
+        ::std::thread_local! {
+            static THREAD: ::core::cell::RefCell<$crate::Stack> =
+                const { ::core::cell::RefCell::new($crate::Stack::new()) };
+        }
+        $crate::__private::tokio::task_local! {
+            static TASK: ::core::cell::RefCell<$crate::Stack>;
+        }
+        $crate::Storage::__new($name, &THREAD, &TASK)
+    }};
+}
+
+#[cfg(not(feature = "tokio"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __storage_new {
+    ($name:expr) => {{
+        ::std::thread_local! {
+            static THREAD: ::core::cell::RefCell<$crate::Stack> =
+                const { ::core::cell::RefCell::new($crate::Stack::new()) };
+        }
+        $crate::Storage::__new($name, &THREAD)
+    }};
 }
 
 /// An ambient checkpoint stack: one per thread, reached through a `static`.
@@ -92,17 +127,95 @@ macro_rules! storage {
 /// runs. Reads nest freely inside it, but changing the same storage from
 /// inside the closure is refused with [`Error::Busy`] (and [`enter`](Self::enter)
 /// panics), because it could drop the value the closure holds.
-pub struct Storage {
+pub struct Storage<M: Mode = Ambient> {
     name: &'static str,
     thread: &'static LocalKey<RefCell<Stack>>,
+    #[cfg(feature = "tokio")]
+    task: &'static tokio::task::LocalKey<RefCell<Stack>>,
+    _mode: PhantomData<M>,
+}
+
+/// Where a stack lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    Thread,
+    #[cfg(feature = "tokio")]
+    Task,
 }
 
 impl Storage {
     #[doc(hidden)]
-    pub const fn __new(name: &'static str, thread: &'static LocalKey<RefCell<Stack>>) -> Self {
-        Self { name, thread }
+    #[cfg(feature = "tokio")]
+    pub const fn __new(
+        name: &'static str,
+        thread: &'static LocalKey<RefCell<Stack>>,
+        task: &'static tokio::task::LocalKey<RefCell<Stack>>,
+    ) -> Self {
+        Self {
+            name,
+            thread,
+            task,
+            _mode: PhantomData,
+        }
     }
 
+    #[doc(hidden)]
+    #[cfg(not(feature = "tokio"))]
+    pub const fn __new(name: &'static str, thread: &'static LocalKey<RefCell<Stack>>) -> Self {
+        Self {
+            name,
+            thread,
+            _mode: PhantomData,
+        }
+    }
+
+    /// This storage restricted to the stack of the current task: a handle
+    /// whose methods fail with [`Error::NoScope`] outside a task-local scope
+    /// instead of falling back to the thread's stack, and whose guards are
+    /// `Send`, so they can be held across `.await` in a spawned task.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), stackholm::Error> {
+    /// use stackholm::{Key, DEFAULT};
+    ///
+    /// static STEP: Key<u32> = Key::new("step");
+    ///
+    /// let handle = tokio::spawn(DEFAULT.scope(async {
+    ///     let _step = DEFAULT.task().enter();
+    ///     DEFAULT.set(&STEP, 1)?;
+    ///     tokio::task::yield_now().await;
+    ///     Ok::<_, stackholm::Error>(DEFAULT.get(&STEP))
+    /// }));
+    /// assert_eq!(handle.await.unwrap()?, Some(1));
+    ///
+    /// // Outside any scope the task-only handle says so.
+    /// assert!(matches!(DEFAULT.task().try_enter(), Err(stackholm::Error::NoScope { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    #[must_use]
+    pub const fn task(&self) -> Storage<TaskOnly> {
+        Storage {
+            name: self.name,
+            thread: self.thread,
+            task: self.task,
+            _mode: PhantomData,
+        }
+    }
+}
+
+impl<M: Mode> Clone for Storage<M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M: Mode> Copy for Storage<M> {}
+
+impl<M: Mode> Storage<M> {
     /// The path the storage was declared under, for diagnostics.
     #[must_use]
     pub fn name(&self) -> &'static str {
@@ -117,7 +230,7 @@ impl Storage {
     /// up the call stack, or the thread is exiting. [`try_enter`](Self::try_enter)
     /// returns these as errors instead.
     #[track_caller]
-    pub fn enter(&'static self) -> CheckpointGuard {
+    pub fn enter(&self) -> CheckpointGuard<M> {
         self.enter_with(Checkpoint::new())
     }
 
@@ -128,7 +241,7 @@ impl Storage {
     ///
     /// As [`enter`](Self::enter).
     #[track_caller]
-    pub fn enter_with(&'static self, checkpoint: Checkpoint) -> CheckpointGuard {
+    pub fn enter_with(&self, checkpoint: Checkpoint) -> CheckpointGuard<M> {
         self.try_enter_with(checkpoint)
             .unwrap_or_else(|err| panic!("stackholm: {}: {err}", self.name))
     }
@@ -140,7 +253,7 @@ impl Storage {
     /// [`Error::Busy`] if the storage is borrowed by a [`with`](Self::with)
     /// closure further up the call stack, [`Error::Destroyed`] if the thread
     /// is exiting.
-    pub fn try_enter(&'static self) -> Result<CheckpointGuard, Error> {
+    pub fn try_enter(&self) -> Result<CheckpointGuard<M>, Error> {
         self.try_enter_with(Checkpoint::new())
     }
 
@@ -149,12 +262,10 @@ impl Storage {
     /// # Errors
     ///
     /// As [`try_enter`](Self::try_enter).
-    pub fn try_enter_with(
-        &'static self,
-        mut checkpoint: Checkpoint,
-    ) -> Result<CheckpointGuard, Error> {
-        let id = self.write("enter", |stack| stack.push_from(&mut checkpoint))?;
-        Ok(CheckpointGuard::new(self, id))
+    pub fn try_enter_with(&self, mut checkpoint: Checkpoint) -> Result<CheckpointGuard<M>, Error> {
+        let place = self.current("enter")?;
+        let id = self.write_at(place, "enter", |stack| stack.push_from(&mut checkpoint))?;
+        Ok(CheckpointGuard::new(*self, place, id))
     }
 
     /// Sets a checkpoint value in the innermost checkpoint; see [`Stack::set`].
@@ -165,7 +276,7 @@ impl Storage {
     /// inside a [`with`](Self::with) closure, [`Error::Destroyed`] if the
     /// thread is exiting.
     pub fn set<T: Send + Sync + 'static>(
-        &'static self,
+        &self,
         key: &'static Key<T>,
         value: T,
     ) -> Result<(), Error> {
@@ -181,7 +292,7 @@ impl Storage {
     /// same storage.
     #[track_caller]
     #[must_use]
-    pub fn get<T: Clone + Send + Sync + 'static>(&'static self, key: &'static Key<T>) -> Option<T> {
+    pub fn get<T: Clone + Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<T> {
         self.with(key, |value| value.cloned())
     }
 
@@ -193,7 +304,7 @@ impl Storage {
     /// As [`get`](Self::get).
     #[track_caller]
     pub fn with<T: Send + Sync + 'static, R>(
-        &'static self,
+        &self,
         key: &'static Key<T>,
         f: impl FnOnce(Option<&T>) -> R,
     ) -> R {
@@ -208,7 +319,7 @@ impl Storage {
     /// [`Error::NoCheckpoint`] if no checkpoint is active,
     /// [`Error::Destroyed`] if the thread is exiting.
     pub fn try_get<T: Clone + Send + Sync + 'static>(
-        &'static self,
+        &self,
         key: &'static Key<T>,
     ) -> Result<Option<T>, Error> {
         self.try_with(key, |value| value.cloned())
@@ -221,7 +332,7 @@ impl Storage {
     ///
     /// As [`try_get`](Self::try_get).
     pub fn try_with<T: Send + Sync + 'static, R>(
-        &'static self,
+        &self,
         key: &'static Key<T>,
         f: impl FnOnce(Option<&T>) -> R,
     ) -> Result<R, Error> {
@@ -235,7 +346,7 @@ impl Storage {
     /// As [`get`](Self::get).
     #[track_caller]
     #[must_use]
-    pub fn contains<T: Send + Sync + 'static>(&'static self, key: &'static Key<T>) -> bool {
+    pub fn contains<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> bool {
         self.with(key, |value| value.is_some())
     }
 
@@ -244,10 +355,7 @@ impl Storage {
     /// # Errors
     ///
     /// As [`set`](Self::set).
-    pub fn remove<T: Send + Sync + 'static>(
-        &'static self,
-        key: &'static Key<T>,
-    ) -> Result<bool, Error> {
+    pub fn remove<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Result<bool, Error> {
         self.write("remove", |stack| stack.remove(key))?
     }
 
@@ -258,10 +366,7 @@ impl Storage {
     ///
     /// [`Error::Busy`] inside a [`with`](Self::with) closure,
     /// [`Error::Destroyed`] if the thread is exiting.
-    pub fn reset<T: Send + Sync + 'static>(
-        &'static self,
-        key: &'static Key<T>,
-    ) -> Result<usize, Error> {
+    pub fn reset<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Result<usize, Error> {
         self.write("reset", |stack| stack.reset(key))
     }
 
@@ -272,7 +377,7 @@ impl Storage {
     ///
     /// As [`set`](Self::set).
     pub fn set_block<T: Send + Sync + 'static>(
-        &'static self,
+        &self,
         key: &'static Key<T>,
         value: T,
     ) -> Result<(), Error> {
@@ -286,10 +391,7 @@ impl Storage {
     /// As [`get`](Self::get).
     #[track_caller]
     #[must_use]
-    pub fn get_block<T: Clone + Send + Sync + 'static>(
-        &'static self,
-        key: &'static Key<T>,
-    ) -> Option<T> {
+    pub fn get_block<T: Clone + Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<T> {
         self.with_block(key, |value| value.cloned())
     }
 
@@ -300,7 +402,7 @@ impl Storage {
     /// As [`get`](Self::get).
     #[track_caller]
     pub fn with_block<T: Send + Sync + 'static, R>(
-        &'static self,
+        &self,
         key: &'static Key<T>,
         f: impl FnOnce(Option<&T>) -> R,
     ) -> R {
@@ -313,7 +415,7 @@ impl Storage {
     ///
     /// As [`set`](Self::set).
     pub fn remove_block<T: Send + Sync + 'static>(
-        &'static self,
+        &self,
         key: &'static Key<T>,
     ) -> Result<bool, Error> {
         self.write("remove block value", |stack| stack.remove_block(key))?
@@ -327,46 +429,91 @@ impl Storage {
     /// As [`get`](Self::get).
     #[track_caller]
     #[must_use]
-    pub fn depth(&'static self) -> usize {
+    pub fn depth(&self) -> usize {
         match self.read(Stack::depth) {
             Ok(depth) => depth,
-            Err(Error::Destroyed) => 0,
+            Err(Error::Destroyed | Error::NoScope { .. }) => 0,
             Err(err) => panic!("stackholm: cannot read the depth of {}: {err}", self.name),
         }
     }
 
-    /// Leaves the checkpoint a guard entered.
-    pub(crate) fn leave(&'static self, id: crate::engine::FrameId) -> Result<bool, Error> {
-        self.write("leave a checkpoint", |stack| stack.leave(id))
+    /// Leaves the checkpoint a guard entered at `place`.
+    pub(crate) fn leave(&self, place: Place, id: crate::engine::FrameId) -> Result<bool, Error> {
+        self.write_at(place, "leave a checkpoint", |stack| stack.leave(id))
     }
 
-    fn read<R>(&'static self, f: impl FnOnce(&Stack) -> R) -> Result<R, Error> {
-        self.thread
-            .try_with(|cell| match cell.try_borrow() {
-                Ok(stack) => Ok(f(&stack)),
-                Err(_) => Err(Error::Busy { operation: "read" }),
-            })
-            .unwrap_or(Err(Error::Destroyed))
+    /// Where the current stack is: the task's inside a task-local scope,
+    /// else the thread's (for an ambient storage).
+    #[inline]
+    pub(crate) fn current(&self, operation: &'static str) -> Result<Place, Error> {
+        #[cfg(feature = "tokio")]
+        if self.task.try_with(|_| ()).is_ok() {
+            return Ok(Place::Task);
+        }
+        if M::TASK_ONLY {
+            Err(Error::NoScope { operation })
+        } else {
+            Ok(Place::Thread)
+        }
     }
 
+    #[inline]
+    // Only the task-local place can be missing for a reason worth naming.
+    #[cfg_attr(not(feature = "tokio"), allow(unused_variables))]
+    fn at<R>(
+        &self,
+        place: Place,
+        operation: &'static str,
+        f: impl FnOnce(&RefCell<Stack>) -> R,
+    ) -> Result<R, Error> {
+        match place {
+            Place::Thread => self.thread.try_with(f).map_err(|_| Error::Destroyed),
+            #[cfg(feature = "tokio")]
+            Place::Task => self
+                .task
+                .try_with(f)
+                .map_err(|_| Error::NoScope { operation }),
+        }
+    }
+
+    #[inline]
+    fn read<R>(&self, f: impl FnOnce(&Stack) -> R) -> Result<R, Error> {
+        let place = self.current("read")?;
+        self.at(place, "read", |cell| match cell.try_borrow() {
+            Ok(stack) => Ok(f(&stack)),
+            Err(_) => Err(Error::Busy { operation: "read" }),
+        })?
+    }
+
+    #[inline]
     fn write<R>(
-        &'static self,
+        &self,
         operation: &'static str,
         f: impl FnOnce(&mut Stack) -> R,
     ) -> Result<R, Error> {
-        self.thread
-            .try_with(|cell| match cell.try_borrow_mut() {
-                Ok(mut stack) => Ok(f(&mut stack)),
-                Err(_) => Err(Error::Busy { operation }),
-            })
-            .unwrap_or(Err(Error::Destroyed))
+        self.write_at(self.current(operation)?, operation, f)
     }
 
-    /// Calls `f` with the value `get` finds for `key`. On an exiting thread
-    /// it sees what a thread without checkpoints sees: nothing.
+    #[inline]
+    pub(crate) fn write_at<R>(
+        &self,
+        place: Place,
+        operation: &'static str,
+        f: impl FnOnce(&mut Stack) -> R,
+    ) -> Result<R, Error> {
+        self.at(place, operation, |cell| match cell.try_borrow_mut() {
+            Ok(mut stack) => Ok(f(&mut stack)),
+            Err(_) => Err(Error::Busy { operation }),
+        })?
+    }
+
+    /// Calls `f` with the value `get` finds for `key`. Where there is no
+    /// stack (outside a task-local scope for a task-only handle, on an
+    /// exiting thread) it sees what a stack without checkpoints shows:
+    /// nothing.
     #[track_caller]
     fn read_value<T: Send + Sync + 'static, R>(
-        &'static self,
+        &self,
         key: &'static Key<T>,
         get: for<'a> fn(&'a Stack, &'static Key<T>) -> Option<&'a T>,
         f: impl FnOnce(Option<&T>) -> R,
@@ -375,7 +522,7 @@ impl Storage {
         let mut call = |value: Option<&T>| f.take().map(|f| f(value));
         let output = match self.read(|stack| call(get(stack, key))) {
             Ok(output) => output,
-            Err(Error::Destroyed) => call(None),
+            Err(Error::Destroyed | Error::NoScope { .. }) => call(None),
             Err(err) => panic!(
                 "stackholm: cannot read `{}` from {}: {err}",
                 key.name(),
@@ -386,7 +533,7 @@ impl Storage {
     }
 }
 
-impl fmt::Debug for Storage {
+impl<M: Mode> fmt::Debug for Storage<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Storage")
             .field("name", &self.name)

@@ -1,0 +1,54 @@
+//! Futures that run inside checkpoints and task-local scopes.
+
+mod in_checkpoint;
+#[cfg(feature = "tokio")]
+mod scoped;
+
+use std::future::Future;
+
+pub use in_checkpoint::InCheckpoint;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use scoped::Scoped;
+
+use crate::{Checkpoint, Storage};
+
+/// Runs futures inside checkpoints, in the spirit of `tracing::Instrument`.
+///
+/// Implemented for every future.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use stackholm::{Checkpoint, CheckpointExt, Key, DEFAULT};
+///
+/// static STEP: Key<&'static str> = Key::new("step");
+///
+/// async fn current_step() -> Option<&'static str> {
+///     tokio::task::yield_now().await;
+///     DEFAULT.get(&STEP)
+/// }
+///
+/// let step = current_step()
+///     .in_checkpoint(Checkpoint::new().with_value(&STEP, "charge"))
+///     .await;
+/// assert_eq!(step, Some("charge"));
+/// assert_eq!(DEFAULT.get(&STEP), None);
+/// # }
+/// ```
+pub trait CheckpointExt: Sized {
+    /// Runs `self` inside `checkpoint` on [`DEFAULT`](crate::DEFAULT): the
+    /// checkpoint is entered on every poll and left before the poll returns,
+    /// keeping what was set in it for the next poll.
+    fn in_checkpoint(self, checkpoint: Checkpoint) -> InCheckpoint<Self> {
+        self.in_checkpoint_on(crate::DEFAULT, checkpoint)
+    }
+
+    /// Runs `self` inside `checkpoint` on `storage`; see
+    /// [`in_checkpoint`](Self::in_checkpoint).
+    fn in_checkpoint_on(self, storage: Storage, checkpoint: Checkpoint) -> InCheckpoint<Self> {
+        InCheckpoint::new(self, storage, checkpoint)
+    }
+}
+
+impl<F: Future> CheckpointExt for F {}

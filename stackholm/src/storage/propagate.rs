@@ -1,0 +1,144 @@
+//! Carrying the visible values into spawned tasks and threads.
+
+use super::Storage;
+use crate::{Checkpoint, Error, Stack};
+
+impl Storage {
+    /// A checkpoint pre-loaded with every checkpoint value visible here, to
+    /// enter somewhere else; see [`Stack::snapshot`]. Empty where no
+    /// checkpoint is active.
+    ///
+    /// # Panics
+    ///
+    /// Inside a [`with`](Self::with) closure of this storage, where the
+    /// stack cannot be changed ([`try_snapshot`](Self::try_snapshot) returns
+    /// the error instead).
+    #[track_caller]
+    #[must_use]
+    pub fn snapshot(&self) -> Checkpoint {
+        self.try_snapshot()
+            .unwrap_or_else(|err| panic!("stackholm: {}: {err}", self.name()))
+    }
+
+    /// A checkpoint pre-loaded with every checkpoint value visible here.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Busy`] inside a [`with`](Self::with) closure of this
+    /// storage.
+    pub fn try_snapshot(&self) -> Result<Checkpoint, Error> {
+        match self.write("snapshot", Stack::snapshot) {
+            Err(Error::Destroyed) => Ok(Checkpoint::new()),
+            result => result,
+        }
+    }
+
+    /// Spawns a thread whose stack starts with the values visible here, in
+    /// one checkpoint; like `std::thread::spawn`, which starts with nothing.
+    ///
+    /// What the thread sets stays in the thread.
+    ///
+    /// ```
+    /// use stackholm::{Key, DEFAULT};
+    ///
+    /// static USER: Key<String> = Key::new("user");
+    ///
+    /// let _request = DEFAULT.enter();
+    /// DEFAULT.set(&USER, "alice".to_owned())?;
+    /// let seen = DEFAULT
+    ///     .spawn_thread(|| {
+    ///         let seen = DEFAULT.get(&USER);
+    ///         DEFAULT.set(&USER, "mallory".to_owned()).unwrap();
+    ///         seen
+    ///     })
+    ///     .join()
+    ///     .unwrap();
+    /// assert_eq!(seen.as_deref(), Some("alice"));
+    /// assert_eq!(DEFAULT.get(&USER).as_deref(), Some("alice"));
+    /// # Ok::<(), stackholm::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`snapshot`](Self::snapshot), and as `std::thread::spawn` if the
+    /// thread cannot be created.
+    #[track_caller]
+    pub fn spawn_thread<F, T>(&self, f: F) -> std::thread::JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let storage = *self;
+        let snapshot = self.snapshot();
+        std::thread::spawn(move || {
+            let _inherited = storage.enter_with(snapshot);
+            f()
+        })
+    }
+
+    /// Spawns a tokio task that runs in a task-local scope of this storage
+    /// whose root holds the values visible here; like `tokio::spawn`, which
+    /// starts with nothing.
+    ///
+    /// What the task sets stays in the task.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), stackholm::Error> {
+    /// use stackholm::{Key, DEFAULT};
+    ///
+    /// static TRACE: Key<u64> = Key::new("trace");
+    ///
+    /// DEFAULT
+    ///     .scope(async {
+    ///         let _request = DEFAULT.task().enter();
+    ///         DEFAULT.set(&TRACE, 99)?;
+    ///         let child = DEFAULT.spawn(async {
+    ///             let seen = DEFAULT.get(&TRACE);
+    ///             DEFAULT.set(&TRACE, 1).unwrap();
+    ///             seen
+    ///         });
+    ///         assert_eq!(child.await.unwrap(), Some(99));
+    ///         assert_eq!(DEFAULT.get(&TRACE), Some(99));
+    ///         Ok(())
+    ///     })
+    ///     .await
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`snapshot`](Self::snapshot), and as `tokio::spawn` outside a
+    /// tokio runtime.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    #[track_caller]
+    pub fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        tokio::spawn(self.scope_with(self.snapshot(), future))
+    }
+
+    /// Runs `f` on tokio's blocking pool in a task-local scope of this
+    /// storage whose root holds the values visible here; like
+    /// `tokio::task::spawn_blocking`, which starts with nothing.
+    ///
+    /// # Panics
+    ///
+    /// As [`snapshot`](Self::snapshot), and as
+    /// `tokio::task::spawn_blocking` outside a tokio runtime.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    #[track_caller]
+    pub fn spawn_blocking<F, R>(&self, f: F) -> tokio::task::JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let storage = *self;
+        let snapshot = self.snapshot();
+        tokio::task::spawn_blocking(move || storage.sync_scope_with(snapshot, f))
+    }
+}

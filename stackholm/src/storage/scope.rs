@@ -1,0 +1,178 @@
+//! Task-local scopes: a stack of the task's own, installed while the task
+//! (or one synchronous call) runs.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+
+use super::{Mode, Storage};
+use crate::futures::Scoped;
+use crate::{Checkpoint, Stack};
+
+/// A task-local stack of a [`Storage`], held while it is not installed.
+///
+/// [`run`](Self::run) installs it as the storage's task-local stack for the
+/// length of one call and takes it back afterwards, with everything the call
+/// did to it. [`Storage::scope`] runs a future this way on every poll; a
+/// middleware uses a `Scope` directly to poll a response future and then the
+/// response body inside the same stack.
+///
+/// ```
+/// use stackholm::{Checkpoint, Key, Scope, DEFAULT};
+///
+/// static REQUEST: Key<u32> = Key::new("request");
+///
+/// let mut scope = Scope::with_root(DEFAULT, Checkpoint::new().with_value(&REQUEST, 7));
+/// assert_eq!(DEFAULT.get(&REQUEST), None);
+/// scope.run(|| {
+///     assert_eq!(DEFAULT.get(&REQUEST), Some(7));
+///     DEFAULT.set(&REQUEST, 8)
+/// })?;
+/// // What the call set is still there at the next call.
+/// assert_eq!(scope.run(|| DEFAULT.get(&REQUEST)), Some(8));
+/// assert_eq!(scope.stack().depth(), 1);
+/// # Ok::<(), stackholm::Error>(())
+/// ```
+pub struct Scope {
+    name: &'static str,
+    task: &'static tokio::task::LocalKey<RefCell<Stack>>,
+    stack: Stack,
+}
+
+impl Scope {
+    /// A scope with an empty stack: no checkpoint is active in it.
+    #[must_use]
+    pub fn new<M: Mode>(storage: Storage<M>) -> Self {
+        Self {
+            name: storage.name,
+            task: storage.task,
+            stack: Stack::new(),
+        }
+    }
+
+    /// A scope whose stack has `root` entered: its values are visible to
+    /// everything run in the scope, and it is left when the scope is dropped.
+    #[must_use]
+    pub fn with_root<M: Mode>(storage: Storage<M>, root: Checkpoint) -> Self {
+        let mut scope = Self::new(storage);
+        scope.stack.push(root);
+        scope
+    }
+
+    /// Runs `f` with this scope's stack as the storage's task-local stack.
+    ///
+    /// Scopes nest: inside `f`, another scope of the same storage replaces
+    /// this one until it returns. The stack is taken back also when `f`
+    /// panics.
+    ///
+    /// # Panics
+    ///
+    /// If the storage's task-local is being accessed further up the call
+    /// stack (from inside a [`Storage::with`] closure), or the thread is
+    /// exiting; as `tokio::task::LocalKey::sync_scope`.
+    #[track_caller]
+    pub fn run<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        /// Moves the stack back out of the task-local before the scope
+        /// ends, on return and on unwind alike.
+        struct TakeBack<'a> {
+            task: &'static tokio::task::LocalKey<RefCell<Stack>>,
+            stack: &'a mut Stack,
+        }
+        impl Drop for TakeBack<'_> {
+            fn drop(&mut self) {
+                let _ = self.task.try_with(|cell| {
+                    if let Ok(mut installed) = cell.try_borrow_mut() {
+                        std::mem::swap(self.stack, &mut installed);
+                    }
+                });
+            }
+        }
+
+        let task = self.task;
+        let stack = std::mem::take(&mut self.stack);
+        task.sync_scope(RefCell::new(stack), || {
+            let _take_back = TakeBack {
+                task,
+                stack: &mut self.stack,
+            };
+            f()
+        })
+    }
+
+    /// The scope's stack, for inspection between runs.
+    #[must_use]
+    pub fn stack(&self) -> &Stack {
+        &self.stack
+    }
+
+    /// The scope's stack, to change it between runs.
+    pub fn stack_mut(&mut self) -> &mut Stack {
+        &mut self.stack
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("storage", &self.name)
+            .field("stack", &self.stack)
+            .finish()
+    }
+}
+
+impl<M: Mode> Storage<M> {
+    /// Runs `future` inside a fresh task-local stack of this storage, with no
+    /// checkpoint active. The stack lives in the returned future, so every
+    /// task has its own, whatever thread polls it.
+    ///
+    /// Inside, the storage's methods reach the task's stack; code that is
+    /// not inside any scope reaches its thread's stack instead.
+    pub fn scope<F: Future>(&self, future: F) -> Scoped<F> {
+        Scoped::new(Scope::new(*self), future)
+    }
+
+    /// Runs `future` inside a fresh task-local stack of this storage, with
+    /// `root` entered as its first checkpoint.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use stackholm::{Checkpoint, Key, DEFAULT};
+    ///
+    /// static TENANT: Key<u32> = Key::new("tenant");
+    ///
+    /// let tenant = DEFAULT
+    ///     .scope_with(Checkpoint::new().with_value(&TENANT, 3), async {
+    ///         tokio::task::yield_now().await;
+    ///         DEFAULT.get(&TENANT)
+    ///     })
+    ///     .await;
+    /// assert_eq!(tenant, Some(3));
+    /// # }
+    /// ```
+    pub fn scope_with<F: Future>(&self, root: Checkpoint, future: F) -> Scoped<F> {
+        Scoped::new(Scope::with_root(*self, root), future)
+    }
+
+    /// Runs `f` inside a fresh task-local stack of this storage, with no
+    /// checkpoint active.
+    ///
+    /// # Panics
+    ///
+    /// As [`Scope::run`].
+    #[track_caller]
+    pub fn sync_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        Scope::new(*self).run(f)
+    }
+
+    /// Runs `f` inside a fresh task-local stack of this storage, with `root`
+    /// entered as its first checkpoint.
+    ///
+    /// # Panics
+    ///
+    /// As [`Scope::run`].
+    #[track_caller]
+    pub fn sync_scope_with<R>(&self, root: Checkpoint, f: impl FnOnce() -> R) -> R {
+        Scope::with_root(*self, root).run(f)
+    }
+}
