@@ -35,6 +35,8 @@ enum Op {
     Remove(usize),
     RemoveBlock(usize),
     Reset(usize),
+    /// Take a snapshot of the visible values (which shares them).
+    Snapshot,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -50,6 +52,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => key.clone().prop_map(Op::Remove),
         1 => key.clone().prop_map(Op::RemoveBlock),
         1 => key.prop_map(Op::Reset),
+        1 => Just(Op::Snapshot),
     ]
 }
 
@@ -138,6 +141,9 @@ impl Model {
                     .filter_map(|f| f.values.remove(k))
                     .count(),
             )),
+            Op::Snapshot => Ok(Some(
+                (0..KEY_COUNT).filter(|&k| self.get(k).is_some()).count(),
+            )),
         }
     }
 }
@@ -194,6 +200,17 @@ fn apply_to_stack(
         Op::Remove(k) => count(stack.remove(&KEYS[*k])),
         Op::RemoveBlock(k) => count(stack.remove_block(&KEYS[*k])),
         Op::Reset(k) => Ok(Some(stack.reset(&KEYS[*k]))),
+        Op::Snapshot => {
+            let snapshot = stack.snapshot();
+            for (k, key) in KEYS.iter().enumerate() {
+                assert_eq!(
+                    snapshot.get(key).as_ref(),
+                    stack.get(key),
+                    "snapshot of k{k}"
+                );
+            }
+            Ok(Some(snapshot.len()))
+        }
     }
 }
 
@@ -213,6 +230,7 @@ fn apply_to_storage(guards: &mut Vec<CheckpointGuard>, op: &Op) -> Result<Option
         }
         Op::Leave => guards.pop().map(|_| None).ok_or(()),
         Op::PopSaved | Op::EnterSaved => unreachable!("not generated for storages"),
+        Op::Snapshot => s.try_snapshot().map(|c| Some(c.len())).map_err(|_| ()),
         Op::Set(k, v) => done(s.set(&KEYS[*k], *v)),
         Op::SetBlock(k, v) => done(s.set_block(&KEYS[*k], *v)),
         Op::Remove(k) => count(s.remove(&KEYS[*k])),

@@ -89,13 +89,29 @@ macro_rules! __storage_new {
     }};
 }
 
-/// An ambient checkpoint stack: one per thread, reached through a `static`.
+/// An ambient checkpoint stack, one per task or per thread, reached through
+/// a `static`.
 ///
 /// Declare one with [`storage!`](crate::storage!), or use
 /// [`DEFAULT`](crate::DEFAULT). Entering returns a [`CheckpointGuard`] that
 /// leaves the checkpoint when dropped, in the style of
 /// `tracing::Span::enter`; values are set in and read from the innermost
-/// checkpoint of the calling thread, with the semantics of [`Stack`].
+/// checkpoint of the current stack, with the semantics of [`Stack`].
+///
+/// # Whose stack
+///
+/// The current stack is the task's inside a task-local scope of the storage
+/// ([`scope`](Self::scope), [`sync_scope`](Self::sync_scope), or a layer
+/// that opens one per request; needs the `tokio` feature), and the calling
+/// thread's everywhere else. The same call works in both, so a helper
+/// written for synchronous code reads the request's values when a request
+/// handler calls it, and the thread's when a plain thread does, like
+/// asgiref's `Local` under Django.
+///
+/// Guards of this (ambient) storage are `!Send`, since they may refer to the
+/// thread. In async code, hold a checkpoint across `.await` with a guard of
+/// [`task`](Self::task) (which is `Send`), or run the future inside a
+/// checkpoint with [`CheckpointExt::in_checkpoint`](crate::CheckpointExt::in_checkpoint).
 ///
 /// ```
 /// use stackholm::{Key, DEFAULT};

@@ -1,0 +1,425 @@
+//! Task-local scopes, instrumented futures and propagation, on real tokio
+//! runtimes.
+#![cfg(feature = "tokio")]
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use stackholm::futures::{InCheckpoint, Scoped};
+use stackholm::{Checkpoint, CheckpointExt, CheckpointGuard, Error, Key, Scope, TaskOnly, DEFAULT};
+
+static TASK_ID: Key<usize> = Key::new("task_id");
+static LEVEL: Key<usize> = Key::new("level");
+static COUNTER: Key<u64> = Key::new("counter");
+
+/// A value that cannot be cloned: propagation must share it, not copy it.
+#[derive(Debug, PartialEq)]
+struct Unclonable(&'static str);
+static SHARED: Key<Unclonable> = Key::new("shared");
+
+async fn pause(i: usize) {
+    if i % 3 == 0 {
+        tokio::time::sleep(Duration::from_micros(50)).await;
+    } else {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_interleaved_tasks_each_see_only_their_own_values() {
+    const TASKS: usize = 1000;
+    const INCREMENTS: u64 = 1000;
+    let handles: Vec<_> = (0..TASKS)
+        .map(|id| {
+            let root = Checkpoint::new().with_value(&TASK_ID, id);
+            tokio::spawn(DEFAULT.scope_with(root, async move {
+                for level in 0..3 {
+                    let _nested = DEFAULT.task().enter();
+                    DEFAULT.set(&LEVEL, level)?;
+                    pause(id + level).await;
+                    assert_eq!(
+                        DEFAULT.get(&TASK_ID),
+                        Some(id),
+                        "task {id} at level {level}"
+                    );
+                    assert_eq!(DEFAULT.get(&LEVEL), Some(level));
+                    assert_eq!(DEFAULT.depth(), 2);
+                }
+                assert_eq!(DEFAULT.get(&LEVEL), None);
+                // The counter scenario of the original's ContextVarStorage
+                // test: shared state there, one count per task here.
+                let _counting = DEFAULT.task().enter();
+                DEFAULT.set(&COUNTER, 0)?;
+                for i in 0..INCREMENTS {
+                    let next = DEFAULT.get(&COUNTER).unwrap() + 1;
+                    DEFAULT.set(&COUNTER, next)?;
+                    if i % 100 == 0 {
+                        pause(id).await;
+                    }
+                }
+                assert_eq!(DEFAULT.get(&TASK_ID), Some(id));
+                Ok::<_, Error>(DEFAULT.get(&COUNTER))
+            }))
+        })
+        .collect();
+    for handle in handles {
+        assert_eq!(handle.await.unwrap().unwrap(), Some(INCREMENTS));
+    }
+    // Nothing reached the worker threads' own stacks.
+    let depths: Vec<usize> = futures_on_every_worker(|| DEFAULT.depth()).await;
+    assert!(depths.iter().all(|&d| d == 0), "{depths:?}");
+}
+
+/// Runs `f` outside any scope on the runtime's workers (as many tasks as
+/// there are likely workers; enough to visit them in practice).
+async fn futures_on_every_worker<T: Send + 'static>(f: fn() -> T) -> Vec<T> {
+    let handles: Vec<_> = (0..16).map(|_| tokio::spawn(async move { f() })).collect();
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn one_ambient_api_reaches_the_task_inside_a_scope_and_the_thread_outside() {
+    fn helper() -> Option<usize> {
+        DEFAULT.get(&TASK_ID)
+    }
+    let _thread = DEFAULT.enter();
+    DEFAULT.set(&TASK_ID, 1).unwrap();
+    assert_eq!(helper(), Some(1));
+    let inside = DEFAULT
+        .scope(async {
+            // A scope starts with a fresh stack: the thread's is not visible.
+            assert_eq!(helper(), None);
+            assert_eq!(DEFAULT.depth(), 0);
+            let _task = DEFAULT.task().enter();
+            DEFAULT.set(&TASK_ID, 2).unwrap();
+            tokio::task::yield_now().await;
+            helper()
+        })
+        .await;
+    assert_eq!(inside, Some(2));
+    assert_eq!(helper(), Some(1));
+}
+
+#[tokio::test]
+async fn scopes_nest_and_restore_the_outer_scope() {
+    let outer = Checkpoint::new().with_value(&LEVEL, 1);
+    DEFAULT
+        .scope_with(outer, async {
+            let inner = Checkpoint::new().with_value(&LEVEL, 2);
+            let seen = DEFAULT
+                .scope_with(inner, async { DEFAULT.get(&LEVEL) })
+                .await;
+            assert_eq!(seen, Some(2));
+            assert_eq!(DEFAULT.get(&LEVEL), Some(1));
+            let seen = DEFAULT.sync_scope(|| DEFAULT.get(&LEVEL));
+            assert_eq!(seen, None);
+        })
+        .await;
+}
+
+#[test]
+fn the_task_only_handle_reports_a_missing_scope() {
+    let task = DEFAULT.task();
+    assert_eq!(
+        task.try_get(&LEVEL),
+        Err(Error::NoScope { operation: "read" })
+    );
+    assert_eq!(task.get(&LEVEL), None);
+    assert_eq!(task.depth(), 0);
+    let err = task.set(&LEVEL, 1).unwrap_err();
+    assert_eq!(err, Error::NoScope { operation: "set" });
+    assert!(
+        err.to_string().contains("no task-local scope is active"),
+        "{err}"
+    );
+    assert!(matches!(task.try_enter(), Err(Error::NoScope { .. })));
+    let panic = catch_unwind(|| drop(task.enter())).unwrap_err();
+    let message = panic.downcast_ref::<String>().unwrap();
+    assert!(
+        message.contains("no task-local scope is active"),
+        "{message}"
+    );
+    // The thread's stack is untouched and still reachable ambiently.
+    let _thread = DEFAULT.enter();
+    DEFAULT.set(&LEVEL, 5).unwrap();
+    assert_eq!(task.get(&LEVEL), None);
+    assert_eq!(DEFAULT.get(&LEVEL), Some(5));
+}
+
+#[test]
+fn a_task_guard_outliving_its_scope_does_nothing_when_dropped() {
+    let mut scope = Scope::with_root(DEFAULT, Checkpoint::new());
+    let guard = scope.run(|| DEFAULT.task().enter());
+    assert_eq!(scope.stack().depth(), 2);
+    let _thread = DEFAULT.enter();
+    drop(guard);
+    assert_eq!(DEFAULT.depth(), 1, "the thread's stack is not touched");
+    assert_eq!(scope.stack().depth(), 2);
+    // Dropped back inside its scope, it leaves its checkpoint.
+    let guard = scope.run(|| DEFAULT.task().enter());
+    scope.run(|| drop(guard));
+    assert_eq!(scope.stack().depth(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instrumented_futures_keep_their_values_between_polls_and_hide_them_between() {
+    async fn worker(name: &'static str, other: &'static str) -> Result<(), Error> {
+        DEFAULT.set(&SHARED, Unclonable(name))?;
+        for i in 0..20 {
+            pause(i).await;
+            DEFAULT.with(&SHARED, |v| assert_eq!(v, Some(&Unclonable(name))));
+            assert_ne!(name, other);
+            // A checkpoint entered inside and held across an await.
+            let _inner = DEFAULT.enter_with(Checkpoint::new().with_value(&LEVEL, i));
+            assert_eq!(DEFAULT.get(&LEVEL), Some(i));
+        }
+        Ok(())
+    }
+    // Joined on one task, without any scope: each poll of one future must
+    // not see the other's checkpoint, on whichever thread it runs.
+    let a = worker("a", "b").in_checkpoint(Checkpoint::new());
+    let b = worker("b", "a").in_checkpoint(Checkpoint::new());
+    let (a, b) = tokio::join!(a, b);
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(DEFAULT.depth(), 0);
+}
+
+#[tokio::test]
+async fn a_task_guard_held_across_an_await_in_an_instrumented_future_survives_the_suspension() {
+    DEFAULT
+        .scope_with(Checkpoint::new().with_value(&LEVEL, 0), async {
+            let inner = async {
+                let _held = DEFAULT.task().enter();
+                DEFAULT.set(&LEVEL, 2).unwrap();
+                tokio::task::yield_now().await;
+                assert_eq!(DEFAULT.depth(), 3);
+                assert_eq!(DEFAULT.get(&LEVEL), Some(2));
+                tokio::task::yield_now().await;
+            };
+            let observer = async {
+                for _ in 0..3 {
+                    assert_eq!(DEFAULT.depth(), 1);
+                    assert_eq!(DEFAULT.get(&LEVEL), Some(0));
+                    tokio::task::yield_now().await;
+                }
+            };
+            tokio::join!(
+                inner.in_checkpoint(Checkpoint::new().with_value(&LEVEL, 1)),
+                observer
+            );
+            assert_eq!(DEFAULT.depth(), 1);
+            assert_eq!(DEFAULT.get(&LEVEL), Some(0));
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_future_dropped_inside_nested_checkpoints_leaves_the_stack_as_it_was() {
+    let dropped_inside = Arc::new(AtomicUsize::new(0));
+    struct SeesLevelOnDrop(Arc<AtomicUsize>);
+    impl Drop for SeesLevelOnDrop {
+        fn drop(&mut self) {
+            self.0
+                .store(DEFAULT.get(&LEVEL).unwrap_or(99), Ordering::SeqCst);
+        }
+    }
+    DEFAULT
+        .scope_with(Checkpoint::new().with_value(&LEVEL, 0), async {
+            let witness = SeesLevelOnDrop(Arc::clone(&dropped_inside));
+            let stuck = async move {
+                let _witness = witness;
+                let _a = DEFAULT.task().enter();
+                DEFAULT.set(&LEVEL, 2).unwrap();
+                let _b = DEFAULT.task().enter();
+                std::future::pending::<()>().await;
+            }
+            .in_checkpoint(Checkpoint::new().with_value(&LEVEL, 1));
+            let timed_out = tokio::time::timeout(Duration::from_millis(5), stuck).await;
+            assert!(timed_out.is_err());
+            assert_eq!(DEFAULT.depth(), 1);
+            assert_eq!(DEFAULT.get(&LEVEL), Some(0));
+        })
+        .await;
+    // The inner future was dropped inside its own checkpoint: the witness,
+    // dropped after the guards declared below it, saw the checkpoint's value
+    // (not the scope root's 0, nor nothing).
+    assert_eq!(dropped_inside.load(Ordering::SeqCst), 1);
+
+    // A whole scoped future dropped mid-flight takes its stack with it.
+    let mut scoped = Box::pin(
+        DEFAULT.scope_with(Checkpoint::new().with_value(&LEVEL, 7), async {
+            let _g = DEFAULT.task().enter();
+            std::future::pending::<()>().await;
+        }),
+    );
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(scoped.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(scoped.scope().stack().depth(), 2);
+    drop(scoped);
+    assert_eq!(DEFAULT.depth(), 0);
+}
+
+#[test]
+fn a_panicking_poll_leaves_the_stack_as_it_was() {
+    let _thread = DEFAULT.enter();
+    DEFAULT.set(&LEVEL, 0).unwrap();
+    let mut future = pin!(async {
+        let _a = DEFAULT.enter();
+        DEFAULT.set(&LEVEL, 2).unwrap();
+        panic!("inside nested checkpoints");
+    }
+    .in_checkpoint(Checkpoint::new().with_value(&LEVEL, 1)));
+    let mut cx = Context::from_waker(Waker::noop());
+    let result = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
+    assert!(result.is_err());
+    assert_eq!(DEFAULT.depth(), 1);
+    assert_eq!(DEFAULT.get(&LEVEL), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_inside_a_scoped_task_affects_no_other_task() {
+    let panicking = tokio::spawn(DEFAULT.scope_with(
+        Checkpoint::new().with_value(&LEVEL, 1),
+        async {
+            let _a = DEFAULT.task().enter();
+            tokio::task::yield_now().await;
+            let _b = DEFAULT.task().enter();
+            panic!("handler failed");
+        },
+    ));
+    assert!(panicking.await.unwrap_err().is_panic());
+    let healthy = tokio::spawn(DEFAULT.scope(async {
+        let before = (DEFAULT.depth(), DEFAULT.get(&LEVEL));
+        tokio::task::yield_now().await;
+        before
+    }));
+    assert_eq!(healthy.await.unwrap(), (0, None));
+    let depths = futures_on_every_worker(|| DEFAULT.depth()).await;
+    assert!(depths.iter().all(|&d| d == 0), "{depths:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_carries_the_visible_values_and_nothing_leaks_back() {
+    DEFAULT
+        .scope(async {
+            let _root = DEFAULT.task().enter();
+            DEFAULT.set(&SHARED, Unclonable("parent")).unwrap();
+            DEFAULT.set(&LEVEL, 1).unwrap();
+            DEFAULT.set_block(&TASK_ID, 5).unwrap();
+            let _nested = DEFAULT.task().enter();
+            DEFAULT.set(&LEVEL, 2).unwrap();
+
+            let child = DEFAULT.spawn(async {
+                let seen = (
+                    DEFAULT.with(&SHARED, |v| v.map(|v| v.0)),
+                    DEFAULT.get(&LEVEL),
+                    DEFAULT.get_block(&TASK_ID),
+                    DEFAULT.depth(),
+                );
+                DEFAULT.set(&LEVEL, 100).unwrap();
+                DEFAULT.set(&SHARED, Unclonable("child")).unwrap();
+                tokio::task::yield_now().await;
+                seen
+            });
+            // The parent goes on changing its own values meanwhile.
+            DEFAULT.set(&LEVEL, 3).unwrap();
+            let seen = child.await.unwrap();
+            assert_eq!(seen, (Some("parent"), Some(2), None, 1));
+            assert_eq!(DEFAULT.get(&LEVEL), Some(3));
+            DEFAULT.with(&SHARED, |v| assert_eq!(v, Some(&Unclonable("parent"))));
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_blocking_carries_the_visible_values() {
+    let _thread = DEFAULT.enter();
+    DEFAULT.set(&SHARED, Unclonable("caller")).unwrap();
+    let seen = DEFAULT
+        .spawn_blocking(|| {
+            let seen = DEFAULT.with(&SHARED, |v| v.map(|v| v.0));
+            DEFAULT.set(&SHARED, Unclonable("blocking")).unwrap();
+            seen
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, Some("caller"));
+    DEFAULT.with(&SHARED, |v| assert_eq!(v, Some(&Unclonable("caller"))));
+    // The blocking pool thread's own stack was not touched.
+    let depth = tokio::task::spawn_blocking(|| DEFAULT.depth())
+        .await
+        .unwrap();
+    assert_eq!(depth, 0);
+}
+
+#[test]
+fn spawn_thread_carries_the_visible_values() {
+    let _thread = DEFAULT.enter();
+    DEFAULT.set(&SHARED, Unclonable("caller")).unwrap();
+    DEFAULT.set(&COUNTER, 1).unwrap();
+    let seen = DEFAULT
+        .spawn_thread(|| {
+            let seen = (
+                DEFAULT.with(&SHARED, |v| v.map(|v| v.0)),
+                DEFAULT.get(&COUNTER),
+            );
+            DEFAULT.set(&COUNTER, 2).unwrap();
+            DEFAULT.remove(&SHARED).unwrap();
+            seen
+        })
+        .join()
+        .unwrap();
+    assert_eq!(seen, (Some("caller"), Some(1)));
+    assert_eq!(DEFAULT.get(&COUNTER), Some(1));
+    assert!(DEFAULT.contains(&SHARED));
+}
+
+#[test]
+fn a_snapshot_outside_any_checkpoint_is_empty() {
+    assert!(DEFAULT.snapshot().is_empty());
+    let _root = DEFAULT.enter();
+    DEFAULT.set(&COUNTER, 3).unwrap();
+    DEFAULT.with(&COUNTER, |_| {
+        assert!(matches!(DEFAULT.try_snapshot(), Err(Error::Busy { .. })));
+    });
+    assert_eq!(DEFAULT.snapshot().get(&COUNTER), Some(3));
+}
+
+#[test]
+fn futures_and_task_guards_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_send_type<T: Send>() {}
+    let scoped: Scoped<_> = DEFAULT.scope(async {});
+    assert_send(&scoped);
+    let instrumented: InCheckpoint<_> = async {}.in_checkpoint(Checkpoint::new());
+    assert_send(&instrumented);
+    assert_send_type::<CheckpointGuard<TaskOnly>>();
+    assert_send_type::<Scope>();
+    // A future holding a task guard across an await can be spawned.
+    let holds_guard = async {
+        let _g = DEFAULT.task().enter();
+        tokio::task::yield_now().await;
+    };
+    assert_send(&holds_guard);
+}
+
+#[test]
+fn into_inner_takes_the_future_out_of_its_checkpoint() {
+    let instrumented =
+        async { DEFAULT.get(&LEVEL) }.in_checkpoint(Checkpoint::new().with_value(&LEVEL, 4));
+    assert!(format!("{instrumented:?}").contains("stackholm::DEFAULT"));
+    let inner = instrumented.into_inner();
+    let mut inner = pin!(inner);
+    let mut cx = Context::from_waker(Waker::noop());
+    assert_eq!(inner.as_mut().poll(&mut cx), Poll::Ready(None));
+}
