@@ -264,7 +264,7 @@ async fn a_future_dropped_inside_nested_checkpoints_leaves_the_stack_as_it_was()
     );
     let mut cx = Context::from_waker(Waker::noop());
     assert!(scoped.as_mut().poll(&mut cx).is_pending());
-    assert_eq!(scoped.scope().stack().depth(), 2);
+    assert_eq!(scoped.scope().unwrap().stack().depth(), 2);
     drop(scoped);
     assert_eq!(DEFAULT.depth(), 0);
 }
@@ -411,6 +411,18 @@ fn futures_and_task_guards_are_send() {
         tokio::task::yield_now().await;
     };
     assert_send(&holds_guard);
+}
+
+#[test]
+fn the_scope_taken_from_a_completed_future_keeps_what_it_left() {
+    let mut scoped = pin!(DEFAULT.scope_with(Checkpoint::new(), async {
+        DEFAULT.set(&LEVEL, 9).unwrap();
+    }));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(scoped.as_mut().poll(&mut cx).is_ready());
+    let mut scope = scoped.as_mut().take_scope().unwrap();
+    assert_eq!(scope.run(|| DEFAULT.get(&LEVEL)), Some(9));
+    assert!(scoped.as_mut().take_scope().is_none());
 }
 
 #[test]

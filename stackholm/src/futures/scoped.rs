@@ -17,7 +17,7 @@ pin_project! {
     /// so that its destructors see the same stack as its polls.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct Scoped<F> {
-        scope: Scope,
+        scope: Option<Scope>,
         #[pin]
         future: Option<F>,
     }
@@ -26,25 +26,41 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             let mut future = this.future;
-            if future.as_mut().as_pin_mut().is_some() {
-                this.scope.run(|| future.set(None));
+            if future.as_mut().as_pin_mut().is_none() {
+                return;
+            }
+            match this.scope {
+                Some(scope) => scope.run(|| future.set(None)),
+                None => future.set(None),
             }
         }
     }
 }
 
 impl<F> Scoped<F> {
-    pub(crate) fn new(scope: Scope, future: F) -> Self {
+    /// Runs `future` inside `scope`; see also
+    /// [`Storage::scope`](crate::Storage::scope).
+    pub fn new(scope: Scope, future: F) -> Self {
         Self {
-            scope,
+            scope: Some(scope),
             future: Some(future),
         }
     }
 
-    /// The scope the future runs in.
+    /// The scope the future runs in; `None` once taken with
+    /// [`take_scope`](Self::take_scope).
     #[must_use]
-    pub fn scope(&self) -> &Scope {
-        &self.scope
+    pub fn scope(&self) -> Option<&Scope> {
+        self.scope.as_ref()
+    }
+
+    /// Takes the scope out, with everything the future left in it, so that
+    /// something else can run in it after the future has completed (a
+    /// response body, say).
+    ///
+    /// Polling the future again afterwards panics.
+    pub fn take_scope(self: Pin<&mut Self>) -> Option<Scope> {
+        self.project().scope.take()
     }
 }
 
@@ -54,7 +70,11 @@ impl<F: Future> Future for Scoped<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let mut future = this.future;
-        this.scope.run(|| {
+        let scope = this
+            .scope
+            .as_mut()
+            .expect("`Scoped` polled after its scope was taken");
+        scope.run(|| {
             let output = future
                 .as_mut()
                 .as_pin_mut()

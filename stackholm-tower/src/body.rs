@@ -1,0 +1,94 @@
+//! The response body: polled inside the request's scope.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use stackholm::Scope;
+
+pin_project! {
+    /// A response body polled inside its request's scope, so that streaming
+    /// bodies (server-sent events, chunked downloads) read the request's
+    /// values as the handler did.
+    ///
+    /// The scope, with its stack, is dropped as soon as the body ends, or
+    /// with the body; the inner body is dropped inside it.
+    pub struct ScopedBody<B> {
+        #[pin]
+        body: Option<B>,
+        scope: Option<Scope>,
+    }
+
+    impl<B> PinnedDrop for ScopedBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let mut body = this.body;
+            if let Some(scope) = this.scope {
+                scope.run(|| body.set(None));
+            }
+        }
+    }
+}
+
+impl<B> ScopedBody<B> {
+    pub(crate) fn new(body: B, scope: Option<Scope>) -> Self {
+        Self {
+            body: Some(body),
+            scope,
+        }
+    }
+
+    /// The inner body.
+    pub fn get_ref(&self) -> &B {
+        self.body.as_ref().expect(PRESENT)
+    }
+
+    /// The request's scope, until the body has ended.
+    pub fn scope(&self) -> Option<&Scope> {
+        self.scope.as_ref()
+    }
+}
+
+const PRESENT: &str = "the inner body is present until `ScopedBody` is dropped";
+
+impl<B: Body> Body for ScopedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let body = this.body.as_pin_mut().expect(PRESENT);
+        let polled = match this.scope.as_mut() {
+            Some(scope) => scope.run(|| body.poll_frame(cx)),
+            None => body.poll_frame(cx),
+        };
+        if let Poll::Ready(None) = polled {
+            // The response is complete: the request's values go now, not
+            // whenever the connection gets round to dropping the body.
+            *this.scope = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.get_ref().is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.get_ref().size_hint()
+    }
+}
+
+impl<B> fmt::Debug for ScopedBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopedBody")
+            .field("body", &std::any::type_name::<B>())
+            .field("scope", &self.scope)
+            .finish()
+    }
+}

@@ -1,0 +1,288 @@
+//! The layer in isolation: tower services built with `service_fn`, driven
+//! with `oneshot` and by hand.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Empty, Full};
+use stackholm::{Checkpoint, Key, DEFAULT};
+use stackholm_tower::StackholmLayer;
+use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
+
+static REQUEST_ID: Key<String> = Key::new("request_id");
+static SEEN: Key<u32> = Key::new("seen");
+
+stackholm::storage! {
+    static APP;
+}
+
+fn request(id: &str) -> Request<Empty<Bytes>> {
+    Request::get("/")
+        .header("x-request-id", id)
+        .body(Empty::new())
+        .unwrap()
+}
+
+fn seeded() -> StackholmLayer<impl Fn(&http::request::Parts) -> Checkpoint + Clone> {
+    StackholmLayer::new().seed(|parts| {
+        let id = parts.headers["x-request-id"].to_str().unwrap().to_owned();
+        Checkpoint::new().with_value(&REQUEST_ID, id)
+    })
+}
+
+async fn body_text<B: Body<Data = Bytes>>(body: B) -> String
+where
+    B::Error: std::fmt::Debug,
+{
+    String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn call_and_every_poll_run_inside_a_fresh_root_checkpoint() {
+    let service = seeded().layer(service_fn(|_req: Request<Empty<Bytes>>| {
+        // The synchronous part of `call`.
+        let in_call = (DEFAULT.depth(), DEFAULT.get(&REQUEST_ID));
+        DEFAULT.set(&SEEN, 1).unwrap();
+        async move {
+            tokio::task::yield_now().await;
+            let in_poll = (
+                DEFAULT.depth(),
+                DEFAULT.get(&REQUEST_ID),
+                DEFAULT.get(&SEEN),
+            );
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
+                "{in_call:?} {in_poll:?}"
+            )))))
+        }
+    }));
+    let response = service.oneshot(request("r-1")).await.unwrap();
+    assert_eq!(
+        body_text(response.into_body()).await,
+        r#"(1, Some("r-1")) (1, Some("r-1"), Some(1))"#
+    );
+    assert_eq!(DEFAULT.depth(), 0, "nothing reached the test's own stack");
+}
+
+#[tokio::test]
+async fn concurrent_requests_on_one_thread_never_see_each_other() {
+    let service = seeded().layer(service_fn(|_req: Request<Empty<Bytes>>| async {
+        let mine = DEFAULT.get(&REQUEST_ID).unwrap();
+        for _ in 0..5 {
+            let _nested = DEFAULT.task().enter();
+            DEFAULT.set(&REQUEST_ID, format!("{mine}/nested")).unwrap();
+            tokio::task::yield_now().await;
+            assert_eq!(DEFAULT.get(&REQUEST_ID), Some(format!("{mine}/nested")));
+        }
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
+            DEFAULT.get(&REQUEST_ID).unwrap(),
+        ))))
+    }));
+    let (a, b) = tokio::join!(
+        service.clone().oneshot(request("a")),
+        service.clone().oneshot(request("b"))
+    );
+    assert_eq!(body_text(a.unwrap().into_body()).await, "a");
+    assert_eq!(body_text(b.unwrap().into_body()).await, "b");
+}
+
+/// A streaming body that reports, per frame, the request id it sees.
+struct Reporting {
+    frames: u32,
+}
+
+impl Body for Reporting {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.frames == 0 {
+            return Poll::Ready(None);
+        }
+        self.frames -= 1;
+        let seen = DEFAULT.get(&REQUEST_ID).unwrap_or_else(|| "none".into());
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(format!("{seen};"))))))
+    }
+}
+
+/// Counts drops, to tell when a request's stack is gone.
+struct DropCounter(Arc<AtomicUsize>);
+impl Drop for DropCounter {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+static COUNTER: Key<DropCounter> = Key::new("drop_counter");
+
+#[tokio::test]
+async fn the_body_is_polled_inside_the_scope_which_ends_with_it() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&dropped);
+    let service = seeded().layer(service_fn(move |_req: Request<Empty<Bytes>>| {
+        DEFAULT
+            .set(&COUNTER, DropCounter(Arc::clone(&counter)))
+            .unwrap();
+        async { Ok::<_, Infallible>(Response::new(Reporting { frames: 3 })) }
+    }));
+    let response = service.clone().oneshot(request("s")).await.unwrap();
+    let mut body = response.into_body();
+    assert!(body.scope().is_some());
+    assert_eq!(dropped.load(Ordering::SeqCst), 0);
+    let mut text = String::new();
+    while let Some(frame) = body.frame().await {
+        text.push_str(std::str::from_utf8(&frame.unwrap().into_data().unwrap()).unwrap());
+    }
+    assert_eq!(text, "s;s;s;");
+    assert!(body.scope().is_none(), "the scope ends with the body");
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    drop(body);
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+
+    // A body dropped before its end takes the scope with it.
+    let response = service.oneshot(request("t")).await.unwrap();
+    drop(response);
+    assert_eq!(dropped.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_cancelled_request_drops_its_future_inside_its_scope_and_then_the_scope() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let saw_on_drop = Arc::new(std::sync::Mutex::new(None));
+    struct ReportsOnDrop(Arc<std::sync::Mutex<Option<String>>>);
+    impl Drop for ReportsOnDrop {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = DEFAULT.get(&REQUEST_ID);
+        }
+    }
+    let (counter, saw) = (Arc::clone(&dropped), Arc::clone(&saw_on_drop));
+    let mut service = seeded().layer(service_fn(move |_req: Request<Empty<Bytes>>| {
+        DEFAULT
+            .set(&COUNTER, DropCounter(Arc::clone(&counter)))
+            .unwrap();
+        let reporter = ReportsOnDrop(Arc::clone(&saw));
+        async move {
+            let _reporter = reporter;
+            std::future::pending::<Result<Response<Empty<Bytes>>, Infallible>>().await
+        }
+    }));
+    let mut future = Box::pin(service.call(request("gone")));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(future.as_mut().poll(&mut cx).is_pending());
+    drop(future);
+    assert_eq!(saw_on_drop.lock().unwrap().as_deref(), Some("gone"));
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(DEFAULT.depth(), 0);
+}
+
+#[derive(Debug, PartialEq)]
+struct Refused(&'static str);
+
+#[tokio::test]
+async fn errors_pass_through_unchanged() {
+    let service = StackholmLayer::new().layer(service_fn(|_req: Request<Empty<Bytes>>| async {
+        Err::<Response<Empty<Bytes>>, _>(Refused("no"))
+    }));
+    assert_eq!(
+        service.oneshot(request("e")).await.unwrap_err(),
+        Refused("no")
+    );
+}
+
+/// Ready only on its second poll, then failing readiness on the third.
+#[derive(Clone, Default)]
+struct Reluctant {
+    polls: u32,
+}
+
+impl Service<Request<Empty<Bytes>>> for Reluctant {
+    type Response = Response<Empty<Bytes>>;
+    type Error = Refused;
+    type Future = std::future::Ready<Result<Self::Response, Refused>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Refused>> {
+        self.polls += 1;
+        match self.polls {
+            1 => Poll::Pending,
+            2 => Poll::Ready(Ok(())),
+            _ => Poll::Ready(Err(Refused("overloaded"))),
+        }
+    }
+
+    fn call(&mut self, _req: Request<Empty<Bytes>>) -> Self::Future {
+        std::future::ready(Ok(Response::new(Empty::new())))
+    }
+}
+
+#[test]
+fn poll_ready_is_the_inner_services() {
+    let mut service = StackholmLayer::new().layer(Reluctant::default());
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(service.poll_ready(&mut cx).is_pending());
+    assert_eq!(service.poll_ready(&mut cx), Poll::Ready(Ok(())));
+    assert_eq!(
+        service.poll_ready(&mut cx),
+        Poll::Ready(Err(Refused("overloaded")))
+    );
+    assert_eq!(service.get_ref().polls, 3);
+}
+
+#[tokio::test]
+async fn a_declared_storage_gets_the_root_instead_of_default() {
+    let service = ServiceBuilder::new()
+        .layer(StackholmLayer::new().storage(APP))
+        .service(service_fn(|_req: Request<Empty<Bytes>>| async {
+            let depths = format!("{} {}", APP.depth(), DEFAULT.depth());
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(depths))))
+        }));
+    let response = service.oneshot(request("x")).await.unwrap();
+    assert_eq!(body_text(response.into_body()).await, "1 0");
+}
+
+#[tokio::test]
+async fn layers_nest_each_with_its_own_root() {
+    let service = ServiceBuilder::new()
+        .layer(seeded())
+        .layer(StackholmLayer::new())
+        .service(service_fn(|_req: Request<Empty<Bytes>>| async {
+            let seen = format!("{} {:?}", DEFAULT.depth(), DEFAULT.get(&REQUEST_ID));
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(seen))))
+        }));
+    let response = service.oneshot(request("outer")).await.unwrap();
+    // The inner layer opens a fresh scope: the outer root is not visible.
+    assert_eq!(body_text(response.into_body()).await, "1 None");
+}
+
+#[test]
+fn the_layer_is_clone_default_and_debug() {
+    let layer = StackholmLayer::default().clone();
+    let shown = format!("{layer:?}");
+    assert!(shown.contains("stackholm::DEFAULT"), "{shown}");
+    assert!(shown.contains("EmptyRoot"), "{shown}");
+    let service = layer.layer(Reluctant::default());
+    let _ = format!("{:?}", service.clone().into_inner().polls);
+}
+
+#[test]
+fn futures_and_bodies_are_send_for_send_services() {
+    fn assert_send<T: Send>(_: &T) {}
+    let mut service = seeded().layer(service_fn(|_req: Request<Empty<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+    }));
+    let future = service.call(request("s"));
+    assert_send(&future);
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
+        panic!("the service answers at once");
+    };
+    assert_send(&response);
+}
