@@ -58,3 +58,9 @@ pub use body::ScopedBody;
 pub use future::ResponseFuture;
 pub use layer::{EmptyRoot, SeedRoot, StackholmLayer};
 pub use service::StackholmService;
+
+// The workspace README's examples are doc tests too; they are compiled here,
+// where both crates and axum are at hand.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -109,11 +109,6 @@ pub mod __private {
     pub use tokio;
 }
 
-// The README's examples are doc tests too.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;
-
 storage! {
     /// The storage for the common case: one stack per thread, shared by all
     /// code that does not declare its own [`storage!`].
