@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
@@ -15,7 +15,7 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 /// A keep-alive HTTP/1 client for one server.
 #[derive(Clone, Debug)]
 pub struct Client {
-    inner: HyperClient<HttpConnector, Empty<Bytes>>,
+    inner: HyperClient<HttpConnector, Full<Bytes>>,
     base: String,
 }
 
@@ -39,13 +39,46 @@ impl Client {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<(StatusCode, String), Error> {
+        self.send_body(method, path, headers, Bytes::new()).await
+    }
+
+    /// Sends a request with a JSON body and reads the whole response body.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        json: &str,
+    ) -> Result<(StatusCode, String), Error> {
+        let mut headers = headers.to_vec();
+        headers.push(("content-type", "application/json"));
+        self.send_body(
+            method,
+            path,
+            &headers,
+            Bytes::copy_from_slice(json.as_bytes()),
+        )
+        .await
+    }
+
+    async fn send_body(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<(StatusCode, String), Error> {
         let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let response = self.inner.request(request.body(Empty::new())?).await?;
+        let response = self.inner.request(request.body(Full::new(body))?).await?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, String::from_utf8(body.to_vec())?))
@@ -63,7 +96,7 @@ impl Client {
         }
         let mut body = self
             .inner
-            .request(request.body(Empty::new())?)
+            .request(request.body(Full::default())?)
             .await?
             .into_body();
         let mut chunks = Vec::new();

@@ -1,0 +1,35 @@
+//! Per-request change tracking with nested transactions, on SQLite: the
+//! job the original stackholm was made for, done with stackholm for Rust.
+//!
+//! Every request gets a root checkpoint from
+//! [`StackholmLayer`](stackholm_tower::StackholmLayer); a middleware opens a
+//! revision for the acting user; every write records its field-level deltas
+//! into the nearest open transaction level as it happens; savepoints map to
+//! nested checkpoints, so a rolled-back savepoint discards exactly its own
+//! deltas; the outermost commit writes the revision with its deltas in the
+//! same database transaction. See [`tracking`] for the mechanism.
+
+pub mod accounts;
+pub mod api;
+pub mod tracking;
+
+pub use api::{router, ApiError, Db};
+
+/// Serves the app on `addr` (port 0 for an ephemeral one) in a background
+/// task; returns the address it listens on.
+///
+/// # Errors
+///
+/// If the address cannot be bound.
+pub async fn spawn_server(
+    db: Db,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<(
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let server = tokio::spawn(async move { axum::serve(listener, router(db)).await });
+    Ok((local, server))
+}
