@@ -82,6 +82,19 @@ fn warm_stacks_enter_set_and_leave_without_allocating() {
     ambient_workload();
     assert_eq!(allocations_during(ambient_workload), 0);
 
+    // Inside a task-local scope, the ambient calls reach the task's stack.
+    #[cfg(feature = "tokio")]
+    {
+        let mut scope = stackholm::Scope::with_root(DEFAULT, stackholm::Checkpoint::new());
+        scope.run(|| {
+            DEFAULT.set(&ROOT_VALUE, 1).unwrap();
+            ambient_workload();
+            assert_eq!(allocations_during(ambient_workload), 0);
+        });
+        // Installing and taking back the scope's stack moves it, no more.
+        assert_eq!(allocations_during(|| scope.run(ambient_workload)), 0);
+    }
+
     // The counter does see allocations: a cold stack allocates.
     let cold = allocations_during(|| {
         let mut stack = Stack::new();

@@ -53,10 +53,12 @@ use crate::{Error, Key};
 /// ```
 #[derive(Default)]
 pub struct Stack {
+    /// The active frames, then frames already left: those are kept, in
+    /// place, for their key lists' capacity, so that entering a checkpoint on
+    /// a warm stack neither allocates nor moves a frame.
     frames: Vec<Frame>,
-    /// Frames already left, kept for their key lists' capacity so that
-    /// entering a checkpoint on a warm stack does not allocate.
-    spare: Vec<Frame>,
+    /// How many frames are active.
+    depth: usize,
     slots: Slots,
     ids: FrameIds,
 }
@@ -91,13 +93,18 @@ impl FrameIds {
     #[inline]
     fn next(&mut self) -> FrameId {
         if self.next == self.end {
-            static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
-            self.next = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed) * Self::BLOCK;
-            self.end = self.next + Self::BLOCK;
+            self.reserve();
         }
         let id = self.next;
         self.next += 1;
         FrameId(id)
+    }
+
+    #[cold]
+    fn reserve(&mut self) {
+        static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+        self.next = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed) * Self::BLOCK;
+        self.end = self.next + Self::BLOCK;
     }
 }
 
@@ -107,30 +114,33 @@ impl Stack {
     pub const fn new() -> Self {
         Self {
             frames: Vec::new(),
-            spare: Vec::new(),
+            depth: 0,
             slots: Slots::new(),
             ids: FrameIds::new(),
         }
     }
 
     /// How many checkpoints are active.
+    #[inline]
     #[must_use]
     pub fn depth(&self) -> usize {
-        self.frames.len()
+        self.depth
     }
 
     /// Whether at least one checkpoint is active.
     #[must_use]
     pub fn is_active(&self) -> bool {
-        !self.frames.is_empty()
+        self.depth > 0
     }
 
     /// Enters a new, empty checkpoint; it is left when the guard is dropped.
     ///
     /// The guard dereferences to the stack, so everything is done through it
     /// while it lives, nested checkpoints included.
+    #[inline]
     pub fn enter(&mut self) -> StackGuard<'_> {
-        self.enter_with(Checkpoint::new())
+        let id = self.push_empty();
+        StackGuard { stack: self, id }
     }
 
     /// Enters `checkpoint` with the values pre-loaded into it; they are
@@ -283,7 +293,7 @@ impl Stack {
     #[must_use]
     pub fn get_block<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
         let top = self.slots.typed(key)?.top(Kind::Block)?;
-        (top.depth as usize + 1 == self.frames.len()).then(|| top.value.get())
+        (top.depth as usize + 1 == self.depth).then(|| top.value.get())
     }
 
     /// Removes the block value of `key` from the innermost checkpoint.
@@ -337,27 +347,39 @@ impl Stack {
     /// Enters a checkpoint, moving the checkpoint's values into the stack.
     /// The checkpoint keeps its (now empty) carriers for when it is popped.
     pub(crate) fn push_from(&mut self, checkpoint: &mut Checkpoint) -> FrameId {
-        let id = self.ids.next();
-        self.push_frame(checkpoint, id);
-        id
-    }
-
-    fn push_frame(&mut self, checkpoint: &mut Checkpoint, id: FrameId) {
-        let depth = self.frames.len() as u32;
-        let mut frame = self.spare.pop().unwrap_or_default();
-        frame.id = id;
+        let id = self.push_empty();
+        let depth = self.depth - 1;
+        let frame = &mut self.frames[depth];
         for carrier in &mut checkpoint.carriers {
-            if carrier.attach(&mut self.slots, depth) {
+            if carrier.attach(&mut self.slots, depth as u32) {
                 frame.keys[carrier.kind() as usize].push(carrier.key_index() as u32);
             }
         }
-        self.frames.push(frame);
+        id
+    }
+
+    /// Enters a checkpoint with nothing in it: the hot path of every guard.
+    #[inline]
+    pub(crate) fn push_empty(&mut self) -> FrameId {
+        let id = self.ids.next();
+        self.push_frame(id);
+        id
+    }
+
+    #[inline]
+    fn push_frame(&mut self, id: FrameId) {
+        if self.depth == self.frames.len() {
+            self.frames.push(Frame::default());
+        }
+        self.frames[self.depth].id = id;
+        self.depth += 1;
     }
 
     /// Leaves the innermost checkpoint, moving its values into `checkpoint`.
     /// Returns the id it had, or `None` if no checkpoint is active.
     pub(crate) fn pop_into(&mut self, checkpoint: &mut Checkpoint) -> Option<FrameId> {
-        let mut frame = self.frames.pop()?;
+        self.depth = self.depth.checked_sub(1)?;
+        let frame = &mut self.frames[self.depth];
         for kind in Kind::ALL {
             for index in frame.keys[kind as usize].drain(..) {
                 match checkpoint.carrier_mut(index as usize, kind) {
@@ -370,9 +392,7 @@ impl Stack {
                 }
             }
         }
-        let id = frame.id;
-        self.spare.push(frame);
-        Some(id)
+        Some(frame.id)
     }
 
     /// Enters the suspended checkpoints again, bottom first, under the ids
@@ -382,7 +402,14 @@ impl Stack {
             if *id == FrameId::default() {
                 *id = self.ids.next();
             }
-            self.push_frame(checkpoint, *id);
+            self.push_frame(*id);
+            let depth = self.depth - 1;
+            let frame = &mut self.frames[depth];
+            for carrier in &mut checkpoint.carriers {
+                if carrier.attach(&mut self.slots, depth as u32) {
+                    frame.keys[carrier.kind() as usize].push(carrier.key_index() as u32);
+                }
+            }
         }
     }
 
@@ -398,7 +425,7 @@ impl Stack {
             suspended.active = 0;
             return;
         };
-        let count = self.frames.len() - position;
+        let count = self.depth - position;
         if suspended.frames.len() < count {
             suspended
                 .frames
@@ -415,28 +442,48 @@ impl Stack {
     /// Leaves the checkpoint `id` and every checkpoint still active inside
     /// it, dropping their values. Returns `false`, changing nothing, if that
     /// checkpoint is no longer on this stack.
+    #[inline]
     pub(crate) fn leave(&mut self, id: FrameId) -> bool {
+        match self.depth.checked_sub(1) {
+            Some(top) if self.frames[top].id == id => {
+                self.pop_discard();
+                true
+            }
+            _ => self.leave_nested(id),
+        }
+    }
+
+    /// Leaves a checkpoint that is not the innermost one.
+    fn leave_nested(&mut self, id: FrameId) -> bool {
         let Some(position) = self.position_of(id) else {
             return false;
         };
-        while self.frames.len() > position {
+        while self.depth > position {
             self.pop_discard();
         }
         true
     }
 
     fn position_of(&self, id: FrameId) -> Option<usize> {
-        self.frames.iter().rposition(|frame| frame.id == id)
+        self.frames[..self.depth]
+            .iter()
+            .rposition(|frame| frame.id == id)
     }
 
+    #[inline]
     fn pop_discard(&mut self) {
-        if let Some(mut frame) = self.frames.pop() {
-            Release {
-                slots: &mut self.slots,
-                frame: &mut frame,
+        if let Some(depth) = self.depth.checked_sub(1) {
+            self.depth = depth;
+            let frame = &mut self.frames[depth];
+            if frame.keys.iter().any(|keys| !keys.is_empty()) {
+                let mut release = Release {
+                    slots: &mut self.slots,
+                    frame,
+                };
+                release.run();
+                // Done: its `Drop` is only there to finish after a panic.
+                std::mem::forget(release);
             }
-            .run();
-            self.spare.push(frame);
         }
     }
 
@@ -484,7 +531,7 @@ impl Stack {
         key: &'static Key<T>,
         operation: &'static str,
     ) -> Result<u32, Error> {
-        match self.frames.len() {
+        match self.depth {
             0 => Err(Error::NoCheckpoint {
                 operation,
                 key: Some(key.name()),
@@ -576,6 +623,7 @@ impl DerefMut for StackGuard<'_> {
 }
 
 impl Drop for StackGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.stack.leave(self.id);
     }

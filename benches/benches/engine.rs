@@ -1,0 +1,147 @@
+//! The engine against the alternatives: each workload of the
+//! `stackholm-benches` library, on every implementation, in one group.
+//!
+//! `cargo bench -p stackholm-benches --bench engine`
+
+use std::cell::RefCell;
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Bencher, Criterion};
+use stackholm::{Scope, Stack, DEFAULT};
+use stackholm_benches::{
+    at_depth, enter_leave, enter_set_leave, fill_floor, floor_push_pop, floor_read, request_like,
+    set_remove, with_values, Ambient, CloneMap, Context, HandRolledTaskLocal, NaiveStack, Otel, Remove,
+    TASK_MAP,
+};
+
+/// A workload, runnable on any implementation.
+trait Routine {
+    fn run<C: Context>(&self, b: &mut Bencher<'_>, cx: &mut C);
+}
+
+/// Benches `routine` on every implementation, under `id` in `group`.
+fn on_every_context(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, routine: &impl Routine) {
+    group.bench_function(BenchmarkId::new("stackholm-owned", id), |b| {
+        routine.run(b, &mut Stack::new());
+    });
+    group.bench_function(BenchmarkId::new("stackholm-thread", id), |b| {
+        routine.run(b, &mut Ambient);
+    });
+    group.bench_function(BenchmarkId::new("stackholm-task", id), |b| {
+        Scope::new(DEFAULT).run(|| routine.run(b, &mut Ambient));
+    });
+    group.bench_function(BenchmarkId::new("naive-stack", id), |b| {
+        routine.run(b, &mut NaiveStack::default());
+    });
+    group.bench_function(BenchmarkId::new("clone-map", id), |b| {
+        routine.run(b, &mut CloneMap::default());
+    });
+    group.bench_function(BenchmarkId::new("opentelemetry", id), |b| {
+        routine.run(b, &mut Otel::default());
+    });
+    group.bench_function(BenchmarkId::new("task-local-map", id), |b| {
+        TASK_MAP.sync_scope(RefCell::default(), || routine.run(b, &mut HandRolledTaskLocal));
+    });
+}
+
+struct EnterLeave;
+
+impl Routine for EnterLeave {
+    fn run<C: Context>(&self, b: &mut Bencher<'_>, cx: &mut C) {
+        b.iter(|| enter_leave(cx));
+    }
+}
+
+struct EnterSetLeave {
+    present: usize,
+}
+
+impl Routine for EnterSetLeave {
+    fn run<C: Context>(&self, b: &mut Bencher<'_>, cx: &mut C) {
+        with_values(cx, self.present, |cx| b.iter(|| enter_set_leave(cx)));
+    }
+}
+
+struct Read {
+    depth: usize,
+    others: usize,
+}
+
+impl Routine for Read {
+    fn run<C: Context>(&self, b: &mut Bencher<'_>, cx: &mut C) {
+        at_depth(cx, self.depth, self.others, |cx| {
+            b.iter(|| cx.get(black_box(0)));
+        });
+    }
+}
+
+struct RequestLike;
+
+impl Routine for RequestLike {
+    fn run<C: Context>(&self, b: &mut Bencher<'_>, cx: &mut C) {
+        b.iter(|| request_like(cx));
+    }
+}
+
+fn enter_and_leave(c: &mut Criterion) {
+    let mut group = c.benchmark_group("enter_leave");
+    on_every_context(&mut group, "empty", &EnterLeave);
+    group.finish();
+
+    let mut group = c.benchmark_group("enter_set_leave");
+    for present in [0, 50] {
+        let id = format!("{present}-present");
+        on_every_context(&mut group, &id, &EnterSetLeave { present });
+        group.bench_function(BenchmarkId::new("floor-push-pop", &id), |b| {
+            b.iter(|| floor_push_pop(black_box(1)));
+        });
+    }
+    group.finish();
+}
+
+fn read_nearest(c: &mut Criterion) {
+    fill_floor(64);
+    let mut group = c.benchmark_group("read_nearest");
+    for others in [0, 50] {
+        for depth in [1, 10, 100] {
+            let id = format!("depth-{depth}/{others}-others");
+            on_every_context(&mut group, &id, &Read { depth, others });
+            group.bench_function(BenchmarkId::new("floor-vec-index", &id), |b| {
+                b.iter(|| floor_read(black_box(0)));
+            });
+        }
+    }
+    group.finish();
+}
+
+fn remove_nearest(c: &mut Criterion) {
+    fn run<C: Remove>(b: &mut Bencher<'_>, cx: &mut C) {
+        at_depth(cx, 10, 0, |cx| b.iter(|| set_remove(cx)));
+    }
+    let mut group = c.benchmark_group("set_remove_nearest");
+    let id = "depth-10";
+    group.bench_function(BenchmarkId::new("stackholm-owned", id), |b| run(b, &mut Stack::new()));
+    group.bench_function(BenchmarkId::new("stackholm-thread", id), |b| run(b, &mut Ambient));
+    group.bench_function(BenchmarkId::new("stackholm-task", id), |b| {
+        Scope::new(DEFAULT).run(|| run(b, &mut Ambient));
+    });
+    group.bench_function(BenchmarkId::new("naive-stack", id), |b| run(b, &mut NaiveStack::default()));
+    group.finish();
+}
+
+fn request(c: &mut Criterion) {
+    let mut group = c.benchmark_group("request_like");
+    on_every_context(&mut group, "5-values-3-nested", &RequestLike);
+    group.finish();
+}
+
+criterion_group! {
+    name = engine;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = enter_and_leave, read_nearest, remove_nearest, request
+}
+criterion_main!(engine);

@@ -1,0 +1,193 @@
+//! What `StackholmLayer` costs a real server: an axum hello-world served on
+//! 127.0.0.1 without the layer, with it, and with it plus the request-like
+//! workload in the handler, loaded in turn by 64 concurrent HTTP/1
+//! connections, round after round, in one run.
+//!
+//! `cargo bench -p stackholm-benches --bench layer` prints requests/s,
+//! p50 and p99 latency and the ratios to the plain server, and writes them
+//! to `target/layer-bench.json`. `LAYER_BENCH_SECS` sets the seconds per
+//! round (default 3), `LAYER_BENCH_ROUNDS` the rounds (default 5). Run by
+//! `cargo test --benches`, it does one short round as a smoke test.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use stackholm_benches::{request_like, Ambient, REQUEST_LIKE_SUM};
+use stackholm_tower::StackholmLayer;
+
+const CONCURRENCY: usize = 64;
+
+async fn hello() -> &'static str {
+    "hello"
+}
+
+async fn hello_with_workload() -> &'static str {
+    assert_eq!(request_like(&mut Ambient), REQUEST_LIKE_SUM);
+    "hello"
+}
+
+fn apps() -> [(&'static str, Router); 3] {
+    [
+        ("plain", Router::new().route("/", get(hello))),
+        (
+            "layer",
+            Router::new().route("/", get(hello)).layer(StackholmLayer::new()),
+        ),
+        (
+            "layer+workload",
+            Router::new()
+                .route("/", get(hello_with_workload))
+                .layer(StackholmLayer::new()),
+        ),
+    ]
+}
+
+/// One round against one server: how many requests completed, and each
+/// one's latency.
+async fn load(addr: SocketAddr, duration: Duration) -> (usize, Vec<Duration>) {
+    let client = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build_http::<Empty<Bytes>>();
+    let uri: http::Uri = format!("http://{addr}/").parse().expect("a valid uri");
+    let deadline = Instant::now() + duration;
+    let workers: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (client, uri) = (client.clone(), uri.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let start = Instant::now();
+                    let response = client.get(uri.clone()).await.expect("the server answers");
+                    let body = response.into_body().collect().await.expect("a whole body");
+                    assert_eq!(body.to_bytes(), "hello");
+                    latencies.push(start.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await.expect("a load worker does not panic"));
+    }
+    (latencies.len(), latencies)
+}
+
+struct Outcome {
+    name: &'static str,
+    rates: Vec<f64>,
+    latencies: Vec<Duration>,
+}
+
+impl Outcome {
+    fn median_rate(&self) -> f64 {
+        let mut rates = self.rates.clone();
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    }
+
+    fn percentile(&mut self, p: f64) -> Duration {
+        self.latencies.sort();
+        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[index]
+    }
+}
+
+fn env_number(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let benching = std::env::args().any(|arg| arg == "--bench");
+    let (secs, rounds) = if benching {
+        (env_number("LAYER_BENCH_SECS", 3.0), env_number("LAYER_BENCH_ROUNDS", 5.0) as usize)
+    } else {
+        (0.2, 1)
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        let mut servers = Vec::new();
+        for (name, app) in apps() {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .expect("an ephemeral port of 127.0.0.1 is free");
+            let addr = listener.local_addr().expect("a bound address");
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            servers.push((name, addr));
+        }
+        let mut outcomes: Vec<Outcome> = servers
+            .iter()
+            .map(|&(name, _)| Outcome {
+                name,
+                rates: Vec::new(),
+                latencies: Vec::new(),
+            })
+            .collect();
+        let duration = Duration::from_secs_f64(secs);
+        // Warm every server up once before measuring.
+        for &(_, addr) in &servers {
+            load(addr, duration / 4).await;
+        }
+        for round in 0..rounds {
+            // Rotate the order, so no server always runs first or last.
+            for offset in 0..servers.len() {
+                let which = (round + offset) % servers.len();
+                let (count, latencies) = load(servers[which].1, duration).await;
+                outcomes[which].rates.push(count as f64 / secs);
+                outcomes[which].latencies.extend(latencies);
+            }
+        }
+        report(&mut outcomes, secs, rounds);
+    });
+}
+
+fn report(outcomes: &mut [Outcome], secs: f64, rounds: usize) {
+    let plain_rate = outcomes[0].median_rate();
+    let plain_p50 = outcomes[0].percentile(0.50).as_secs_f64();
+    println!(
+        "layer overhead: {CONCURRENCY} connections, {rounds} rounds of {secs} s per server\n"
+    );
+    println!(
+        "{:<16} {:>12} {:>9} {:>10} {:>10} {:>9}",
+        "server", "requests/s", "vs plain", "p50 (µs)", "p99 (µs)", "p50 ratio"
+    );
+    let mut json = Vec::new();
+    for outcome in outcomes.iter_mut() {
+        let rate = outcome.median_rate();
+        let p50 = outcome.percentile(0.50);
+        let p99 = outcome.percentile(0.99);
+        println!(
+            "{:<16} {:>12.0} {:>9.3} {:>10.1} {:>10.1} {:>9.3}",
+            outcome.name,
+            rate,
+            rate / plain_rate,
+            p50.as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6,
+            p50.as_secs_f64() / plain_p50,
+        );
+        json.push(format!(
+            r#"{{"server":"{}","requests_per_second":{rate:.1},"throughput_ratio":{:.4},"p50_us":{:.1},"p99_us":{:.1},"rounds":{rounds},"seconds_per_round":{secs},"connections":{CONCURRENCY}}}"#,
+            outcome.name,
+            rate / plain_rate,
+            p50.as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6,
+        ));
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let path = std::path::Path::new(&target).join("layer-bench.json");
+    if let Err(err) = std::fs::write(&path, format!("[{}]\n", json.join(",\n"))) {
+        eprintln!("could not write {}: {err}", path.display());
+    }
+}

@@ -1,0 +1,475 @@
+//! The workloads of the benchmarks, and the alternatives users would pick
+//! instead of stackholm, each given its best shot.
+//!
+//! Every implementation answers the same [`Context`] trait, so each workload
+//! is written once and runs unchanged on all of them; the tests at the
+//! bottom check that they all compute the same results, so that no
+//! implementation is fast because it is wrong.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use opentelemetry::Context as OtelContext;
+use rustc_hash::FxHashMap;
+use stackholm::{Key, Stack, DEFAULT};
+
+/// How many distinct keys the workloads use.
+pub const KEYS: usize = 64;
+
+macro_rules! keys {
+    ($($n:literal)*) => {
+        /// The stackholm keys, one per workload key.
+        pub static STACKHOLM_KEYS: [Key<u64>; KEYS] = [$(Key::new(concat!("k", $n))),*];
+
+        /// OpenTelemetry keys values by type: one type per workload key.
+        #[derive(Debug, Clone, Copy)]
+        pub struct OtelKey<const N: usize>(pub u64);
+
+        fn otel_with(cx: &OtelContext, key: usize, value: u64) -> OtelContext {
+            match key {
+                $($n => cx.with_value(OtelKey::<$n>(value)),)*
+                _ => unreachable!("keys are below {KEYS}"),
+            }
+        }
+
+        fn otel_get(cx: &OtelContext, key: usize) -> Option<u64> {
+            match key {
+                $($n => cx.get::<OtelKey<$n>>().map(|k| k.0),)*
+                _ => unreachable!("keys are below {KEYS}"),
+            }
+        }
+    };
+}
+
+keys!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
+      32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63);
+
+/// What every implementation offers: nested scopes, and values set in the
+/// current scope, read from the nearest scope that set them.
+pub trait Context {
+    /// Runs `f` inside a new nested scope.
+    fn scope<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R;
+    /// Enters a scope with nothing in it and leaves it.
+    #[inline]
+    fn enter_empty(&mut self) {
+        self.scope(|_| ());
+    }
+    /// Sets `key` in the current scope.
+    fn set(&mut self, key: usize, value: u64);
+    /// The value of `key` from the nearest scope that set it.
+    fn get(&mut self, key: usize) -> Option<u64>;
+}
+
+/// Removing the nearest setting: not every alternative can.
+pub trait Remove: Context {
+    /// Removes the nearest setting of `key`.
+    fn remove(&mut self, key: usize);
+}
+
+// ---------------------------------------------------------------- stackholm
+
+impl Context for Stack {
+    #[inline]
+    fn scope<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let mut guard = self.enter();
+        f(&mut guard)
+    }
+
+    #[inline]
+    fn set(&mut self, key: usize, value: u64) {
+        Stack::set(self, &STACKHOLM_KEYS[key], value).expect("inside a checkpoint");
+    }
+
+    #[inline]
+    fn get(&mut self, key: usize) -> Option<u64> {
+        Stack::get(self, &STACKHOLM_KEYS[key]).copied()
+    }
+}
+
+impl Remove for Stack {
+    #[inline]
+    fn remove(&mut self, key: usize) {
+        Stack::remove(self, &STACKHOLM_KEYS[key]).expect("inside a checkpoint");
+    }
+}
+
+/// stackholm's ambient storage: the thread's stack outside a task-local
+/// scope, the task's inside one (run the workload inside a `Scope`).
+#[derive(Debug, Default)]
+pub struct Ambient;
+
+impl Context for Ambient {
+    #[inline]
+    fn scope<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let _guard = DEFAULT.enter();
+        f(self)
+    }
+
+    #[inline]
+    fn set(&mut self, key: usize, value: u64) {
+        DEFAULT
+            .set(&STACKHOLM_KEYS[key], value)
+            .expect("inside a checkpoint");
+    }
+
+    #[inline]
+    fn get(&mut self, key: usize) -> Option<u64> {
+        DEFAULT.get(&STACKHOLM_KEYS[key])
+    }
+}
+
+impl Remove for Ambient {
+    #[inline]
+    fn remove(&mut self, key: usize) {
+        DEFAULT
+            .remove(&STACKHOLM_KEYS[key])
+            .expect("inside a checkpoint");
+    }
+}
+
+// ------------------------------------------------------------- naive stack
+
+/// A `Vec` of maps, walked from the top on every read; maps of left scopes
+/// are kept for reuse so that scopes do not allocate.
+#[derive(Debug, Default)]
+pub struct NaiveStack {
+    frames: Vec<FxHashMap<usize, u64>>,
+    spare: Vec<FxHashMap<usize, u64>>,
+}
+
+impl Context for NaiveStack {
+    #[inline]
+    fn scope<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let frame = self.spare.pop().unwrap_or_default();
+        self.frames.push(frame);
+        let output = f(self);
+        let mut frame = self.frames.pop().expect("pushed above");
+        frame.clear();
+        self.spare.push(frame);
+        output
+    }
+
+    #[inline]
+    fn set(&mut self, key: usize, value: u64) {
+        self.frames
+            .last_mut()
+            .expect("inside a scope")
+            .insert(key, value);
+    }
+
+    #[inline]
+    fn get(&mut self, key: usize) -> Option<u64> {
+        self.frames
+            .iter()
+            .rev()
+            .find_map(|frame| frame.get(&key).copied())
+    }
+}
+
+impl Remove for NaiveStack {
+    #[inline]
+    fn remove(&mut self, key: usize) {
+        if let Some(frame) = self.frames.iter_mut().rev().find(|f| f.contains_key(&key)) {
+            frame.remove(&key);
+        }
+    }
+}
+
+// ------------------------------------------------------ clone the map
+
+/// One map of everything visible, shared by reference count and copied on
+/// the first set in each nested scope (copy-on-write).
+#[derive(Debug, Default)]
+pub struct CloneMap {
+    current: Arc<FxHashMap<usize, u64>>,
+}
+
+impl Context for CloneMap {
+    #[inline]
+    fn scope<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let saved = Arc::clone(&self.current);
+        let output = f(self);
+        self.current = saved;
+        output
+    }
+
+    #[inline]
+    fn set(&mut self, key: usize, value: u64) {
+        Arc::make_mut(&mut self.current).insert(key, value);
+    }
+
+    #[inline]
+    fn get(&mut self, key: usize) -> Option<u64> {
+        self.current.get(&key).copied()
+    }
+}
+
+// ------------------------------------------------------------ OpenTelemetry
+
+/// `opentelemetry::Context`: every set attaches a new context holding the
+/// value (`Context::current_with_value(..).attach()`), kept attached until
+/// the scope ends; reads go through `Context::map_current`.
+#[derive(Debug, Default)]
+pub struct Otel {
+    guards: Vec<opentelemetry::ContextGuard>,
+}
+
+impl Context for Otel {
+    /// Entering a scope with nothing to set: attach the current context.
+    #[inline]
+    fn enter_empty(&mut self) {
+        let _guard = OtelContext::current().attach();
+    }
+
+    #[inline]
+    fn scope<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let mark = self.guards.len();
+        let output = f(self);
+        while self.guards.len() > mark {
+            self.guards.pop();
+        }
+        output
+    }
+
+    #[inline]
+    fn set(&mut self, key: usize, value: u64) {
+        let cx = OtelContext::map_current(|cx| otel_with(cx, key, value));
+        self.guards.push(cx.attach());
+    }
+
+    #[inline]
+    fn get(&mut self, key: usize) -> Option<u64> {
+        OtelContext::map_current(|cx| otel_get(cx, key))
+    }
+}
+
+// ------------------------------------------- hand-rolled task-local map
+
+/// What a hand-rolled `tokio::task_local!` holds: one map of everything
+/// visible, and an undo log that restores shadowed values per scope.
+#[derive(Debug, Default)]
+pub struct UndoMap {
+    map: FxHashMap<usize, u64>,
+    undo: Vec<(usize, Option<u64>)>,
+    marks: Vec<usize>,
+}
+
+tokio::task_local! {
+    /// The hand-rolled task-local map.
+    pub static TASK_MAP: RefCell<UndoMap>;
+}
+
+/// The hand-rolled task-local map, used from inside a `TASK_MAP` scope.
+#[derive(Debug, Default)]
+pub struct HandRolledTaskLocal;
+
+impl Context for HandRolledTaskLocal {
+    #[inline]
+    fn scope<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        TASK_MAP.with(|state| {
+            let mut state = state.borrow_mut();
+            let mark = state.undo.len();
+            state.marks.push(mark);
+        });
+        let output = f(self);
+        TASK_MAP.with(|state| {
+            let state = &mut *state.borrow_mut();
+            let mark = state.marks.pop().expect("pushed above");
+            for (key, previous) in state.undo.drain(mark..).rev() {
+                match previous {
+                    Some(value) => state.map.insert(key, value),
+                    None => state.map.remove(&key),
+                };
+            }
+        });
+        output
+    }
+
+    #[inline]
+    fn set(&mut self, key: usize, value: u64) {
+        TASK_MAP.with(|state| {
+            let state = &mut *state.borrow_mut();
+            let previous = state.map.insert(key, value);
+            state.undo.push((key, previous));
+        });
+    }
+
+    #[inline]
+    fn get(&mut self, key: usize) -> Option<u64> {
+        TASK_MAP.with(|state| state.borrow().map.get(&key).copied())
+    }
+}
+
+// ------------------------------------------------------------------ floors
+
+thread_local! {
+    static FLOOR: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The cheapest possible read of ambient state: index a thread-local
+/// `RefCell<Vec>`.
+#[inline]
+pub fn floor_read(index: usize) -> Option<u64> {
+    FLOOR.with(|values| values.borrow().get(index).copied())
+}
+
+/// The cheapest possible enter + set + leave: push and pop a thread-local
+/// `RefCell<Vec>`.
+#[inline]
+pub fn floor_push_pop(value: u64) -> Option<u64> {
+    FLOOR.with(|values| {
+        let mut values = values.borrow_mut();
+        values.push(value);
+        values.pop()
+    })
+}
+
+/// Fills the floor's vector, so reads have something to find.
+pub fn fill_floor(len: usize) {
+    FLOOR.with(|values| values.borrow_mut().resize(len, 1));
+}
+
+// --------------------------------------------------------------- workloads
+
+/// Enters an empty scope and leaves it.
+#[inline]
+pub fn enter_leave<C: Context>(cx: &mut C) {
+    cx.enter_empty();
+}
+
+/// Enters a scope, sets one key in it, leaves it.
+#[inline]
+pub fn enter_set_leave<C: Context>(cx: &mut C) {
+    cx.scope(|cx| cx.set(0, 1));
+}
+
+/// Sets the key in the current scope, then removes it again (uncovering
+/// the outer setting).
+#[inline]
+pub fn set_remove<C: Remove>(cx: &mut C) {
+    cx.set(0, 2);
+    cx.remove(0);
+}
+
+/// Runs `f` at `depth` nested scopes below a root that sets key 0, with
+/// `others` other keys (1 to `others`) set across the scopes.
+pub fn at_depth<C: Context, R>(
+    cx: &mut C,
+    depth: usize,
+    others: usize,
+    f: impl FnOnce(&mut C) -> R,
+) -> R {
+    fn nest<C: Context, R>(
+        cx: &mut C,
+        level: usize,
+        depth: usize,
+        others: usize,
+        f: impl FnOnce(&mut C) -> R,
+    ) -> R {
+        cx.scope(|cx| {
+            if level == 0 {
+                cx.set(0, 7);
+            }
+            for key in (1..=others).filter(|key| key % depth == level) {
+                cx.set(key, key as u64);
+            }
+            if level + 1 == depth {
+                f(cx)
+            } else {
+                nest(cx, level + 1, depth, others, f)
+            }
+        })
+    }
+    nest(cx, 0, depth.max(1), others, f)
+}
+
+/// `others` keys set in the root scope, for workloads that run with values
+/// present; `f` runs inside it.
+pub fn with_values<C: Context, R>(cx: &mut C, others: usize, f: impl FnOnce(&mut C) -> R) -> R {
+    cx.scope(|cx| {
+        for key in 1..=others {
+            cx.set(key, key as u64);
+        }
+        f(cx)
+    })
+}
+
+/// A request: a root with 5 values, 3 nested scopes each shadowing one of
+/// them and reading all 5, then leaving all. Returns the sum of the reads.
+#[inline]
+pub fn request_like<C: Context>(cx: &mut C) -> u64 {
+    cx.scope(|cx| {
+        for key in 0..5 {
+            cx.set(key, key as u64);
+        }
+        cx.scope(|cx| {
+            cx.set(0, 10);
+            let mut sum = read_five(cx);
+            sum += cx.scope(|cx| {
+                cx.set(1, 11);
+                let mut sum = read_five(cx);
+                sum += cx.scope(|cx| {
+                    cx.set(2, 12);
+                    read_five(cx)
+                });
+                sum
+            });
+            sum
+        })
+    })
+}
+
+#[inline]
+fn read_five<C: Context>(cx: &mut C) -> u64 {
+    (0..5).map(|key| cx.get(key).unwrap_or(0)).sum()
+}
+
+/// What [`request_like`] returns on a correct implementation.
+pub const REQUEST_LIKE_SUM: u64 = (10 + 1 + 2 + 3 + 4) + (10 + 11 + 2 + 3 + 4) + (10 + 11 + 12 + 3 + 4);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check<C: Context>(mut cx: C) -> C {
+        assert_eq!(request_like(&mut cx), REQUEST_LIKE_SUM);
+        for depth in [1, 10, 100] {
+            for others in [0, 50] {
+                let (nearest, other) = at_depth(&mut cx, depth, others, |cx| (cx.get(0), cx.get(others)));
+                assert_eq!(nearest, Some(7), "depth {depth}, {others} others");
+                assert_eq!(other, if others == 0 { Some(7) } else { Some(others as u64) });
+            }
+        }
+        let shadowed = cx.scope(|cx| {
+            cx.set(0, 1);
+            enter_set_leave(cx);
+            cx.get(0)
+        });
+        assert_eq!(shadowed, Some(1));
+        assert_eq!(cx.get(0), None);
+        cx
+    }
+
+    fn check_remove<C: Remove>(mut cx: C) {
+        let seen = at_depth(&mut cx, 10, 0, |cx| {
+            set_remove(cx);
+            cx.get(0)
+        });
+        assert_eq!(seen, Some(7));
+    }
+
+    #[test]
+    fn every_implementation_computes_the_same() {
+        check_remove(check(Stack::new()));
+        check_remove(check(Ambient));
+        check_remove(check(NaiveStack::default()));
+        check(CloneMap::default());
+        check(Otel::default());
+        TASK_MAP.sync_scope(RefCell::default(), || check(HandRolledTaskLocal));
+        let mut scope = stackholm::Scope::new(DEFAULT);
+        scope.run(|| check_remove(check(Ambient)));
+        fill_floor(4);
+        assert_eq!(floor_read(3), Some(1));
+        assert_eq!(floor_push_pop(9), Some(9));
+    }
+}
