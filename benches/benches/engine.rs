@@ -8,12 +8,12 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::measurement::WallTime;
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Bencher, Criterion};
+use criterion::{criterion_group, criterion_main, Bencher, BenchmarkGroup, BenchmarkId, Criterion};
 use stackholm::{Scope, Stack, DEFAULT};
 use stackholm_benches::{
     at_depth, enter_leave, enter_set_leave, fill_floor, floor_push_pop, floor_read, request_like,
-    set_remove, with_values, Ambient, CloneMap, Context, HandRolledTaskLocal, NaiveStack, Otel, Remove,
-    TASK_MAP,
+    set_remove, with_values, Ambient, CloneMap, Context, HandRolledTaskLocal, NaiveStack, Otel,
+    Remove, TASK_MAP,
 };
 
 /// A workload, runnable on any implementation.
@@ -42,7 +42,9 @@ fn on_every_context(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, routine:
         routine.run(b, &mut Otel::default());
     });
     group.bench_function(BenchmarkId::new("task-local-map", id), |b| {
-        TASK_MAP.sync_scope(RefCell::default(), || routine.run(b, &mut HandRolledTaskLocal));
+        TASK_MAP.sync_scope(RefCell::default(), || {
+            routine.run(b, &mut HandRolledTaskLocal)
+        });
     });
 }
 
@@ -122,12 +124,18 @@ fn remove_nearest(c: &mut Criterion) {
     }
     let mut group = c.benchmark_group("set_remove_nearest");
     let id = "depth-10";
-    group.bench_function(BenchmarkId::new("stackholm-owned", id), |b| run(b, &mut Stack::new()));
-    group.bench_function(BenchmarkId::new("stackholm-thread", id), |b| run(b, &mut Ambient));
+    group.bench_function(BenchmarkId::new("stackholm-owned", id), |b| {
+        run(b, &mut Stack::new())
+    });
+    group.bench_function(BenchmarkId::new("stackholm-thread", id), |b| {
+        run(b, &mut Ambient)
+    });
     group.bench_function(BenchmarkId::new("stackholm-task", id), |b| {
         Scope::new(DEFAULT).run(|| run(b, &mut Ambient));
     });
-    group.bench_function(BenchmarkId::new("naive-stack", id), |b| run(b, &mut NaiveStack::default()));
+    group.bench_function(BenchmarkId::new("naive-stack", id), |b| {
+        run(b, &mut NaiveStack::default())
+    });
     group.finish();
 }
 

@@ -37,7 +37,9 @@ fn apps() -> [(&'static str, Router); 3] {
         ("plain", Router::new().route("/", get(hello))),
         (
             "layer",
-            Router::new().route("/", get(hello)).layer(StackholmLayer::new()),
+            Router::new()
+                .route("/", get(hello))
+                .layer(StackholmLayer::new()),
         ),
         (
             "layer+workload",
@@ -109,7 +111,10 @@ fn env_number(name: &str, default: f64) -> f64 {
 fn main() {
     let benching = std::env::args().any(|arg| arg == "--bench");
     let (secs, rounds) = if benching {
-        (env_number("LAYER_BENCH_SECS", 3.0), env_number("LAYER_BENCH_ROUNDS", 5.0) as usize)
+        (
+            env_number("LAYER_BENCH_SECS", 3.0),
+            env_number("LAYER_BENCH_ROUNDS", 5.0) as usize,
+        )
     } else {
         (0.2, 1)
     };
@@ -156,9 +161,7 @@ fn main() {
 fn report(outcomes: &mut [Outcome], secs: f64, rounds: usize) {
     let plain_rate = outcomes[0].median_rate();
     let plain_p50 = outcomes[0].percentile(0.50).as_secs_f64();
-    println!(
-        "layer overhead: {CONCURRENCY} connections, {rounds} rounds of {secs} s per server\n"
-    );
+    println!("layer overhead: {CONCURRENCY} connections, {rounds} rounds of {secs} s per server\n");
     println!(
         "{:<16} {:>12} {:>9} {:>10} {:>10} {:>9}",
         "server", "requests/s", "vs plain", "p50 (µs)", "p99 (µs)", "p50 ratio"

@@ -425,7 +425,8 @@ fn read_five<C: Context>(cx: &mut C) -> u64 {
 }
 
 /// What [`request_like`] returns on a correct implementation.
-pub const REQUEST_LIKE_SUM: u64 = (10 + 1 + 2 + 3 + 4) + (10 + 11 + 2 + 3 + 4) + (10 + 11 + 12 + 3 + 4);
+pub const REQUEST_LIKE_SUM: u64 =
+    (10 + 1 + 2 + 3 + 4) + (10 + 11 + 2 + 3 + 4) + (10 + 11 + 12 + 3 + 4);
 
 #[cfg(test)]
 mod tests {
@@ -435,9 +436,17 @@ mod tests {
         assert_eq!(request_like(&mut cx), REQUEST_LIKE_SUM);
         for depth in [1, 10, 100] {
             for others in [0, 50] {
-                let (nearest, other) = at_depth(&mut cx, depth, others, |cx| (cx.get(0), cx.get(others)));
+                let (nearest, other) =
+                    at_depth(&mut cx, depth, others, |cx| (cx.get(0), cx.get(others)));
                 assert_eq!(nearest, Some(7), "depth {depth}, {others} others");
-                assert_eq!(other, if others == 0 { Some(7) } else { Some(others as u64) });
+                assert_eq!(
+                    other,
+                    if others == 0 {
+                        Some(7)
+                    } else {
+                        Some(others as u64)
+                    }
+                );
             }
         }
         let shadowed = cx.scope(|cx| {

@@ -97,16 +97,12 @@ pub use engine::{Checkpoint, Stack, StackGuard};
 pub use error::Error;
 pub use futures::CheckpointExt;
 pub use key::Key;
-pub use storage::{Ambient, CheckpointGuard, Mode, Storage};
-#[cfg(feature = "tokio")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-pub use storage::{Scope, TaskOnly};
+pub use storage::{Ambient, CheckpointGuard, Mode, Scope, Storage, TaskOnly};
 
 /// What `storage!` expands to needs; not public API.
 #[doc(hidden)]
 pub mod __private {
-    #[cfg(feature = "tokio")]
-    pub use tokio;
+    pub use crate::storage::Local;
 }
 
 storage! {

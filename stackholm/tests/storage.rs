@@ -152,6 +152,23 @@ fn dropping_an_outer_guard_first_leaves_the_inner_checkpoints_too() -> Result<()
 }
 
 #[test]
+fn a_guard_dropped_inside_a_scope_leaves_its_checkpoint_outside_it() -> Result<(), Error> {
+    let _outer = DEFAULT.enter();
+    DEFAULT.set(&A, 1)?;
+    let inner = DEFAULT.enter();
+    DEFAULT.set(&A, 2)?;
+    DEFAULT.sync_scope(|| {
+        let _scoped = DEFAULT.enter();
+        drop(inner);
+        // The scope's own stack is untouched.
+        assert_eq!(DEFAULT.depth(), 1);
+    });
+    assert_eq!(DEFAULT.depth(), 1);
+    assert_eq!(DEFAULT.get(&A), Some(1));
+    Ok(())
+}
+
+#[test]
 fn a_forgotten_guard_is_left_by_its_outer_guard() {
     let outer = DEFAULT.enter();
     std::mem::forget(DEFAULT.enter());

@@ -73,7 +73,9 @@ impl<T: Send + Sync + 'static> Carrier for Carried<T> {
 
     fn attach(&mut self, slots: &mut Slots, depth: u32) -> bool {
         match self.value.take() {
-            Some(value) => slots.typed_or_insert(self.key).set(self.kind, depth, value),
+            Some(value) => slots
+                .typed_or_insert(self.key, self.key.index())
+                .set(self.kind, depth, value),
             None => false,
         }
     }

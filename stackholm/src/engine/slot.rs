@@ -20,10 +20,6 @@ pub(crate) enum Kind {
     Block = 1,
 }
 
-impl Kind {
-    pub(crate) const ALL: [Kind; 2] = [Kind::Checkpoint, Kind::Block];
-}
-
 /// One setting of a key: the value and the depth of the checkpoint holding it.
 #[derive(Debug)]
 pub(crate) struct Entry<T> {
@@ -173,8 +169,8 @@ impl Slots {
     pub(crate) fn typed_or_insert<T: Send + Sync + 'static>(
         &mut self,
         key: &'static Key<T>,
+        index: usize,
     ) -> &mut Slot<T> {
-        let index = key.index();
         if self.slots.len() <= index {
             self.slots.resize_with(index + 1, || None);
         }

@@ -63,11 +63,36 @@ pub struct Stack {
     ids: FrameIds,
 }
 
-/// One checkpoint on the stack: the keys it holds a setting of, per kind.
+/// One checkpoint on the stack: the settings it holds.
 #[derive(Debug, Default)]
 struct Frame {
     id: FrameId,
-    keys: [Vec<u32>; 2],
+    settings: Vec<Setting>,
+}
+
+/// A key index and a kind in one word: a setting a frame holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Setting(u32);
+
+impl Setting {
+    #[inline]
+    fn new(index: usize, kind: Kind) -> Self {
+        Self(((index as u32) << 1) | kind as u32)
+    }
+
+    #[inline]
+    fn index(self) -> u32 {
+        self.0 >> 1
+    }
+
+    #[inline]
+    fn kind(self) -> Kind {
+        if self.0 & 1 == 0 {
+            Kind::Checkpoint
+        } else {
+            Kind::Block
+        }
+    }
 }
 
 /// Identifies one entered checkpoint, so a guard leaves its own checkpoint
@@ -348,14 +373,21 @@ impl Stack {
     /// The checkpoint keeps its (now empty) carriers for when it is popped.
     pub(crate) fn push_from(&mut self, checkpoint: &mut Checkpoint) -> FrameId {
         let id = self.push_empty();
+        self.attach_all(checkpoint);
+        id
+    }
+
+    /// Moves the checkpoint's values into the innermost frame.
+    fn attach_all(&mut self, checkpoint: &mut Checkpoint) {
         let depth = self.depth - 1;
         let frame = &mut self.frames[depth];
         for carrier in &mut checkpoint.carriers {
             if carrier.attach(&mut self.slots, depth as u32) {
-                frame.keys[carrier.kind() as usize].push(carrier.key_index() as u32);
+                frame
+                    .settings
+                    .push(Setting::new(carrier.key_index(), carrier.kind()));
             }
         }
-        id
     }
 
     /// Enters a checkpoint with nothing in it: the hot path of every guard.
@@ -380,16 +412,15 @@ impl Stack {
     pub(crate) fn pop_into(&mut self, checkpoint: &mut Checkpoint) -> Option<FrameId> {
         self.depth = self.depth.checked_sub(1)?;
         let frame = &mut self.frames[self.depth];
-        for kind in Kind::ALL {
-            for index in frame.keys[kind as usize].drain(..) {
-                match checkpoint.carrier_mut(index as usize, kind) {
-                    Some(carrier) => carrier.detach(&mut self.slots),
-                    None => checkpoint.carriers.extend(
-                        self.slots
-                            .erased_mut(index)
-                            .and_then(|slot| slot.detach_top(kind)),
-                    ),
-                }
+        for setting in frame.settings.drain(..) {
+            let (index, kind) = (setting.index(), setting.kind());
+            match checkpoint.carrier_mut(index as usize, kind) {
+                Some(carrier) => carrier.detach(&mut self.slots),
+                None => checkpoint.carriers.extend(
+                    self.slots
+                        .erased_mut(index)
+                        .and_then(|slot| slot.detach_top(kind)),
+                ),
             }
         }
         Some(frame.id)
@@ -403,13 +434,7 @@ impl Stack {
                 *id = self.ids.next();
             }
             self.push_frame(*id);
-            let depth = self.depth - 1;
-            let frame = &mut self.frames[depth];
-            for carrier in &mut checkpoint.carriers {
-                if carrier.attach(&mut self.slots, depth as u32) {
-                    frame.keys[carrier.kind() as usize].push(carrier.key_index() as u32);
-                }
-            }
+            self.attach_all(checkpoint);
         }
     }
 
@@ -475,7 +500,7 @@ impl Stack {
         if let Some(depth) = self.depth.checked_sub(1) {
             self.depth = depth;
             let frame = &mut self.frames[depth];
-            if frame.keys.iter().any(|keys| !keys.is_empty()) {
+            if !frame.settings.is_empty() {
                 let mut release = Release {
                     slots: &mut self.slots,
                     frame,
@@ -495,12 +520,15 @@ impl Stack {
         operation: &'static str,
     ) -> Result<(), Error> {
         let depth = self.current_depth(key, operation)?;
+        let index = key.index();
         if self
             .slots
-            .typed_or_insert(key)
+            .typed_or_insert(key, index)
             .set(kind, depth, Value::Owned(value))
         {
-            self.frames[depth as usize].keys[kind as usize].push(key.index() as u32);
+            self.frames[depth as usize]
+                .settings
+                .push(Setting::new(index, kind));
         }
         Ok(())
     }
@@ -543,10 +571,10 @@ impl Stack {
 
 /// Drops a key from the list of keys its frame holds a setting of.
 fn forget_key<T>(frame: &mut Frame, kind: Kind, key: &'static Key<T>) {
-    let index = key.index() as u32;
-    let keys = &mut frame.keys[kind as usize];
-    if let Some(position) = keys.iter().rposition(|&k| k == index) {
-        keys.swap_remove(position);
+    let setting = Setting::new(key.index(), kind);
+    let settings = &mut frame.settings;
+    if let Some(position) = settings.iter().rposition(|&s| s == setting) {
+        settings.swap_remove(position);
     }
 }
 
@@ -560,11 +588,9 @@ struct Release<'a> {
 
 impl Release<'_> {
     fn run(&mut self) {
-        for kind in Kind::ALL {
-            while let Some(index) = self.frame.keys[kind as usize].pop() {
-                if let Some(slot) = self.slots.erased_mut(index) {
-                    slot.drop_top(kind);
-                }
+        while let Some(setting) = self.frame.settings.pop() {
+            if let Some(slot) = self.slots.erased_mut(setting.index()) {
+                slot.drop_top(setting.kind());
             }
         }
     }

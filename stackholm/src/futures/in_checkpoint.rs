@@ -8,7 +8,6 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 
 use crate::engine::Suspended;
-use crate::storage::Place;
 use crate::{Checkpoint, Error, Storage};
 
 pin_project! {
@@ -112,29 +111,25 @@ impl<F> fmt::Debug for InCheckpoint<F> {
 
 /// A future's checkpoints, entered for the length of one poll. Dropping it
 /// takes them off the stack again, also when the poll panics.
+///
+/// The stack they are taken off is the one they were entered on: a poll
+/// cannot change the current stack (a scope run inside it is over before it
+/// returns).
 struct Resumed<'a> {
     storage: Storage,
-    place: Place,
     suspended: &'a mut Suspended,
 }
 
 impl<'a> Resumed<'a> {
     fn new(storage: Storage, suspended: &'a mut Suspended) -> Result<Self, Error> {
-        let place = storage.current("enter")?;
-        storage.write_at(place, "enter", |stack| stack.resume(suspended))?;
-        Ok(Self {
-            storage,
-            place,
-            suspended,
-        })
+        storage.write("enter", |stack| stack.resume(suspended))?;
+        Ok(Self { storage, suspended })
     }
 
     /// Leaves the checkpoints for good instead, dropping their values.
     fn leave(self) {
         let base = self.suspended.base();
-        let _ = self
-            .storage
-            .write_at(self.place, "leave", |stack| stack.leave(base));
+        let _ = self.storage.write("leave", |stack| stack.leave(base));
         self.suspended.clear();
         std::mem::forget(self);
     }
@@ -145,6 +140,6 @@ impl Drop for Resumed<'_> {
         let suspended = &mut *self.suspended;
         let _ = self
             .storage
-            .write_at(self.place, "suspend", |stack| stack.suspend(suspended));
+            .write("suspend", |stack| stack.suspend(suspended));
     }
 }

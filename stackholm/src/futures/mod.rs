@@ -1,14 +1,11 @@
 //! Futures that run inside checkpoints and task-local scopes.
 
 mod in_checkpoint;
-#[cfg(feature = "tokio")]
 mod scoped;
 
 use std::future::Future;
 
 pub use in_checkpoint::InCheckpoint;
-#[cfg(feature = "tokio")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use scoped::Scoped;
 
 use crate::{Checkpoint, Storage};

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use super::{Ambient, Mode, Place, Storage};
+use super::{Ambient, Mode, Storage};
 use crate::engine::FrameId;
 use crate::Error;
 
@@ -42,9 +42,12 @@ use crate::Error;
 /// assert_eq!(DEFAULT.depth(), 0);
 /// ```
 ///
-/// A guard whose stack is gone (its task-local scope has ended, or its
-/// thread is exiting) does nothing when dropped: its checkpoint went with
-/// the stack.
+/// A guard leaves its checkpoint wherever that is on the dropping thread:
+/// on the current stack, or on a stack that a running scope has set aside
+/// (a guard entered outside a scope and dropped inside one). A guard whose
+/// stack is not there (its scope has ended or is not running, or its thread
+/// is exiting) does nothing when dropped: its checkpoint ends with its
+/// stack.
 ///
 /// # Panics
 ///
@@ -55,16 +58,14 @@ use crate::Error;
 #[must_use = "the checkpoint is left as soon as the guard is dropped"]
 pub struct CheckpointGuard<M: Mode = Ambient> {
     storage: Storage<M>,
-    place: Place,
     id: FrameId,
     _marker: PhantomData<M::GuardMarker>,
 }
 
 impl<M: Mode> CheckpointGuard<M> {
-    pub(super) fn new(storage: Storage<M>, place: Place, id: FrameId) -> Self {
+    pub(super) fn new(storage: Storage<M>, id: FrameId) -> Self {
         Self {
             storage,
-            place,
             id,
             _marker: PhantomData,
         }
@@ -73,7 +74,7 @@ impl<M: Mode> CheckpointGuard<M> {
 
 impl<M: Mode> Drop for CheckpointGuard<M> {
     fn drop(&mut self) {
-        match self.storage.leave(self.place, self.id) {
+        match self.storage.leave(self.id) {
             // A stack that is gone took its checkpoints with it.
             Ok(_) | Err(Error::Destroyed | Error::NoScope { .. }) => {}
             Err(err) if !std::thread::panicking() => {
@@ -91,7 +92,6 @@ impl<M: Mode> fmt::Debug for CheckpointGuard<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CheckpointGuard")
             .field("storage", &self.storage.name())
-            .field("place", &self.place)
             .finish_non_exhaustive()
     }
 }

@@ -2,21 +2,18 @@
 //! without passing it around.
 
 mod guard;
+mod local;
 mod mode;
 mod propagate;
-#[cfg(feature = "tokio")]
 mod scope;
 
-use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::thread::LocalKey;
 
 pub use guard::CheckpointGuard;
-#[cfg(feature = "tokio")]
-pub use mode::TaskOnly;
-pub use mode::{Ambient, Mode};
-#[cfg(feature = "tokio")]
+pub use local::Local;
+pub use mode::{Ambient, Mode, TaskOnly};
 pub use scope::Scope;
 
 use crate::{Checkpoint, Error, Key, Stack};
@@ -51,42 +48,16 @@ use crate::{Checkpoint, Error, Key, Stack};
 macro_rules! storage {
     ($(#[$attr:meta])* $vis:vis static $name:ident $(;)?) => {
         $(#[$attr])*
-        $vis static $name: $crate::Storage = $crate::__storage_new!(
-            ::core::concat!(::core::module_path!(), "::", ::core::stringify!($name))
-        );
+        $vis static $name: $crate::Storage = {
+            ::std::thread_local! {
+                static LOCAL: $crate::__private::Local = const { $crate::__private::Local::new() };
+            }
+            $crate::Storage::__new(
+                ::core::concat!(::core::module_path!(), "::", ::core::stringify!($name)),
+                &LOCAL,
+            )
+        };
     };
-}
-
-// The task-local half of a storage exists only with the `tokio` feature, and
-// a `cfg` inside `storage!` would be evaluated in the caller's crate: the
-// choice is made here, by which of the two helpers is compiled.
-#[cfg(feature = "tokio")]
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __storage_new {
-    ($name:expr) => {{
-        ::std::thread_local! {
-            static THREAD: ::core::cell::RefCell<$crate::Stack> =
-                const { ::core::cell::RefCell::new($crate::Stack::new()) };
-        }
-        $crate::__private::tokio::task_local! {
-            static TASK: ::core::cell::RefCell<$crate::Stack>;
-        }
-        $crate::Storage::__new($name, &THREAD, &TASK)
-    }};
-}
-
-#[cfg(not(feature = "tokio"))]
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __storage_new {
-    ($name:expr) => {{
-        ::std::thread_local! {
-            static THREAD: ::core::cell::RefCell<$crate::Stack> =
-                const { ::core::cell::RefCell::new($crate::Stack::new()) };
-        }
-        $crate::Storage::__new($name, &THREAD)
-    }};
 }
 
 /// An ambient checkpoint stack, one per task or per thread, reached through
@@ -102,7 +73,7 @@ macro_rules! __storage_new {
 ///
 /// The current stack is the task's inside a task-local scope of the storage
 /// ([`scope`](Self::scope), [`sync_scope`](Self::sync_scope), or a layer
-/// that opens one per request; needs the `tokio` feature), and the calling
+/// that opens one per request), and the calling
 /// thread's everywhere else. The same call works in both, so a helper
 /// written for synchronous code reads the request's values when a request
 /// handler calls it, and the thread's when a plain thread does, like
@@ -145,42 +116,16 @@ macro_rules! __storage_new {
 /// panics), because it could drop the value the closure holds.
 pub struct Storage<M: Mode = Ambient> {
     name: &'static str,
-    thread: &'static LocalKey<RefCell<Stack>>,
-    #[cfg(feature = "tokio")]
-    task: &'static tokio::task::LocalKey<RefCell<Stack>>,
+    local: &'static LocalKey<Local>,
     _mode: PhantomData<M>,
-}
-
-/// Where a stack lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Place {
-    Thread,
-    #[cfg(feature = "tokio")]
-    Task,
 }
 
 impl Storage {
     #[doc(hidden)]
-    #[cfg(feature = "tokio")]
-    pub const fn __new(
-        name: &'static str,
-        thread: &'static LocalKey<RefCell<Stack>>,
-        task: &'static tokio::task::LocalKey<RefCell<Stack>>,
-    ) -> Self {
+    pub const fn __new(name: &'static str, local: &'static LocalKey<Local>) -> Self {
         Self {
             name,
-            thread,
-            task,
-            _mode: PhantomData,
-        }
-    }
-
-    #[doc(hidden)]
-    #[cfg(not(feature = "tokio"))]
-    pub const fn __new(name: &'static str, thread: &'static LocalKey<RefCell<Stack>>) -> Self {
-        Self {
-            name,
-            thread,
+            local,
             _mode: PhantomData,
         }
     }
@@ -210,14 +155,11 @@ impl Storage {
     /// # Ok(())
     /// # }
     /// ```
-    #[cfg(feature = "tokio")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     #[must_use]
     pub const fn task(&self) -> Storage<TaskOnly> {
         Storage {
             name: self.name,
-            thread: self.thread,
-            task: self.task,
+            local: self.local,
             _mode: PhantomData,
         }
     }
@@ -247,7 +189,8 @@ impl<M: Mode> Storage<M> {
     /// returns these as errors instead.
     #[track_caller]
     pub fn enter(&self) -> CheckpointGuard<M> {
-        self.enter_with(Checkpoint::new())
+        self.try_enter()
+            .unwrap_or_else(|err| panic!("stackholm: {}: {err}", self.name))
     }
 
     /// Enters `checkpoint` with its pre-loaded values; they are visible until
@@ -270,7 +213,8 @@ impl<M: Mode> Storage<M> {
     /// closure further up the call stack, [`Error::Destroyed`] if the thread
     /// is exiting.
     pub fn try_enter(&self) -> Result<CheckpointGuard<M>, Error> {
-        self.try_enter_with(Checkpoint::new())
+        let id = self.write("enter", Stack::push_empty)?;
+        Ok(CheckpointGuard::new(*self, id))
     }
 
     /// Enters `checkpoint` with its pre-loaded values.
@@ -279,9 +223,8 @@ impl<M: Mode> Storage<M> {
     ///
     /// As [`try_enter`](Self::try_enter).
     pub fn try_enter_with(&self, mut checkpoint: Checkpoint) -> Result<CheckpointGuard<M>, Error> {
-        let place = self.current("enter")?;
-        let id = self.write_at(place, "enter", |stack| stack.push_from(&mut checkpoint))?;
-        Ok(CheckpointGuard::new(*self, place, id))
+        let id = self.write("enter", |stack| stack.push_from(&mut checkpoint))?;
+        Ok(CheckpointGuard::new(*self, id))
     }
 
     /// Sets a checkpoint value in the innermost checkpoint; see [`Stack::set`].
@@ -453,74 +396,49 @@ impl<M: Mode> Storage<M> {
         }
     }
 
-    /// Leaves the checkpoint a guard entered at `place`.
-    pub(crate) fn leave(&self, place: Place, id: crate::engine::FrameId) -> Result<bool, Error> {
-        self.write_at(place, "leave a checkpoint", |stack| stack.leave(id))
+    /// Leaves the checkpoint a guard entered, wherever it is on this
+    /// thread.
+    pub(crate) fn leave(&self, id: crate::engine::FrameId) -> Result<bool, Error> {
+        self.local
+            .try_with(|local| local.leave(id))
+            .unwrap_or(Err(Error::Destroyed))
     }
 
-    /// Where the current stack is: the task's inside a task-local scope,
-    /// else the thread's (for an ambient storage).
+    /// The storage's state on this thread, where this handle may reach it.
     #[inline]
-    pub(crate) fn current(&self, operation: &'static str) -> Result<Place, Error> {
-        #[cfg(feature = "tokio")]
-        if self.task.try_with(|_| ()).is_ok() {
-            return Ok(Place::Task);
-        }
-        if M::TASK_ONLY {
-            Err(Error::NoScope { operation })
-        } else {
-            Ok(Place::Thread)
-        }
-    }
-
-    #[inline]
-    // Only the task-local place can be missing for a reason worth naming.
-    #[cfg_attr(not(feature = "tokio"), allow(unused_variables))]
-    fn at<R>(
+    fn local<R>(
         &self,
-        place: Place,
         operation: &'static str,
-        f: impl FnOnce(&RefCell<Stack>) -> R,
+        f: impl FnOnce(&Local) -> Result<R, Error>,
     ) -> Result<R, Error> {
-        match place {
-            Place::Thread => self.thread.try_with(f).map_err(|_| Error::Destroyed),
-            #[cfg(feature = "tokio")]
-            Place::Task => self
-                .task
-                .try_with(f)
-                .map_err(|_| Error::NoScope { operation }),
-        }
+        self.local
+            .try_with(|local| {
+                if M::TASK_ONLY && !local.in_scope() {
+                    return Err(Error::NoScope { operation });
+                }
+                f(local)
+            })
+            .unwrap_or(Err(Error::Destroyed))
     }
 
     #[inline]
     fn read<R>(&self, f: impl FnOnce(&Stack) -> R) -> Result<R, Error> {
-        let place = self.current("read")?;
-        self.at(place, "read", |cell| match cell.try_borrow() {
+        self.local("read", |local| match local.current().try_borrow() {
             Ok(stack) => Ok(f(&stack)),
             Err(_) => Err(Error::Busy { operation: "read" }),
-        })?
+        })
     }
 
     #[inline]
-    fn write<R>(
+    pub(crate) fn write<R>(
         &self,
         operation: &'static str,
         f: impl FnOnce(&mut Stack) -> R,
     ) -> Result<R, Error> {
-        self.write_at(self.current(operation)?, operation, f)
-    }
-
-    #[inline]
-    pub(crate) fn write_at<R>(
-        &self,
-        place: Place,
-        operation: &'static str,
-        f: impl FnOnce(&mut Stack) -> R,
-    ) -> Result<R, Error> {
-        self.at(place, operation, |cell| match cell.try_borrow_mut() {
+        self.local(operation, |local| match local.current().try_borrow_mut() {
             Ok(mut stack) => Ok(f(&mut stack)),
             Err(_) => Err(Error::Busy { operation }),
-        })?
+        })
     }
 
     /// Calls `f` with the value `get` finds for `key`. Where there is no

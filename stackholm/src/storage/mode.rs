@@ -10,8 +10,7 @@ mod sealed {
 ///
 /// - [`Ambient`]: the task's stack inside a task-local scope, the thread's
 ///   otherwise. Its guards are `!Send`, as they may refer to the thread.
-/// - `TaskOnly` (with the `tokio` feature): the task's stack, or an error
-///   outside any scope. Its guards are `Send`, so they can be held across
+/// - [`TaskOnly`]: the task's stack, or an error outside any scope. Its guards are `Send`, so they can be held across
 ///   `.await` in a spawned task.
 pub trait Mode: sealed::Sealed + Copy + Send + Sync + 'static {
     #[doc(hidden)]
@@ -35,15 +34,11 @@ impl Mode for Ambient {
 
 /// The mode of a storage handle that only reaches the task's stack; see
 /// [`Mode`] and [`Storage::task`](crate::Storage::task).
-#[cfg(feature = "tokio")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TaskOnly;
 
-#[cfg(feature = "tokio")]
 impl sealed::Sealed for TaskOnly {}
 
-#[cfg(feature = "tokio")]
 impl Mode for TaskOnly {
     const TASK_ONLY: bool = true;
     type GuardMarker = PhantomData<()>;

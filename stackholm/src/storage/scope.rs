@@ -1,11 +1,11 @@
 //! Task-local scopes: a stack of the task's own, installed while the task
 //! (or one synchronous call) runs.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
+use std::thread::LocalKey;
 
-use super::{Mode, Storage};
+use super::{Local, Mode, Storage};
 use crate::futures::Scoped;
 use crate::{Checkpoint, Stack};
 
@@ -35,7 +35,7 @@ use crate::{Checkpoint, Stack};
 /// ```
 pub struct Scope {
     name: &'static str,
-    task: &'static tokio::task::LocalKey<RefCell<Stack>>,
+    local: &'static LocalKey<Local>,
     stack: Stack,
 }
 
@@ -45,7 +45,7 @@ impl Scope {
     pub fn new<M: Mode>(storage: Storage<M>) -> Self {
         Self {
             name: storage.name,
-            task: storage.task,
+            local: storage.local,
             stack: Stack::new(),
         }
     }
@@ -61,42 +61,38 @@ impl Scope {
 
     /// Runs `f` with this scope's stack as the storage's task-local stack.
     ///
-    /// Scopes nest: inside `f`, another scope of the same storage replaces
-    /// this one until it returns. The stack is taken back also when `f`
-    /// panics.
+    /// The stack is installed in the storage's own thread-local, with the
+    /// stack it replaces (the thread's, or an outer scope's) set aside until
+    /// `f` returns, so reaching it costs what reaching the thread's stack
+    /// does. Scopes nest: inside `f`, another scope of the same storage
+    /// replaces this one until it returns. The stack is taken back also when
+    /// `f` panics.
     ///
     /// # Panics
     ///
-    /// If the storage's task-local is being accessed further up the call
-    /// stack (from inside a [`Storage::with`] closure), or the thread is
-    /// exiting; as `tokio::task::LocalKey::sync_scope`.
+    /// If called from inside a [`Storage::with`] closure of the same
+    /// storage, or while the thread is exiting.
     #[track_caller]
     pub fn run<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        /// Moves the stack back out of the task-local before the scope
-        /// ends, on return and on unwind alike.
+        /// Takes the stack back before the call ends, on return and on
+        /// unwind alike.
         struct TakeBack<'a> {
-            task: &'static tokio::task::LocalKey<RefCell<Stack>>,
+            local: &'static LocalKey<Local>,
             stack: &'a mut Stack,
         }
         impl Drop for TakeBack<'_> {
             fn drop(&mut self) {
-                let _ = self.task.try_with(|cell| {
-                    if let Ok(mut installed) = cell.try_borrow_mut() {
-                        std::mem::swap(self.stack, &mut installed);
-                    }
-                });
+                let _ = self.local.try_with(|local| local.uninstall(self.stack));
             }
         }
 
-        let task = self.task;
-        let stack = std::mem::take(&mut self.stack);
-        task.sync_scope(RefCell::new(stack), || {
-            let _take_back = TakeBack {
-                task,
-                stack: &mut self.stack,
-            };
-            f()
-        })
+        let local = self.local;
+        local.with(|local| local.install(&mut self.stack));
+        let _take_back = TakeBack {
+            local,
+            stack: &mut self.stack,
+        };
+        f()
     }
 
     /// The scope's stack, for inspection between runs.

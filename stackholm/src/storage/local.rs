@@ -1,0 +1,101 @@
+//! The thread-local state of one storage: the current stack, and the stacks
+//! that running scopes have set aside.
+
+use std::cell::{Cell, RefCell};
+
+use crate::engine::FrameId;
+use crate::{Error, Stack};
+
+/// One storage's state on one thread; public only for
+/// [`storage!`](crate::storage!).
+///
+/// A task-local scope is installed by swapping its stack in as the current
+/// one and setting the previous current stack aside until the scope's call
+/// returns, so every access, inside a scope or not, is one thread-local
+/// lookup and one `RefCell` borrow.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Local {
+    /// The stack that the storage's methods reach: the innermost running
+    /// scope's, or the thread's own when no scope is running.
+    current: RefCell<Stack>,
+    /// The stacks set aside by the running scopes, outermost first; while
+    /// any scope runs, the first is the thread's own.
+    parked: RefCell<Vec<Stack>>,
+    /// How many scopes are running: `parked.len()`, readable without a
+    /// borrow on every access.
+    scopes: Cell<usize>,
+}
+
+impl Local {
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            current: RefCell::new(Stack::new()),
+            parked: RefCell::new(Vec::new()),
+            scopes: Cell::new(0),
+        }
+    }
+
+    #[inline]
+    pub(super) fn in_scope(&self) -> bool {
+        self.scopes.get() > 0
+    }
+
+    #[inline]
+    pub(super) fn current(&self) -> &RefCell<Stack> {
+        &self.current
+    }
+
+    /// Makes `stack` the current stack until [`uninstall`](Self::uninstall),
+    /// leaving `stack` empty meanwhile.
+    ///
+    /// # Panics
+    ///
+    /// If the current stack is borrowed by a `with` closure.
+    #[track_caller]
+    pub(super) fn install(&self, stack: &mut Stack) {
+        let Ok(mut current) = self.current.try_borrow_mut() else {
+            panic!("stackholm: cannot run a scope inside a `with` closure of the same storage");
+        };
+        let outer = std::mem::replace(&mut *current, std::mem::take(stack));
+        self.parked.borrow_mut().push(outer);
+        self.scopes.set(self.scopes.get() + 1);
+    }
+
+    /// Moves the current stack back into `stack` and makes the stack set
+    /// aside by the matching [`install`](Self::install) current again.
+    pub(super) fn uninstall(&self, stack: &mut Stack) {
+        let (Ok(mut current), Ok(mut parked)) =
+            (self.current.try_borrow_mut(), self.parked.try_borrow_mut())
+        else {
+            return;
+        };
+        if let Some(outer) = parked.pop() {
+            *stack = std::mem::replace(&mut *current, outer);
+            self.scopes.set(parked.len());
+        }
+    }
+
+    /// Leaves the checkpoint `id` wherever it is on this thread: on the
+    /// current stack, or on one that a running scope has set aside (a guard
+    /// entered outside a scope and dropped inside it). Frame ids are unique,
+    /// so no other checkpoint can be taken for it.
+    pub(super) fn leave(&self, id: FrameId) -> Result<bool, Error> {
+        let busy = Error::Busy {
+            operation: "leave a checkpoint",
+        };
+        if self.current.try_borrow_mut().map_err(|_| busy)?.leave(id) {
+            return Ok(true);
+        }
+        let mut parked = self.parked.try_borrow_mut().map_err(|_| busy)?;
+        Ok(parked.iter_mut().rev().any(|stack| stack.leave(id)))
+    }
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Self::new()
+    }
+}
