@@ -4,8 +4,18 @@
 //! `cargo bench -p stackholm-benches --bench engine`
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::Router;
+use http_body_util::BodyExt;
+use stackholm_tower::StackholmLayer;
+use tower::ServiceExt;
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, Bencher, BenchmarkGroup, BenchmarkId, Criterion};
@@ -145,11 +155,63 @@ fn request(c: &mut Criterion) {
     group.finish();
 }
 
+/// Polls `future` to completion on this thread; the services measured here
+/// never wait on anything, so this is a loop of one poll.
+fn run_now<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = TaskContext::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+    }
+}
+
+/// The layer's own cost per request, without a network: an axum
+/// hello-world called in process, its body read to the end.
+fn layer_per_request(c: &mut Criterion) {
+    async fn hello() -> &'static str {
+        "hello"
+    }
+    async fn hello_with_workload() -> &'static str {
+        black_box(request_like(&mut Ambient));
+        "hello"
+    }
+    let apps = [
+        ("plain", Router::new().route("/", get(hello))),
+        (
+            "layer",
+            Router::new()
+                .route("/", get(hello))
+                .layer(StackholmLayer::new()),
+        ),
+        (
+            "layer+workload",
+            Router::new()
+                .route("/", get(hello_with_workload))
+                .layer(StackholmLayer::new()),
+        ),
+    ];
+    let mut group = c.benchmark_group("layer_per_request");
+    for (name, app) in apps {
+        group.bench_function(BenchmarkId::new(name, "axum-hello-in-process"), |b| {
+            b.iter(|| {
+                run_now(async {
+                    let request = http::Request::get("/").body(Body::empty()).unwrap();
+                    let response = app.clone().oneshot(request).await.unwrap();
+                    response.into_body().collect().await.unwrap().to_bytes()
+                })
+            });
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = engine;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = enter_and_leave, read_nearest, remove_nearest, request
+    targets = enter_and_leave, read_nearest, remove_nearest, request, layer_per_request
 }
 criterion_main!(engine);

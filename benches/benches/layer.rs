@@ -5,8 +5,10 @@
 //!
 //! `cargo bench -p stackholm-benches --bench layer` prints requests/s,
 //! p50 and p99 latency and the ratios to the plain server, and writes them
-//! to `target/layer-bench.json`. `LAYER_BENCH_SECS` sets the seconds per
-//! round (default 3), `LAYER_BENCH_ROUNDS` the rounds (default 5). Run by
+//! to `target/layer-bench.json`. The throughput ratio is the median over
+//! rounds of each round's ratio, so that the machine's drift between rounds
+//! cancels out. `LAYER_BENCH_SECS` sets the seconds per round (default 2),
+//! `LAYER_BENCH_ROUNDS` the rounds (default 10). Run by
 //! `cargo test --benches`, it does one short round as a smoke test.
 
 use std::net::SocketAddr;
@@ -87,11 +89,25 @@ struct Outcome {
     latencies: Vec<Duration>,
 }
 
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 impl Outcome {
     fn median_rate(&self) -> f64 {
-        let mut rates = self.rates.clone();
-        rates.sort_by(f64::total_cmp);
-        rates[rates.len() / 2]
+        median(self.rates.clone())
+    }
+
+    /// The median over rounds of this server's rate over the plain one's.
+    fn ratio_to(&self, plain: &Outcome) -> f64 {
+        median(
+            self.rates
+                .iter()
+                .zip(&plain.rates)
+                .map(|(own, plain)| own / plain)
+                .collect(),
+        )
     }
 
     fn percentile(&mut self, p: f64) -> Duration {
@@ -112,8 +128,8 @@ fn main() {
     let benching = std::env::args().any(|arg| arg == "--bench");
     let (secs, rounds) = if benching {
         (
-            env_number("LAYER_BENCH_SECS", 3.0),
-            env_number("LAYER_BENCH_ROUNDS", 5.0) as usize,
+            env_number("LAYER_BENCH_SECS", 2.0),
+            env_number("LAYER_BENCH_ROUNDS", 10.0) as usize,
         )
     } else {
         (0.2, 1)
@@ -159,15 +175,15 @@ fn main() {
 }
 
 fn report(outcomes: &mut [Outcome], secs: f64, rounds: usize) {
-    let plain_rate = outcomes[0].median_rate();
     let plain_p50 = outcomes[0].percentile(0.50).as_secs_f64();
+    let ratios: Vec<f64> = outcomes.iter().map(|o| o.ratio_to(&outcomes[0])).collect();
     println!("layer overhead: {CONCURRENCY} connections, {rounds} rounds of {secs} s per server\n");
     println!(
         "{:<16} {:>12} {:>9} {:>10} {:>10} {:>9}",
         "server", "requests/s", "vs plain", "p50 (µs)", "p99 (µs)", "p50 ratio"
     );
     let mut json = Vec::new();
-    for outcome in outcomes.iter_mut() {
+    for (outcome, ratio) in outcomes.iter_mut().zip(ratios) {
         let rate = outcome.median_rate();
         let p50 = outcome.percentile(0.50);
         let p99 = outcome.percentile(0.99);
@@ -175,7 +191,7 @@ fn report(outcomes: &mut [Outcome], secs: f64, rounds: usize) {
             "{:<16} {:>12.0} {:>9.3} {:>10.1} {:>10.1} {:>9.3}",
             outcome.name,
             rate,
-            rate / plain_rate,
+            ratio,
             p50.as_secs_f64() * 1e6,
             p99.as_secs_f64() * 1e6,
             p50.as_secs_f64() / plain_p50,
@@ -183,12 +199,14 @@ fn report(outcomes: &mut [Outcome], secs: f64, rounds: usize) {
         json.push(format!(
             r#"{{"server":"{}","requests_per_second":{rate:.1},"throughput_ratio":{:.4},"p50_us":{:.1},"p99_us":{:.1},"rounds":{rounds},"seconds_per_round":{secs},"connections":{CONCURRENCY}}}"#,
             outcome.name,
-            rate / plain_rate,
+            ratio,
             p50.as_secs_f64() * 1e6,
             p99.as_secs_f64() * 1e6,
         ));
     }
-    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    // Benches run in their package's folder; the workspace's target is above.
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
     let path = std::path::Path::new(&target).join("layer-bench.json");
     if let Err(err) = std::fs::write(&path, format!("[{}]\n", json.join(",\n"))) {
         eprintln!("could not write {}: {err}", path.display());

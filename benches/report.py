@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Turns criterion's output into the README's tables and chart.
+
+Reads the medians under target/criterion (from
+`cargo bench -p stackholm-benches --bench engine`) and, if present,
+target/layer-bench.json (from `--bench layer`); prints Markdown tables of
+the figures, of the ratios the targets are stated in, and writes
+docs/benchmarks.svg. Standard library only.
+
+    python3 benches/report.py [--target-dir target] [--svg docs/benchmarks.svg]
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+
+IMPLS = [
+    ("stackholm-owned", "stackholm owned"),
+    ("stackholm-thread", "stackholm thread"),
+    ("stackholm-task", "stackholm task"),
+    ("naive-stack", "naive stack"),
+    ("clone-map", "clone map"),
+    ("opentelemetry", "OpenTelemetry"),
+    ("task-local-map", "task-local map"),
+]
+FLOORS = {"enter_set_leave": "floor-push-pop", "read_nearest": "floor-vec-index"}
+STACKHOLM = IMPLS[:3]
+ALTERNATIVES = IMPLS[3:]
+
+
+def load(target):
+    """{(group, function, value): median ns}"""
+    medians = {}
+    for bench in (target / "criterion").glob("**/new/benchmark.json"):
+        meta = json.loads(bench.read_text())
+        estimates = json.loads((bench.parent / "estimates.json").read_text())
+        key = (meta["group_id"], meta["function_id"], meta.get("value_str") or "")
+        medians[key] = estimates["median"]["point_estimate"]
+    return medians
+
+
+def fmt(ns):
+    return "—" if ns is None else (f"{ns:.1f}" if ns < 100 else f"{ns:.0f}")
+
+
+def rows(medians):
+    """The workloads of the table, in order, with their figures."""
+    seen = sorted({(g, v) for (g, _, v) in medians})
+    order = ["enter_leave", "enter_set_leave", "read_nearest", "set_remove_nearest", "request_like"]
+    seen.sort(key=lambda gv: (order.index(gv[0]) if gv[0] in order else 99, gv[1]))
+    for group, value in seen:
+        figures = [medians.get((group, impl, value)) for impl, _ in IMPLS]
+        floor = medians.get((group, FLOORS.get(group, ""), value))
+        yield group, value, figures, floor
+
+
+def markdown(medians):
+    out = ["| workload | " + " | ".join(name for _, name in IMPLS) + " | floor |",
+           "|---|" + "---:|" * (len(IMPLS) + 1)]
+    for group, value, figures, floor in rows(medians):
+        cells = [f"**{fmt(f)}**" if i < 3 and f is not None else fmt(f) for i, f in enumerate(figures)]
+        out.append(f"| {group} {value} | " + " | ".join(cells) + f" | {fmt(floor)} |")
+    return "\n".join(out)
+
+
+def targets(medians):
+    """The issue's targets, one line per stackholm storage each."""
+    m = lambda g, i, v: medians.get((g, i, v))
+    lines = ["| target | " + " | ".join(name for _, name in STACKHOLM) + " |",
+             "|---|" + "---:|" * len(STACKHOLM)]
+
+    def row(label, ratio, goal, better_when_low=True):
+        cells = []
+        for impl, _ in STACKHOLM:
+            r = ratio(impl)
+            if r is None:
+                cells.append("—")
+                continue
+            met = r <= goal if better_when_low else r >= goal
+            cells.append(f"{r:.2f}× {'✓' if met else '✗'}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    deep, shallow = "depth-100/50-others", "depth-1/0-others"
+    row("read depth 100, 50 keys ÷ read depth 1 (≤ 1.5)",
+        lambda i: div(m("read_nearest", i, deep), m("read_nearest", i, shallow)), 1.5)
+    row("read depth 100, 50 keys ÷ OpenTelemetry's (≤ 1)",
+        lambda i: div(m("read_nearest", i, deep), m("read_nearest", "opentelemetry", deep)), 1.0)
+    row("read depth 100, 50 keys ÷ Vec index floor (≤ 4)",
+        lambda i: div(m("read_nearest", i, deep), m("read_nearest", "floor-vec-index", deep)), 4.0)
+    present = "50-present"
+    row("OpenTelemetry's enter+set+leave ÷ ours, 50 values (≥ 10)",
+        lambda i: div(m("enter_set_leave", "opentelemetry", present), m("enter_set_leave", i, present)), 10.0, False)
+    row("clone-the-map's enter+set+leave ÷ ours, 50 values (≥ 3)",
+        lambda i: div(m("enter_set_leave", "clone-map", present), m("enter_set_leave", i, present)), 3.0, False)
+    row("enter+set+leave ÷ push+pop floor (≤ 3)",
+        lambda i: div(m("enter_set_leave", i, present), m("enter_set_leave", "floor-push-pop", present)), 3.0)
+    request = "5-values-3-nested"
+    best = min((m("request_like", i, request) or float("inf"), name) for i, name in ALTERNATIVES)
+    row(f"best alternative's request-like ({best[1]}) ÷ ours (≥ 2)",
+        lambda i: div(best[0], m("request_like", i, request)), 2.0, False)
+    row("OpenTelemetry's request-like ÷ ours (≥ 5)",
+        lambda i: div(m("request_like", "opentelemetry", request), m("request_like", i, request)), 5.0, False)
+    return "\n".join(lines)
+
+
+def div(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def layer(target):
+    path = target / "layer-bench.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    out = ["| server | requests/s | ÷ plain | p50 (µs) | p99 (µs) |", "|---|---:|---:|---:|---:|"]
+    for row in data:
+        out.append(f"| {row['server']} | {row['requests_per_second']:.0f} | {row['throughput_ratio']:.3f} "
+                   f"| {row['p50_us']:.0f} | {row['p99_us']:.0f} |")
+    first = data[0]
+    out.append(f"\n{first['connections']} connections, {first['rounds']} rounds of {first['seconds_per_round']} s per server, interleaved.")
+    return "\n".join(out)
+
+
+def svg(medians, path):
+    """One panel per headline workload, one bar per implementation."""
+    panels = [
+        ("enter + set + leave, 50 values present", "enter_set_leave", "50-present"),
+        ("read at depth 100, 50 other keys", "read_nearest", "depth-100/50-others"),
+        ("request-like workload", "request_like", "5-values-3-nested"),
+    ]
+    width, bar_h, gap, label_w, panel_gap = 760, 18, 6, 150, 40
+    colors = ["#1f6feb", "#388bfd", "#79c0ff", "#8b949e", "#8b949e", "#d29922", "#8b949e"]
+    y, parts = 20, []
+    for title, group, value in panels:
+        figures = [(name, medians.get((group, impl, value)), colors[n]) for n, (impl, name) in enumerate(IMPLS)]
+        figures = [f for f in figures if f[1] is not None]
+        if not figures:
+            continue
+        top = max(ns for _, ns, _ in figures)
+        parts.append(f'<text x="0" y="{y}" font-weight="bold">{title} (ns, lower is better)</text>')
+        y += 10
+        for name, ns, color in figures:
+            w = (width - label_w - 70) * ns / top
+            parts.append(f'<text x="{label_w - 8}" y="{y + bar_h - 5}" text-anchor="end">{name}</text>')
+            parts.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{color}"/>')
+            parts.append(f'<text x="{label_w + w + 6:.1f}" y="{y + bar_h - 5}">{fmt(ns)}</text>')
+            y += bar_h + gap
+        y += panel_gap
+    doc = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y}" '
+           f'font-family="sans-serif" font-size="12">'
+           f'<rect width="100%" height="100%" fill="white"/>{"".join(parts)}</svg>\n')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(doc)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target-dir", default="target", type=pathlib.Path)
+    parser.add_argument("--svg", default="docs/benchmarks.svg", type=pathlib.Path)
+    args = parser.parse_args()
+    medians = load(args.target_dir)
+    if not medians:
+        sys.exit(f"no criterion results under {args.target_dir}/criterion: run the benches first")
+    print("### Medians (ns)\n")
+    print(markdown(medians))
+    print("\n### Targets\n")
+    print(targets(medians))
+    layer_table = layer(args.target_dir)
+    if layer_table:
+        print("\n### Layer overhead\n")
+        print(layer_table)
+    svg(medians, args.svg)
+    print(f"\n(chart written to {args.svg})")
+
+
+if __name__ == "__main__":
+    main()
