@@ -53,25 +53,25 @@
 //! A storage decides whose stack it is:
 //!
 //! - [`Stack`]: a stack you own and pass around, used through `&mut`;
-//! - [`Storage`]: an ambient stack reached through a `static`: [`DEFAULT`],
-//!   or your own declared with [`storage!`]. Inside a task-local scope
-//!   ([`Storage::scope`], with the `tokio` feature) it is the task's own
-//!   stack, elsewhere the thread's. Guards leave their checkpoints when
+//! - [`Storage`]: an ambient stack reached through a global handle:
+//!   [`DEFAULT`], or your own declared with [`storage!`]. Inside a
+//!   task-local scope ([`Storage::scope`]) it is the task's own stack,
+//!   elsewhere the thread's. Guards leave their checkpoints when
 //!   dropped, also when a panic unwinds through them.
 //!
 //! # Async
 //!
-//! With the `tokio` feature:
+//! Scopes and instrumented futures work on any executor; only spawning needs
+//! the `tokio` feature (on by default):
 //!
 //! - [`Storage::scope`] runs a future in a stack of its own, whatever thread
 //!   polls it; guards of [`Storage::task`] are `Send` and may be held across
 //!   `.await`;
 //! - [`CheckpointExt::in_checkpoint`] runs a future inside a checkpoint,
-//!   entered on every poll and taken off before the poll returns (this one
-//!   works without the feature too);
-//! - [`Storage::spawn`], [`Storage::spawn_blocking`] and
-//!   [`Storage::spawn_thread`] carry the values visible at the call site into
-//!   the child, shared rather than copied.
+//!   entered on every poll and taken off before the poll returns;
+//! - [`Storage::spawn`] and [`Storage::spawn_blocking`] (`tokio` feature)
+//!   and [`Storage::spawn_thread`] carry the values visible at the call site
+//!   into the child, shared rather than copied.
 //!
 //! # Errors
 //!

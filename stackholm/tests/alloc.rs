@@ -6,7 +6,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use stackholm::{Key, Stack, DEFAULT};
+use stackholm::{Checkpoint, Key, Scope, Stack, DEFAULT};
 
 struct Counting;
 
@@ -83,17 +83,26 @@ fn warm_stacks_enter_set_and_leave_without_allocating() {
     assert_eq!(allocations_during(ambient_workload), 0);
 
     // Inside a task-local scope, the ambient calls reach the task's stack.
-    #[cfg(feature = "tokio")]
-    {
-        let mut scope = stackholm::Scope::with_root(DEFAULT, stackholm::Checkpoint::new());
-        scope.run(|| {
+    let mut scope = Scope::with_root(DEFAULT, Checkpoint::new());
+    scope.run(|| {
+        DEFAULT.set(&ROOT_VALUE, 1).unwrap();
+        ambient_workload();
+        assert_eq!(allocations_during(ambient_workload), 0);
+    });
+    // Installing and taking back the scope's stack moves it, no more.
+    assert_eq!(allocations_during(|| scope.run(ambient_workload)), 0);
+    drop(scope);
+
+    // A scope per request, as the tower layer opens them: once the thread
+    // has a spare stack from an ended scope, a new scope reuses it.
+    let request = || {
+        Scope::with_root(DEFAULT, Checkpoint::new()).run(|| {
             DEFAULT.set(&ROOT_VALUE, 1).unwrap();
             ambient_workload();
-            assert_eq!(allocations_during(ambient_workload), 0);
         });
-        // Installing and taking back the scope's stack moves it, no more.
-        assert_eq!(allocations_during(|| scope.run(ambient_workload)), 0);
-    }
+    };
+    request();
+    assert_eq!(allocations_during(|| (0..100).for_each(|_| request())), 0);
 
     // The counter does see allocations: a cold stack allocates.
     let cold = allocations_during(|| {

@@ -4,7 +4,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use stackholm::{Checkpoint, Error, Key, DEFAULT};
+use stackholm::{Checkpoint, Error, Key, Scope, DEFAULT};
 
 static A: Key<i32> = Key::new("a");
 static COUNTER: Key<u64> = Key::new("counter");
@@ -276,4 +276,49 @@ fn debug_shows_the_storage_name() {
         "Storage { name: \"stackholm::DEFAULT\", .. }"
     );
     assert!(format!("{guard:?}").contains("stackholm::DEFAULT"));
+}
+
+#[test]
+fn a_scope_drops_its_values_when_it_ends_and_the_next_scope_starts_empty() -> Result<(), Error> {
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    static HELD: Key<Counted> = Key::new("held");
+    static VALUE: Key<u32> = Key::new("value");
+    static NAME: Key<&str> = Key::new("name");
+
+    let drops = Arc::new(AtomicUsize::new(0));
+    for round in 0..3 {
+        let mut scope = Scope::with_root(DEFAULT, Checkpoint::new().with_value(&VALUE, round));
+        scope.run(|| -> Result<(), Error> {
+            assert_eq!(DEFAULT.depth(), 1);
+            assert_eq!(DEFAULT.get(&VALUE), Some(round));
+            assert!(!DEFAULT.with(&HELD, |held| held.is_some()));
+            assert_eq!(DEFAULT.get_block(&NAME), None);
+            DEFAULT.set(&HELD, Counted(Arc::clone(&drops)))?;
+            let inner = DEFAULT.enter();
+            DEFAULT.set_block(&NAME, "inner")?;
+            DEFAULT.set(&HELD, Counted(Arc::clone(&drops)))?;
+            // Left open on purpose: ending the scope leaves it.
+            std::mem::forget(inner);
+            Ok(())
+        })?;
+        assert_eq!(drops.load(Ordering::SeqCst), 2 * round as usize);
+        drop(scope);
+        assert_eq!(drops.load(Ordering::SeqCst), 2 * round as usize + 2);
+    }
+    // The spare stacks a thread keeps for its next scopes hold nothing.
+    let mut scope = Scope::new(DEFAULT);
+    assert_eq!(scope.stack().depth(), 0);
+    assert_eq!(
+        scope.run(|| DEFAULT.try_get(&VALUE)),
+        Err(Error::NoCheckpoint {
+            operation: "get",
+            key: Some("value")
+        })
+    );
+    Ok(())
 }

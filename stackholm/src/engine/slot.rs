@@ -171,13 +171,25 @@ impl Slots {
         key: &'static Key<T>,
         index: usize,
     ) -> &mut Slot<T> {
+        if !matches!(self.slots.get(index), Some(Some(_))) {
+            self.insert(key, index);
+        }
+        let slot: &mut dyn Any = self.slots[index].as_deref_mut().map_or_else(
+            || unreachable!("stackholm: the slot was created above"),
+            |slot| slot as &mut dyn Any,
+        );
+        downcast(slot.downcast_mut())
+    }
+
+    /// Creates the key's slot: once per key and stack, so out of the way of
+    /// every later set.
+    #[cold]
+    #[inline(never)]
+    fn insert<T: Send + Sync + 'static>(&mut self, key: &'static Key<T>, index: usize) {
         if self.slots.len() <= index {
             self.slots.resize_with(index + 1, || None);
         }
-        let slot: &mut dyn Any = self.slots[index]
-            .get_or_insert_with(|| Box::new(Slot::new(key)))
-            .as_mut();
-        downcast(slot.downcast_mut())
+        self.slots[index] = Some(Box::new(Slot::new(key)));
     }
 
     #[inline]

@@ -152,6 +152,19 @@ impl Stack {
         self.depth
     }
 
+    /// Leaves every checkpoint, dropping their values, and keeps the memory
+    /// of frames and slots for the stack's next use.
+    pub(crate) fn clear(&mut self) {
+        while self.depth > 0 {
+            self.pop_discard();
+        }
+    }
+
+    /// How many frames the stack has room for without allocating.
+    pub(crate) fn frame_capacity(&self) -> usize {
+        self.frames.capacity()
+    }
+
     /// Whether at least one checkpoint is active.
     #[must_use]
     pub fn is_active(&self) -> bool {
@@ -225,6 +238,7 @@ impl Stack {
     ///
     /// [`Error::NoCheckpoint`] if no checkpoint is active; the value is
     /// dropped.
+    #[inline]
     pub fn set<T: Send + Sync + 'static>(
         &mut self,
         key: &'static Key<T>,
@@ -512,6 +526,7 @@ impl Stack {
         }
     }
 
+    #[inline]
     fn set_kind<T: Send + Sync + 'static>(
         &mut self,
         key: &'static Key<T>,
@@ -554,18 +569,25 @@ impl Stack {
         Ok(removed.is_some())
     }
 
+    #[inline]
     fn current_depth<T>(
         &self,
         key: &'static Key<T>,
         operation: &'static str,
     ) -> Result<u32, Error> {
         match self.depth {
-            0 => Err(Error::NoCheckpoint {
-                operation,
-                key: Some(key.name()),
-            }),
+            0 => Err(no_checkpoint(operation, key.name())),
             depth => Ok(depth as u32 - 1),
         }
+    }
+}
+
+/// Kept out of line so that the hot paths which may fail stay small.
+#[cold]
+fn no_checkpoint(operation: &'static str, key: &'static str) -> Error {
+    Error::NoCheckpoint {
+        operation,
+        key: Some(key),
     }
 }
 

@@ -1,5 +1,5 @@
-//! The thread-local state of one storage: the current stack, and the stacks
-//! that running scopes have set aside.
+//! The thread-local state of one storage: the current stack, the stacks
+//! that running scopes have set aside, and spare stacks for new scopes.
 
 use std::cell::{Cell, RefCell};
 
@@ -25,6 +25,9 @@ pub struct Local {
     /// How many scopes are running: `parked.len()`, readable without a
     /// borrow on every access.
     scopes: Cell<usize>,
+    /// Empty stacks of ended scopes, kept warm so that a new scope (one per
+    /// request, behind a layer) does not allocate its frames and slots anew.
+    spare: RefCell<Vec<Stack>>,
 }
 
 impl Local {
@@ -35,6 +38,39 @@ impl Local {
             current: RefCell::new(Stack::new()),
             parked: RefCell::new(Vec::new()),
             scopes: Cell::new(0),
+            spare: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// How many spare stacks a thread keeps per storage: enough for the
+    /// requests one worker thread finishes between two it starts, without
+    /// holding much memory when the load drops.
+    const SPARE_STACKS: usize = 32;
+
+    /// Stacks that grew deeper than this are not kept, so that one deep
+    /// recursion does not pin its memory for the thread's lifetime.
+    const SPARE_FRAMES: usize = 64;
+
+    /// An empty stack for a new scope: a spare one if there is one.
+    pub(super) fn take_spare(&self) -> Stack {
+        self.spare
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut spare| spare.pop())
+            .unwrap_or_default()
+    }
+
+    /// Keeps the stack of an ended scope for a later one. The stack must be
+    /// empty: its values are the scope's, and must be dropped with it.
+    pub(super) fn keep_spare(&self, stack: Stack) {
+        debug_assert_eq!(stack.depth(), 0, "a spare stack holds no checkpoint");
+        if stack.frame_capacity() > Self::SPARE_FRAMES {
+            return;
+        }
+        if let Ok(mut spare) = self.spare.try_borrow_mut() {
+            if spare.len() < Self::SPARE_STACKS {
+                spare.push(stack);
+            }
         }
     }
 

@@ -48,7 +48,10 @@ use crate::{Checkpoint, Error, Key, Stack};
 macro_rules! storage {
     ($(#[$attr:meta])* $vis:vis static $name:ident $(;)?) => {
         $(#[$attr])*
-        $vis static $name: $crate::Storage = {
+        // A `const`, as `thread_local!` expands to, so that every use site
+        // sees which thread-local it reaches and the access is inlined; the
+        // thread-local itself is one item, shared by all uses.
+        $vis const $name: $crate::Storage = {
             ::std::thread_local! {
                 static LOCAL: $crate::__private::Local = const { $crate::__private::Local::new() };
             }
@@ -61,7 +64,7 @@ macro_rules! storage {
 }
 
 /// An ambient checkpoint stack, one per task or per thread, reached through
-/// a `static`.
+/// a global handle.
 ///
 /// Declare one with [`storage!`](crate::storage!), or use
 /// [`DEFAULT`](crate::DEFAULT). Entering returns a [`CheckpointGuard`] that
