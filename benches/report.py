@@ -20,6 +20,7 @@ IMPLS = [
     ("stackholm-thread", "stackholm thread"),
     ("stackholm-task", "stackholm task"),
     ("naive-stack", "naive stack"),
+    ("naive-dyn-stack", "naive stack, dyn values"),
     ("clone-map", "clone map"),
     ("opentelemetry", "OpenTelemetry"),
     ("task-local-map", "task-local map"),
@@ -46,8 +47,8 @@ def fmt(ns):
 
 def rows(medians):
     """The workloads of the table, in order, with their figures."""
-    seen = sorted({(g, v) for (g, _, v) in medians})
     order = ["enter_leave", "enter_set_leave", "read_nearest", "set_remove_nearest", "request_like"]
+    seen = sorted({(g, v) for (g, _, v) in medians if g in order})
     seen.sort(key=lambda gv: (order.index(gv[0]) if gv[0] in order else 99, gv[1]))
     for group, value in seen:
         figures = [medians.get((group, impl, value)) for impl, _ in IMPLS]
@@ -81,9 +82,11 @@ def targets(medians):
             cells.append(f"{r:.2f}× {'✓' if met else '✗'}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
-    deep, shallow = "depth-100/50-others", "depth-1/0-others"
-    row("read depth 100, 50 keys ÷ read depth 1 (≤ 1.5)",
-        lambda i: div(m("read_nearest", i, deep), m("read_nearest", i, shallow)), 1.5)
+    deep = "depth-100/50-others"
+    row("read depth 100 ÷ read depth 1, 50 keys each (≤ 1.5)",
+        lambda i: div(m("read_nearest", i, deep), m("read_nearest", i, "depth-1/50-others")), 1.5)
+    row("read depth 100, 50 keys ÷ read depth 1, no other key (≤ 1.5)",
+        lambda i: div(m("read_nearest", i, deep), m("read_nearest", i, "depth-1/0-others")), 1.5)
     row("read depth 100, 50 keys ÷ OpenTelemetry's (≤ 1)",
         lambda i: div(m("read_nearest", i, deep), m("read_nearest", "opentelemetry", deep)), 1.0)
     row("read depth 100, 50 keys ÷ Vec index floor (≤ 4)",
@@ -108,6 +111,20 @@ def div(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
+def layer_in_process(medians):
+    """The layer's own cost per request: axum called in process, no network."""
+    names = ["plain", "layer", "layer+workload"]
+    figures = {n: medians.get(("layer_per_request", n, "axum-hello-in-process")) for n in names}
+    if figures["plain"] is None:
+        return None
+    out = ["| app | per request (µs) | − plain (µs) |", "|---|---:|---:|"]
+    for name in names:
+        ns = figures[name]
+        if ns is not None:
+            out.append(f"| {name} | {ns / 1000:.2f} | {(ns - figures['plain']) / 1000:+.2f} |")
+    return "\n".join(out)
+
+
 def layer(target):
     path = target / "layer-bench.json"
     if not path.exists():
@@ -130,7 +147,7 @@ def svg(medians, path):
         ("request-like workload", "request_like", "5-values-3-nested"),
     ]
     width, bar_h, gap, label_w, panel_gap = 760, 18, 6, 150, 40
-    colors = ["#1f6feb", "#388bfd", "#79c0ff", "#8b949e", "#8b949e", "#d29922", "#8b949e"]
+    colors = ["#1f6feb", "#388bfd", "#79c0ff", "#8b949e", "#8b949e", "#8b949e", "#d29922", "#8b949e"]
     y, parts = 20, []
     for title, group, value in panels:
         figures = [(name, medians.get((group, impl, value)), colors[n]) for n, (impl, name) in enumerate(IMPLS)]
@@ -166,9 +183,13 @@ def main():
     print(markdown(medians))
     print("\n### Targets\n")
     print(targets(medians))
+    in_process = layer_in_process(medians)
+    if in_process:
+        print("\n### Layer cost per request, in process\n")
+        print(in_process)
     layer_table = layer(args.target_dir)
     if layer_table:
-        print("\n### Layer overhead\n")
+        print("\n### Layer overhead on loopback\n")
         print(layer_table)
     svg(medians, args.svg)
     print(f"\n(chart written to {args.svg})")

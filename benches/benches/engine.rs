@@ -22,8 +22,8 @@ use criterion::{criterion_group, criterion_main, Bencher, BenchmarkGroup, Benchm
 use stackholm::{Scope, Stack, DEFAULT};
 use stackholm_benches::{
     at_depth, enter_leave, enter_set_leave, fill_floor, floor_push_pop, floor_read, request_like,
-    set_remove, with_values, Ambient, CloneMap, Context, HandRolledTaskLocal, NaiveStack, Otel,
-    Remove, TASK_MAP,
+    set_remove, with_values, Ambient, CloneMap, Context, HandRolledTaskLocal, NaiveDynStack,
+    NaiveStack, Otel, Remove, TASK_MAP,
 };
 
 /// A workload, runnable on any implementation.
@@ -44,6 +44,9 @@ fn on_every_context(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, routine:
     });
     group.bench_function(BenchmarkId::new("naive-stack", id), |b| {
         routine.run(b, &mut NaiveStack::default());
+    });
+    group.bench_function(BenchmarkId::new("naive-dyn-stack", id), |b| {
+        routine.run(b, &mut NaiveDynStack::default());
     });
     group.bench_function(BenchmarkId::new("clone-map", id), |b| {
         routine.run(b, &mut CloneMap::default());

@@ -6,7 +6,9 @@
 //! bottom check that they all compute the same results, so that no
 //! implementation is fast because it is wrong.
 
+use std::any::Any;
 use std::cell::RefCell;
+use std::fmt;
 use std::sync::Arc;
 
 use opentelemetry::Context as OtelContext;
@@ -172,6 +174,54 @@ impl Remove for NaiveStack {
         if let Some(frame) = self.frames.iter_mut().rev().find(|f| f.contains_key(&key)) {
             frame.remove(&key);
         }
+    }
+}
+
+/// The naive stack as it must be written for values of many types (a user
+/// id, a tenant, a transaction): each value boxed as `dyn Any` and
+/// downcast on read. The other alternatives here hold `u64`s unboxed, which
+/// only works while every value has one type.
+#[derive(Default)]
+pub struct NaiveDynStack {
+    frames: Vec<FxHashMap<usize, Box<dyn Any + Send + Sync>>>,
+    spare: Vec<FxHashMap<usize, Box<dyn Any + Send + Sync>>>,
+}
+
+impl fmt::Debug for NaiveDynStack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NaiveDynStack")
+            .field("depth", &self.frames.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context for NaiveDynStack {
+    #[inline]
+    fn scope<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let frame = self.spare.pop().unwrap_or_default();
+        self.frames.push(frame);
+        let output = f(self);
+        let mut frame = self.frames.pop().expect("pushed above");
+        frame.clear();
+        self.spare.push(frame);
+        output
+    }
+
+    #[inline]
+    fn set(&mut self, key: usize, value: u64) {
+        self.frames
+            .last_mut()
+            .expect("inside a scope")
+            .insert(key, Box::new(value));
+    }
+
+    #[inline]
+    fn get(&mut self, key: usize) -> Option<u64> {
+        self.frames
+            .iter()
+            .rev()
+            .find_map(|frame| frame.get(&key))
+            .and_then(|value| value.downcast_ref().copied())
     }
 }
 
@@ -472,6 +522,7 @@ mod tests {
         check_remove(check(Stack::new()));
         check_remove(check(Ambient));
         check_remove(check(NaiveStack::default()));
+        check(NaiveDynStack::default());
         check(CloneMap::default());
         check(Otel::default());
         TASK_MAP.sync_scope(RefCell::default(), || check(HandRolledTaskLocal));
