@@ -2,17 +2,20 @@
 """Turns criterion's output into the README's tables and chart.
 
 Reads the medians under target/criterion (from
-`cargo bench -p stackholm-benches --bench engine`) and, if present,
+`cargo bench -p stackholm-benches --bench engine`; with --baselines, the
+median over several saved runs, as benches/run.sh makes them) and, if present,
 target/layer-bench.json (from `--bench layer`); prints Markdown tables of
 the figures, of the ratios the targets are stated in, and writes
 docs/benchmarks.svg. Standard library only.
 
-    python3 benches/report.py [--target-dir target] [--svg docs/benchmarks.svg]
+    python3 benches/report.py [--baselines run1,run2,run3] [--target-dir target]
+                              [--svg docs/benchmarks.svg]
 """
 
 import argparse
 import json
 import pathlib
+import statistics
 import sys
 
 IMPLS = [
@@ -30,15 +33,17 @@ STACKHOLM = IMPLS[:3]
 ALTERNATIVES = IMPLS[3:]
 
 
-def load(target):
-    """{(group, function, value): median ns}"""
-    medians = {}
-    for bench in (target / "criterion").glob("**/new/benchmark.json"):
-        meta = json.loads(bench.read_text())
-        estimates = json.loads((bench.parent / "estimates.json").read_text())
-        key = (meta["group_id"], meta["function_id"], meta.get("value_str") or "")
-        medians[key] = estimates["median"]["point_estimate"]
-    return medians
+def load(target, baselines):
+    """{(group, function, value): median ns}, the median over `baselines`
+    (criterion's saved runs) of each run's median."""
+    runs = {}
+    for baseline in baselines:
+        for bench in (target / "criterion").glob(f"**/{baseline}/benchmark.json"):
+            meta = json.loads(bench.read_text())
+            estimates = json.loads((bench.parent / "estimates.json").read_text())
+            key = (meta["group_id"], meta["function_id"], meta.get("value_str") or "")
+            runs.setdefault(key, []).append(estimates["median"]["point_estimate"])
+    return {key: statistics.median(values) for key, values in runs.items()}
 
 
 def fmt(ns):
@@ -175,8 +180,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target-dir", default="target", type=pathlib.Path)
     parser.add_argument("--svg", default="docs/benchmarks.svg", type=pathlib.Path)
+    parser.add_argument("--baselines", default="new",
+                        help="comma-separated criterion baselines to take the median over")
     args = parser.parse_args()
-    medians = load(args.target_dir)
+    medians = load(args.target_dir, args.baselines.split(","))
     if not medians:
         sys.exit(f"no criterion results under {args.target_dir}/criterion: run the benches first")
     print("### Medians (ns)\n")
