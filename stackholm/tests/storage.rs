@@ -322,3 +322,70 @@ fn a_scope_drops_its_values_when_it_ends_and_the_next_scope_starts_empty() -> Re
     );
     Ok(())
 }
+
+#[test]
+fn a_scope_whose_value_panics_when_dropped_still_drops_the_rest() -> Result<(), Error> {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("value destructor");
+        }
+    }
+    static BAD: Key<PanicsOnDrop> = Key::new("bad");
+    static GOOD: Key<Arc<()>> = Key::new("good");
+    let good = Arc::new(());
+
+    let mut scope = Scope::with_root(DEFAULT, Checkpoint::new());
+    scope.run(|| -> Result<(), Error> {
+        DEFAULT.set(&GOOD, Arc::clone(&good))?;
+        std::mem::forget(DEFAULT.enter());
+        DEFAULT.set(&BAD, PanicsOnDrop)?;
+        DEFAULT.set(&GOOD, Arc::clone(&good))
+    })?;
+    assert!(catch_unwind(AssertUnwindSafe(|| drop(scope))).is_err());
+    assert_eq!(Arc::strong_count(&good), 1, "every other value was dropped");
+
+    let mut next = Scope::new(DEFAULT);
+    assert_eq!(
+        next.run(|| (DEFAULT.depth(), DEFAULT.get(&GOOD))),
+        (0, None)
+    );
+    Ok(())
+}
+
+#[test]
+fn a_destructor_that_runs_a_scope_while_a_set_aside_stack_is_left_is_refused_cleanly() {
+    struct RunsScope;
+    impl Drop for RunsScope {
+        fn drop(&mut self) {
+            DEFAULT.sync_scope(|| ());
+        }
+    }
+    static RUNS_SCOPE: Key<RunsScope> = Key::new("runs_scope");
+
+    // A guard of the thread's stack, dropped inside a scope: its frame is
+    // left on the set-aside thread stack, where the value's destructor runs.
+    let outside = DEFAULT.enter();
+    DEFAULT.set(&RUNS_SCOPE, RunsScope).unwrap();
+    DEFAULT.set(&A, 1).unwrap();
+    let mut scope = Scope::with_root(DEFAULT, Checkpoint::new().with_value(&A, 2));
+    let refused = catch_unwind(AssertUnwindSafe(|| scope.run(|| drop(outside))));
+    let message = refused.expect_err("the nested scope is refused");
+    let message = message
+        .downcast_ref::<&str>()
+        .map(|m| m.to_string())
+        .or_else(|| message.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(
+        message.contains("cannot run a scope from a destructor"),
+        "{message}"
+    );
+
+    // Every stack is where it belongs: the thread's is empty, the scope
+    // still has its own root.
+    assert_eq!(DEFAULT.depth(), 0);
+    assert_eq!(
+        scope.run(|| (DEFAULT.depth(), DEFAULT.get(&A))),
+        (1, Some(2))
+    );
+}

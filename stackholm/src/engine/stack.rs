@@ -101,7 +101,11 @@ impl Setting {
 pub(crate) struct FrameId(u64);
 
 /// Hands out frame ids from blocks reserved process-wide, so that uniqueness
-/// costs one atomic operation per four billion checkpoints, not one each.
+/// costs one atomic operation per block of checkpoints, not one each.
+///
+/// Blocks are small enough that a process creating a million fresh stacks a
+/// second (a scope per spawned task, say) takes centuries to run out of
+/// them, and running out panics rather than hands out an id twice.
 #[derive(Debug, Default)]
 struct FrameIds {
     next: u64,
@@ -109,7 +113,7 @@ struct FrameIds {
 }
 
 impl FrameIds {
-    const BLOCK: u64 = 1 << 32;
+    const BLOCK: u64 = 1 << 16;
 
     const fn new() -> Self {
         Self { next: 0, end: 0 }
@@ -127,9 +131,19 @@ impl FrameIds {
 
     #[cold]
     fn reserve(&mut self) {
+        // Block 0 is never handed out: id 0 means "no id yet".
         static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
-        self.next = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed) * Self::BLOCK;
-        self.end = self.next + Self::BLOCK;
+        let block = NEXT_BLOCK
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |block| {
+                block.checked_add(1)
+            })
+            .ok()
+            .and_then(|block| block.checked_mul(Self::BLOCK))
+            .and_then(|start| Some((start, start.checked_add(Self::BLOCK)?)));
+        let Some((next, end)) = block else {
+            panic!("stackholm: checkpoint ids are exhausted");
+        };
+        (self.next, self.end) = (next, end);
     }
 }
 

@@ -92,12 +92,17 @@ impl Local {
     /// If the current stack is borrowed by a `with` closure.
     #[track_caller]
     pub(super) fn install(&self, stack: &mut Stack) {
+        // Both borrows are taken before anything changes, so that a refused
+        // install leaves every stack where it was.
         let Ok(mut current) = self.current.try_borrow_mut() else {
             panic!("stackholm: cannot run a scope inside a `with` closure of the same storage");
         };
+        let Ok(mut parked) = self.parked.try_borrow_mut() else {
+            panic!("stackholm: cannot run a scope from a destructor of a value its storage is dropping");
+        };
         let outer = std::mem::replace(&mut *current, std::mem::take(stack));
-        self.parked.borrow_mut().push(outer);
-        self.scopes.set(self.scopes.get() + 1);
+        parked.push(outer);
+        self.scopes.set(parked.len());
     }
 
     /// Moves the current stack back into `stack` and makes the stack set

@@ -66,6 +66,11 @@ macro_rules! storage {
 /// An ambient checkpoint stack, one per task or per thread, reached through
 /// a global handle.
 ///
+/// A `Storage` is a `Copy` handle: [`storage!`](crate::storage!) declares
+/// it as a constant, the way `thread_local!` declares its keys, and every
+/// copy reaches the same thread-local. Its identity is that thread-local,
+/// not the handle's address.
+///
 /// Declare one with [`storage!`](crate::storage!), or use
 /// [`DEFAULT`](crate::DEFAULT). Entering returns a [`CheckpointGuard`] that
 /// leaves the checkpoint when dropped, in the style of
