@@ -1,0 +1,136 @@
+//! Runs one workload a given number of times, for `benches/instructions.sh`
+//! to count the instructions it takes under callgrind.
+//!
+//! Wall-clock figures on a shared machine drift by tens of percent between
+//! runs; instruction counts do not. Counting a run of `n` and one of `2n`
+//! and taking the difference leaves the cost of `n` workloads, without
+//! start-up.
+//!
+//! ```sh
+//! cargo run --release -p stackholm-benches --example count -- request_like/naive-stack 1000
+//! ```
+
+use std::cell::RefCell;
+use std::hint::black_box;
+
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use stackholm::{Scope, Stack, DEFAULT};
+use stackholm_benches::{
+    at_depth, enter_set_leave, request_like, with_values, Ambient, CloneMap, Context,
+    HandRolledTaskLocal, NaiveDynStack, NaiveStack, Otel, TASK_MAP,
+};
+use stackholm_tower::StackholmLayer;
+
+/// Runs `workload` on the implementation named `name`, inside whatever
+/// scope that implementation needs.
+fn on<W: Workload>(name: &str, workload: W) {
+    match name {
+        "stackholm-owned" => workload.run(&mut Stack::new()),
+        "stackholm-thread" => workload.run(&mut Ambient),
+        "stackholm-task" => Scope::new(DEFAULT).run(|| workload.run(&mut Ambient)),
+        "naive-stack" => workload.run(&mut NaiveStack::default()),
+        "naive-dyn-stack" => workload.run(&mut NaiveDynStack::default()),
+        "clone-map" => workload.run(&mut CloneMap::default()),
+        "opentelemetry" => workload.run(&mut Otel::default()),
+        "task-local-map" => TASK_MAP.sync_scope(RefCell::default(), || {
+            workload.run(&mut HandRolledTaskLocal)
+        }),
+        other => panic!("unknown implementation `{other}`"),
+    }
+}
+
+trait Workload {
+    fn run<C: Context>(&self, cx: &mut C);
+}
+
+struct RequestLike(usize);
+
+impl Workload for RequestLike {
+    fn run<C: Context>(&self, cx: &mut C) {
+        for _ in 0..self.0 {
+            black_box(request_like(black_box(&mut *cx)));
+        }
+    }
+}
+
+struct EnterSetLeave(usize);
+
+impl Workload for EnterSetLeave {
+    fn run<C: Context>(&self, cx: &mut C) {
+        with_values(cx, 50, |cx| {
+            for _ in 0..self.0 {
+                enter_set_leave(black_box(&mut *cx));
+            }
+        });
+    }
+}
+
+struct ReadDeep(usize);
+
+impl Workload for ReadDeep {
+    fn run<C: Context>(&self, cx: &mut C) {
+        at_depth(cx, 100, 50, |cx| {
+            for _ in 0..self.0 {
+                black_box(black_box(&mut *cx).get(black_box(0)));
+            }
+        });
+    }
+}
+
+/// `count` sequential requests from a real HTTP client to an axum
+/// hello-world on 127.0.0.1, both on one current-thread runtime so that
+/// the count does not depend on scheduling.
+fn loopback(layered: bool, count: usize) {
+    async fn hello() -> &'static str {
+        "hello"
+    }
+    let app = Router::new().route("/", get(hello));
+    let app = if layered {
+        app.layer(StackholmLayer::new())
+    } else {
+        app
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("an ephemeral port of 127.0.0.1 is free");
+        let addr = listener.local_addr().expect("a bound address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        let uri: http::Uri = format!("http://{addr}/").parse().expect("a valid uri");
+        for _ in 0..count {
+            let response = client.get(uri.clone()).await.expect("the server answers");
+            let body = response.into_body().collect().await.expect("a whole body");
+            assert_eq!(body.to_bytes(), "hello");
+        }
+    });
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (Some(what), Some(count)) = (args.next(), args.next()) else {
+        eprintln!(
+            "usage: count WORKLOAD/IMPLEMENTATION COUNT, or count loopback/plain|layer COUNT"
+        );
+        std::process::exit(2);
+    };
+    let count: usize = count.parse().expect("COUNT is a number");
+    let (workload, name) = what.split_once('/').expect("WORKLOAD/IMPLEMENTATION");
+    match workload {
+        "request_like" => on(name, RequestLike(count)),
+        "enter_set_leave" => on(name, EnterSetLeave(count)),
+        "read_nearest" => on(name, ReadDeep(count)),
+        "loopback" if name == "plain" => loopback(false, count),
+        "loopback" if name == "layer" => loopback(true, count),
+        other => panic!("unknown workload `{other}`"),
+    }
+}

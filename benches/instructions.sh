@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Counts the instructions each workload takes, under callgrind: figures that
+# do not drift with the machine's load, unlike wall-clock ones. Each is
+# (instructions for 2n runs - instructions for n runs) / n, so start-up
+# cancels out. Needs valgrind. Prints a Markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release -q -p stackholm-benches --example count
+bin=target/release/examples/count
+
+count() { # WORKLOAD/IMPLEMENTATION N
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1 |
+        awk '/Collected/ { print $4 }'
+}
+
+per_run() { # WORKLOAD/IMPLEMENTATION N
+    local once twice
+    once=$(count "$1" "$2")
+    twice=$(count "$1" $(($2 * 2)))
+    echo $(((twice - once) / $2))
+}
+
+impls="stackholm-owned stackholm-thread stackholm-task naive-stack naive-dyn-stack clone-map opentelemetry task-local-map"
+echo "| workload | ${impls// / | } |"
+echo "|---|$(for _ in $impls; do printf -- '---:|'; done)"
+for workload in enter_set_leave read_nearest request_like; do
+    row="| $workload |"
+    for impl in $impls; do
+        row="$row $(per_run "$workload/$impl" 2000) |"
+    done
+    echo "$row"
+done
+echo
+echo "| loopback request (client and server, user space) | instructions |"
+echo "|---|---:|"
+for server in plain layer; do
+    echo "| $server | $(per_run "loopback/$server" 500) |"
+done
