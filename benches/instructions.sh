@@ -32,8 +32,7 @@ for workload in enter_set_leave read_nearest request_like; do
     echo "$row"
 done
 echo
-echo "| loopback request (client and server, user space) | instructions |"
-echo "|---|---:|"
-for server in plain layer; do
-    echo "| $server | $(per_run "loopback/$server" 500) |"
-done
+echo "| per request | plain | with the layer |"
+echo "|---|---:|---:|"
+echo "| in process | $(per_run in_process/plain 2000) | $(per_run in_process/layer 2000) |"
+echo "| loopback, client and server, user space | $(per_run loopback/plain 500) | $(per_run loopback/layer 500) |"

@@ -25,6 +25,7 @@ use stackholm_benches::{
     HandRolledTaskLocal, NaiveDynStack, NaiveStack, Otel, TASK_MAP,
 };
 use stackholm_tower::StackholmLayer;
+use tower::ServiceExt;
 
 /// Runs `workload` on the implementation named `name`, inside whatever
 /// scope that implementation needs.
@@ -115,6 +116,33 @@ fn loopback(layered: bool, count: usize) {
     });
 }
 
+/// `count` requests to an axum hello-world called in process through
+/// `oneshot`, its body read to the end: the layer's own cost, no network.
+fn in_process(layered: bool, count: usize) {
+    async fn hello() -> &'static str {
+        "hello"
+    }
+    let app = Router::new().route("/", get(hello));
+    let app = if layered {
+        app.layer(StackholmLayer::new())
+    } else {
+        app
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        for _ in 0..count {
+            let request = http::Request::get("/")
+                .body(axum::body::Body::empty())
+                .expect("a valid request");
+            let response = app.clone().oneshot(request).await.expect("infallible");
+            let body = response.into_body().collect().await.expect("a whole body");
+            assert_eq!(body.to_bytes(), "hello");
+        }
+    });
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(what), Some(count)) = (args.next(), args.next()) else {
@@ -129,6 +157,8 @@ fn main() {
         "request_like" => on(name, RequestLike(count)),
         "enter_set_leave" => on(name, EnterSetLeave(count)),
         "read_nearest" => on(name, ReadDeep(count)),
+        "in_process" if name == "plain" => in_process(false, count),
+        "in_process" if name == "layer" => in_process(true, count),
         "loopback" if name == "plain" => loopback(false, count),
         "loopback" if name == "layer" => loopback(true, count),
         other => panic!("unknown workload `{other}`"),
