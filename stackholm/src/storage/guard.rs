@@ -73,6 +73,7 @@ impl<M: Mode> CheckpointGuard<M> {
 }
 
 impl<M: Mode> Drop for CheckpointGuard<M> {
+    #[inline]
     fn drop(&mut self) {
         match self.storage.leave(self.id) {
             // A stack that is gone took its checkpoints with it.

@@ -123,6 +123,7 @@ impl Local {
     /// current stack, or on one that a running scope has set aside (a guard
     /// entered outside a scope and dropped inside it). Frame ids are unique,
     /// so no other checkpoint can be taken for it.
+    #[inline]
     pub(super) fn leave(&self, id: FrameId) -> Result<bool, Error> {
         let busy = Error::Busy {
             operation: "leave a checkpoint",

@@ -196,6 +196,7 @@ impl<M: Mode> Storage<M> {
     /// up the call stack, or the thread is exiting. [`try_enter`](Self::try_enter)
     /// returns these as errors instead.
     #[track_caller]
+    #[inline]
     pub fn enter(&self) -> CheckpointGuard<M> {
         self.try_enter()
             .unwrap_or_else(|err| panic!("stackholm: {}: {err}", self.name))
@@ -220,6 +221,7 @@ impl<M: Mode> Storage<M> {
     /// [`Error::Busy`] if the storage is borrowed by a [`with`](Self::with)
     /// closure further up the call stack, [`Error::Destroyed`] if the thread
     /// is exiting.
+    #[inline]
     pub fn try_enter(&self) -> Result<CheckpointGuard<M>, Error> {
         let id = self.write("enter", Stack::push_empty)?;
         Ok(CheckpointGuard::new(*self, id))
@@ -242,6 +244,7 @@ impl<M: Mode> Storage<M> {
     /// [`Error::NoCheckpoint`] if no checkpoint is active, [`Error::Busy`]
     /// inside a [`with`](Self::with) closure, [`Error::Destroyed`] if the
     /// thread is exiting.
+    #[inline]
     pub fn set<T: Send + Sync + 'static>(
         &self,
         key: &'static Key<T>,
@@ -259,6 +262,7 @@ impl<M: Mode> Storage<M> {
     /// same storage.
     #[track_caller]
     #[must_use]
+    #[inline]
     pub fn get<T: Clone + Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<T> {
         self.with(key, |value| value.cloned())
     }
@@ -270,6 +274,7 @@ impl<M: Mode> Storage<M> {
     ///
     /// As [`get`](Self::get).
     #[track_caller]
+    #[inline]
     pub fn with<T: Send + Sync + 'static, R>(
         &self,
         key: &'static Key<T>,
@@ -322,6 +327,7 @@ impl<M: Mode> Storage<M> {
     /// # Errors
     ///
     /// As [`set`](Self::set).
+    #[inline]
     pub fn remove<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Result<bool, Error> {
         self.write("remove", |stack| stack.remove(key))?
     }
@@ -406,6 +412,7 @@ impl<M: Mode> Storage<M> {
 
     /// Leaves the checkpoint a guard entered, wherever it is on this
     /// thread.
+    #[inline]
     pub(crate) fn leave(&self, id: crate::engine::FrameId) -> Result<bool, Error> {
         self.local
             .try_with(|local| local.leave(id))
@@ -454,6 +461,7 @@ impl<M: Mode> Storage<M> {
     /// exiting thread) it sees what a stack without checkpoints shows:
     /// nothing.
     #[track_caller]
+    #[inline]
     fn read_value<T: Send + Sync + 'static, R>(
         &self,
         key: &'static Key<T>,
