@@ -2,7 +2,8 @@
 # Measures everything the README's Performance section shows, in one go:
 # the criterion benches three times over (the report takes each figure's
 # median over the runs, so that one disturbed run on a shared machine does
-# not decide a ratio), the layer's loopback load test, then the report.
+# not decide a ratio), the layer's loopback load test, the report, and the
+# instruction counts of benches/instructions.sh where valgrind is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,3 +17,9 @@ done
 echo "== layer load test" >&2
 cargo bench -p stackholm-benches --bench layer >&2
 python3 benches/report.py --baselines "$(IFS=,; echo "${baselines[*]}")"
+if command -v valgrind >/dev/null; then
+    echo
+    echo "### Instructions"
+    echo
+    bash benches/instructions.sh
+fi
