@@ -84,14 +84,16 @@ impl Local {
         &self.current
     }
 
-    /// Makes `stack` the current stack until [`uninstall`](Self::uninstall),
-    /// leaving `stack` empty meanwhile.
+    /// Makes the stack in `slot` (a fresh one if it is empty) the current
+    /// stack until [`uninstall`](Self::uninstall) hands it back. Moving it
+    /// out of an `Option` rather than leaving an empty stack behind spares
+    /// every poll of a scoped future building and dropping one.
     ///
     /// # Panics
     ///
     /// If the current stack is borrowed by a `with` closure.
     #[track_caller]
-    pub(super) fn install(&self, stack: &mut Stack) {
+    pub(super) fn install(&self, slot: &mut Option<Stack>) {
         // Both borrows are taken before anything changes, so that a refused
         // install leaves every stack where it was.
         let Ok(mut current) = self.current.try_borrow_mut() else {
@@ -100,23 +102,23 @@ impl Local {
         let Ok(mut parked) = self.parked.try_borrow_mut() else {
             panic!("stackholm: cannot run a scope from a destructor of a value its storage is dropping");
         };
-        let outer = std::mem::replace(&mut *current, std::mem::take(stack));
-        parked.push(outer);
+        let stack = slot.take().unwrap_or_default();
+        parked.push(std::mem::replace(&mut *current, stack));
         self.scopes.set(parked.len());
     }
 
-    /// Moves the current stack back into `stack` and makes the stack set
-    /// aside by the matching [`install`](Self::install) current again.
-    pub(super) fn uninstall(&self, stack: &mut Stack) {
+    /// Takes the current stack back out and makes the stack set aside by
+    /// the matching [`install`](Self::install) current again; `None` if the
+    /// state is not reachable (a borrow held while unwinding).
+    pub(super) fn uninstall(&self) -> Option<Stack> {
         let (Ok(mut current), Ok(mut parked)) =
             (self.current.try_borrow_mut(), self.parked.try_borrow_mut())
         else {
-            return;
+            return None;
         };
-        if let Some(outer) = parked.pop() {
-            *stack = std::mem::replace(&mut *current, outer);
-            self.scopes.set(parked.len());
-        }
+        let outer = parked.pop()?;
+        self.scopes.set(parked.len());
+        Some(std::mem::replace(&mut *current, outer))
     }
 
     /// Leaves the checkpoint `id` wherever it is on this thread: on the

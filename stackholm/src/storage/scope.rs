@@ -43,7 +43,9 @@ use crate::{Checkpoint, Stack};
 pub struct Scope {
     name: &'static str,
     local: &'static LocalKey<Local>,
-    stack: Stack,
+    /// `None` only while the stack is installed, or if taking it back
+    /// failed, in which case the scope goes on with an empty one.
+    stack: Option<Stack>,
 }
 
 impl Scope {
@@ -53,10 +55,12 @@ impl Scope {
         Self {
             name: storage.name,
             local: storage.local,
-            stack: storage
-                .local
-                .try_with(Local::take_spare)
-                .unwrap_or_default(),
+            stack: Some(
+                storage
+                    .local
+                    .try_with(Local::take_spare)
+                    .unwrap_or_default(),
+            ),
         }
     }
 
@@ -65,7 +69,7 @@ impl Scope {
     #[must_use]
     pub fn with_root<M: Mode>(storage: Storage<M>, root: Checkpoint) -> Self {
         let mut scope = Self::new(storage);
-        scope.stack.push(root);
+        scope.stack_mut().push(root);
         scope
     }
 
@@ -90,11 +94,11 @@ impl Scope {
         /// unwind alike.
         struct TakeBack<'a> {
             local: &'static LocalKey<Local>,
-            stack: &'a mut Stack,
+            stack: &'a mut Option<Stack>,
         }
         impl Drop for TakeBack<'_> {
             fn drop(&mut self) {
-                let _ = self.local.try_with(|local| local.uninstall(self.stack));
+                *self.stack = self.local.try_with(Local::uninstall).ok().flatten();
             }
         }
 
@@ -110,12 +114,13 @@ impl Scope {
     /// The scope's stack, for inspection between runs.
     #[must_use]
     pub fn stack(&self) -> &Stack {
-        &self.stack
+        static EMPTY: Stack = Stack::new();
+        self.stack.as_ref().unwrap_or(&EMPTY)
     }
 
     /// The scope's stack, to change it between runs.
     pub fn stack_mut(&mut self) -> &mut Stack {
-        &mut self.stack
+        self.stack.get_or_insert_with(Stack::new)
     }
 }
 
@@ -124,9 +129,10 @@ impl Drop for Scope {
     /// keeps the empty stack for the next scope this thread starts. A value
     /// whose destructor panics takes the stack down with it instead.
     fn drop(&mut self) {
-        self.stack.clear();
-        let stack = std::mem::take(&mut self.stack);
-        let _ = self.local.try_with(|local| local.keep_spare(stack));
+        if let Some(mut stack) = self.stack.take() {
+            stack.clear();
+            let _ = self.local.try_with(|local| local.keep_spare(stack));
+        }
     }
 }
 
@@ -134,7 +140,7 @@ impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scope")
             .field("storage", &self.name)
-            .field("stack", &self.stack)
+            .field("stack", self.stack())
             .finish()
     }
 }
