@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
-use stackholm::{CheckpointExt, DEFAULT};
+use stackholm::DEFAULT;
 use stackholm_tower::StackholmLayer;
 
 use crate::accounts::{self, Account, AccountPatch, NewAccount};
@@ -58,7 +58,7 @@ impl Db {
                 f(&conn)
             })
             .await
-            .map_err(|_| ApiError::Internal("the database task failed".into()))?
+            .map_err(|err| ApiError::Internal(format!("the database task failed: {err}")))?
     }
 }
 
@@ -94,9 +94,18 @@ async fn open_request_revision(request: Request, next: Next) -> Response {
         |path| path.as_str().to_owned(),
     );
     let description = format!("{} {route}", request.method());
-    next.run(request)
-        .in_checkpoint(open_revision(actor, description))
-        .await
+    // Entered once, in the request's own stack, and held across the awaits
+    // below: a task guard, unlike a per-poll `in_checkpoint`.
+    let Ok(_revision) = DEFAULT
+        .task()
+        .try_enter_with(open_revision(actor, description))
+    else {
+        return ApiError::Internal(
+            "no request scope: StackholmLayer must wrap this middleware".into(),
+        )
+        .into_response();
+    };
+    next.run(request).await
 }
 
 async fn create_account(

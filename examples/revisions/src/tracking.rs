@@ -112,8 +112,13 @@ pub fn transaction<R, E: From<rusqlite::Error>>(
     };
     let changes = std::mem::take(&mut *changes.lock().unwrap());
     if level == 0 {
+        // In the same database transaction as the changes it records.
         write_revision(conn, &changes)?;
+        sql.commit()?;
     } else {
+        // Merged only once the savepoint is released, so that a failed
+        // release leaves the enclosing revision as it was.
+        sql.commit()?;
         // Back in the enclosing level: its buffer is the nearest again.
         DEFAULT.with(&CHANGES, |outer| {
             outer
@@ -123,7 +128,6 @@ pub fn transaction<R, E: From<rusqlite::Error>>(
                 .extend(changes);
         });
     }
-    sql.commit()?;
     Ok(output)
 }
 
@@ -150,13 +154,15 @@ impl<'c> SqlLevel<'c> {
     }
 
     fn commit(&mut self) -> rusqlite::Result<()> {
-        self.done = true;
-        if self.level == 0 {
+        let committed = if self.level == 0 {
             self.conn.execute_batch("COMMIT")
         } else {
             self.conn
                 .execute_batch(&format!("RELEASE level_{}", self.level))
-        }
+        };
+        // A failed commit still needs the rollback of `Drop`.
+        self.done = committed.is_ok();
+        committed
     }
 }
 

@@ -201,7 +201,7 @@ async fn disabled_tracking_changes_the_row_and_records_nothing() {
     let history = revisions(&client, id).await;
     assert_eq!(history.len(), 1, "only the creation: {history:?}");
     // Tracking is back on for the next request.
-    call(
+    let (status, _) = call(
         &client,
         "ops",
         Method::PATCH,
@@ -209,6 +209,7 @@ async fn disabled_tracking_changes_the_row_and_records_nothing() {
         json!({"status": "open"}),
     )
     .await;
+    assert_eq!(status, StatusCode::OK);
     let history = revisions(&client, id).await;
     assert_eq!(
         deltas(&history[1]),
