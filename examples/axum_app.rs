@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 
 use http::Method;
-use stackholm_examples::axum_app::{live_requests, spawn_server};
+use stackholm_examples::axum_app::{spawn_server, wait_for_no_live_requests};
 use stackholm_examples::client::{Client, Error};
 
 #[tokio::main]
@@ -71,13 +71,8 @@ async fn main() -> Result<(), Error> {
     print!("then {status}  {body}");
 
     // Every request's root checkpoint is dropped with its response.
-    for _ in 0..100 {
-        if live_requests() == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    println!("\nrequest contexts still alive: {}", live_requests());
+    let alive = wait_for_no_live_requests(std::time::Duration::from_secs(1)).await;
+    println!("\nrequest contexts still alive: {alive}");
     Ok(())
 }
 

@@ -217,7 +217,7 @@ async fn panics() -> &'static str {
 }
 
 /// Serves the app on `addr` (port 0 for an ephemeral one) in a background
-/// task; returns the address it listens on.
+/// task; returns the address it listens on and the server's task.
 ///
 /// # Errors
 ///
@@ -228,8 +228,15 @@ pub async fn spawn_server(
     std::net::SocketAddr,
     tokio::task::JoinHandle<std::io::Result<()>>,
 )> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    let server = tokio::spawn(async move { axum::serve(listener, router()).await });
-    Ok((local, server))
+    crate::serve(router(), addr).await
+}
+
+/// Waits up to `timeout` for every request context to be dropped; returns
+/// how many are still alive then (0 when all are gone).
+pub async fn wait_for_no_live_requests(timeout: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while live_requests() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    live_requests()
 }

@@ -65,6 +65,22 @@ impl Client {
         .await
     }
 
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Request<Full<Bytes>>, http::Error> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(Full::new(body))
+    }
+
     async fn send_body(
         &self,
         method: Method,
@@ -72,13 +88,10 @@ impl Client {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<(StatusCode, String), Error> {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = self.inner.request(request.body(Full::new(body))?).await?;
+        let response = self
+            .inner
+            .request(self.request(method, path, headers, body)?)
+            .await?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, String::from_utf8(body.to_vec())?))
@@ -90,13 +103,9 @@ impl Client {
     ///
     /// As [`send`](Self::send).
     pub async fn chunks(&self, path: &str, headers: &[(&str, &str)]) -> Result<Vec<String>, Error> {
-        let mut request = Request::get(format!("{}{path}", self.base));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
         let mut body = self
             .inner
-            .request(request.body(Full::default())?)
+            .request(self.request(Method::GET, path, headers, Bytes::new())?)
             .await?
             .into_body();
         let mut chunks = Vec::new();

@@ -5,3 +5,23 @@
 
 pub mod axum_app;
 pub mod client;
+
+use std::net::SocketAddr;
+
+use tokio::task::JoinHandle;
+
+/// Serves `app` on `addr` (port 0 for an ephemeral one) in a background
+/// task; returns the address it listens on and the server's task.
+///
+/// # Errors
+///
+/// If the address cannot be bound.
+pub async fn serve(
+    app: axum::Router,
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((local, server))
+}

@@ -110,10 +110,21 @@ impl<R> fmt::Debug for StackholmLayer<R> {
 /// What pre-loads a request's root checkpoint; see
 /// [`StackholmLayer::seed`].
 ///
-/// Implemented for every `Fn(&Parts) -> Checkpoint`, and by [`EmptyRoot`].
-pub trait SeedRoot {
+/// Implemented for every `Fn(&Parts) -> Checkpoint`, and by [`EmptyRoot`];
+/// sealed, as `seed` takes closures only, so that their argument type is
+/// inferred.
+pub trait SeedRoot: sealed::Sealed {
     /// The root checkpoint for a request with this head.
     fn seed(&self, parts: &Parts) -> Checkpoint;
+}
+
+mod sealed {
+    use super::{Checkpoint, EmptyRoot, Parts};
+
+    pub trait Sealed {}
+
+    impl<F: Fn(&Parts) -> Checkpoint> Sealed for F {}
+    impl Sealed for EmptyRoot {}
 }
 
 impl<F> SeedRoot for F

@@ -198,7 +198,7 @@ async fn errors_pass_through_unchanged() {
 }
 
 /// Ready only on its second poll, then failing readiness on the third.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 struct Reluctant {
     polls: u32,
 }
@@ -267,8 +267,12 @@ fn the_layer_is_clone_default_and_debug() {
     let shown = format!("{layer:?}");
     assert!(shown.contains("stackholm::DEFAULT"), "{shown}");
     assert!(shown.contains("EmptyRoot"), "{shown}");
-    let service = layer.layer(Reluctant::default());
-    let _ = format!("{:?}", service.clone().into_inner().polls);
+    let service = layer.layer(Reluctant::default()).clone();
+    let shown = format!("{service:?}");
+    assert!(shown.contains("StackholmService"), "{shown}");
+    assert!(shown.contains("Reluctant"), "{shown}");
+    assert!(shown.contains("EmptyRoot"), "{shown}");
+    assert_eq!(service.into_inner().polls, 0);
 }
 
 #[test]

@@ -80,12 +80,6 @@
 //! Misuse is reported, never allowed to corrupt the stack; see [`Error`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    unreachable_pub
-)]
 
 mod engine;
 mod error;

@@ -15,8 +15,9 @@ pub mod tracking;
 
 pub use api::{router, ApiError, Db};
 
-/// Serves the app on `addr` (port 0 for an ephemeral one) in a background
-/// task; returns the address it listens on.
+/// Serves the app over `db` on `addr` (port 0 for an ephemeral one) in a
+/// background task; returns the address it listens on and the server's
+/// task.
 ///
 /// # Errors
 ///
@@ -28,8 +29,5 @@ pub async fn spawn_server(
     std::net::SocketAddr,
     tokio::task::JoinHandle<std::io::Result<()>>,
 )> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    let server = tokio::spawn(async move { axum::serve(listener, router(db)).await });
-    Ok((local, server))
+    stackholm_examples::serve(router(db), addr).await
 }
