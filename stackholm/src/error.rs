@@ -22,11 +22,13 @@ pub enum Error {
         key: Option<&'static str>,
     },
     /// The storage is already in use further up the call stack on this
-    /// thread, by a closure passed to one of its `with` methods.
+    /// thread: by a closure passed to one of its `with` methods, or by the
+    /// destructor of a value the storage is dropping (as a checkpoint is
+    /// left, or a value replaced or removed).
     ///
-    /// A read closure holds the stack borrowed while it runs; changing the
-    /// same storage from inside it is refused rather than allowed to
-    /// invalidate the reference the closure was given.
+    /// A read closure holds the stack borrowed while it runs, and so does a
+    /// change while it drops values; touching the same storage from inside
+    /// either is refused rather than allowed to invalidate the stack.
     Busy {
         /// What was attempted, such as `"set"`.
         operation: &'static str,
@@ -60,9 +62,10 @@ impl fmt::Display for Error {
             }
             Self::Busy { operation } => write!(
                 f,
-                "cannot {operation}: the storage is borrowed by a `with` closure \
-                 further up this call stack; read the value out of the closure \
-                 first (for example with `get`), then change the storage"
+                "cannot {operation}: the storage is in use further up this call \
+                 stack, by a `with` closure (read the value out of it first, for \
+                 example with `get`) or by the destructor of a value it is dropping \
+                 (do this outside that destructor)"
             ),
             Self::NoScope { operation } => write!(
                 f,

@@ -174,10 +174,9 @@ impl Slots {
         if !matches!(self.slots.get(index), Some(Some(_))) {
             self.insert(key, index);
         }
-        let slot: &mut dyn Any = self.slots[index].as_deref_mut().map_or_else(
-            || unreachable!("stackholm: the slot was created above"),
-            |slot| slot as &mut dyn Any,
-        );
+        let slot: &mut dyn Any = self.slots[index]
+            .as_deref_mut()
+            .expect("stackholm: the slot was created above");
         downcast(slot.downcast_mut())
     }
 

@@ -169,7 +169,12 @@ impl Stack {
     /// Leaves every checkpoint, dropping their values, and keeps the memory
     /// of frames and slots for the stack's next use.
     pub(crate) fn clear(&mut self) {
-        while self.depth > 0 {
+        self.truncate(0);
+    }
+
+    /// Leaves checkpoints, innermost first, until `depth` are active.
+    fn truncate(&mut self, depth: usize) {
+        while self.depth > depth {
             self.pop_discard();
         }
     }
@@ -473,9 +478,8 @@ impl Stack {
     /// from inside (a guard of an outer checkpoint dropped there): it stays
     /// left, and nothing is suspended.
     pub(crate) fn suspend(&mut self, suspended: &mut Suspended) {
-        let base = suspended.frames.first().map(|(id, _)| *id);
-        let Some(position) = base.and_then(|id| self.position_of(id)) else {
-            suspended.active = 0;
+        let Some(position) = self.position_of(suspended.base()) else {
+            suspended.clear();
             return;
         };
         let count = self.depth - position;
@@ -511,9 +515,7 @@ impl Stack {
         let Some(position) = self.position_of(id) else {
             return false;
         };
-        while self.depth > position {
-            self.pop_discard();
-        }
+        self.truncate(position);
         true
     }
 
@@ -572,15 +574,13 @@ impl Stack {
         let Some(slot) = self.slots.typed_mut(key) else {
             return Ok(false);
         };
-        match slot.top(kind) {
-            Some(top) if kind == Kind::Checkpoint || top.depth == current => {}
+        let depth = match slot.top(kind) {
+            Some(top) if kind == Kind::Checkpoint || top.depth == current => top.depth,
             _ => return Ok(false),
-        }
-        let removed = slot.pop(kind).map(|entry| entry.depth);
-        if let Some(depth) = removed {
-            forget_key(&mut self.frames[depth as usize], kind, key);
-        }
-        Ok(removed.is_some())
+        };
+        slot.pop(kind);
+        forget_key(&mut self.frames[depth as usize], kind, key);
+        Ok(true)
     }
 
     #[inline]

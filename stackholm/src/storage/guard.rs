@@ -52,9 +52,10 @@ use crate::Error;
 /// # Panics
 ///
 /// Dropping the guard panics (unless the thread is already panicking) if the
-/// storage is borrowed by a [`Storage::with`] closure at that moment, which
-/// only happens if the guard was moved into that closure: its checkpoint
-/// cannot be left then, and carrying on silently would leave it active.
+/// storage is in use further up the call stack at that moment: the guard
+/// was moved into a [`Storage::with`] closure, or is dropped by the
+/// destructor of a value the storage is dropping. Its checkpoint cannot be
+/// left then, and carrying on silently would leave it active.
 #[must_use = "the checkpoint is left as soon as the guard is dropped"]
 pub struct CheckpointGuard<M: Mode = Ambient> {
     storage: Storage<M>,

@@ -97,7 +97,10 @@ impl Local {
         // Both borrows are taken before anything changes, so that a refused
         // install leaves every stack where it was.
         let Ok(mut current) = self.current.try_borrow_mut() else {
-            panic!("stackholm: cannot run a scope inside a `with` closure of the same storage");
+            panic!(
+                "stackholm: cannot run a scope while the storage is in use further up this \
+                 call stack (a `with` closure, or a destructor of a value it is dropping)"
+            );
         };
         let Ok(mut parked) = self.parked.try_borrow_mut() else {
             panic!("stackholm: cannot run a scope from a destructor of a value its storage is dropping");

@@ -198,8 +198,7 @@ impl<M: Mode> Storage<M> {
     #[track_caller]
     #[inline]
     pub fn enter(&self) -> CheckpointGuard<M> {
-        self.try_enter()
-            .unwrap_or_else(|err| panic!("stackholm: {}: {err}", self.name))
+        self.try_enter().unwrap_or_else(|err| self.fail(err))
     }
 
     /// Enters `checkpoint` with its pre-loaded values; they are visible until
@@ -211,7 +210,7 @@ impl<M: Mode> Storage<M> {
     #[track_caller]
     pub fn enter_with(&self, checkpoint: Checkpoint) -> CheckpointGuard<M> {
         self.try_enter_with(checkpoint)
-            .unwrap_or_else(|err| panic!("stackholm: {}: {err}", self.name))
+            .unwrap_or_else(|err| self.fail(err))
     }
 
     /// Enters a new, empty checkpoint.
@@ -289,7 +288,9 @@ impl<M: Mode> Storage<M> {
     /// # Errors
     ///
     /// [`Error::NoCheckpoint`] if no checkpoint is active,
-    /// [`Error::Destroyed`] if the thread is exiting.
+    /// [`Error::Busy`] from the destructor of a value this storage is
+    /// dropping, [`Error::NoScope`] on a [`task`](Self::task) handle outside
+    /// any scope, [`Error::Destroyed`] if the thread is exiting.
     pub fn try_get<T: Clone + Send + Sync + 'static>(
         &self,
         key: &'static Key<T>,
@@ -408,6 +409,13 @@ impl<M: Mode> Storage<M> {
             Err(Error::Destroyed | Error::NoScope { .. }) => 0,
             Err(err) => panic!("stackholm: cannot read the depth of {}: {err}", self.name),
         }
+    }
+
+    /// The panic of the methods that have a `try_` form returning `err`.
+    #[cold]
+    #[track_caller]
+    pub(crate) fn fail(&self, err: Error) -> ! {
+        panic!("stackholm: {}: {err}", self.name)
     }
 
     /// Leaves the checkpoint a guard entered, wherever it is on this

@@ -16,8 +16,7 @@ impl Storage {
     #[track_caller]
     #[must_use]
     pub fn snapshot(&self) -> Checkpoint {
-        self.try_snapshot()
-            .unwrap_or_else(|err| panic!("stackholm: {}: {err}", self.name()))
+        self.try_snapshot().unwrap_or_else(|err| self.fail(err))
     }
 
     /// A checkpoint pre-loaded with every checkpoint value visible here.

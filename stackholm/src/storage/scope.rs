@@ -93,22 +93,22 @@ impl Scope {
         /// Takes the stack back before the call ends, on return and on
         /// unwind alike.
         struct TakeBack<'a> {
-            local: &'static LocalKey<Local>,
+            local: &'a Local,
             stack: &'a mut Option<Stack>,
         }
         impl Drop for TakeBack<'_> {
             fn drop(&mut self) {
-                *self.stack = self.local.try_with(Local::uninstall).ok().flatten();
+                *self.stack = self.local.uninstall();
             }
         }
 
-        let local = self.local;
-        local.with(|local| local.install(&mut self.stack));
-        let _take_back = TakeBack {
-            local,
-            stack: &mut self.stack,
-        };
-        f()
+        let stack = &mut self.stack;
+        // One thread-local lookup serves both the install and the take-back.
+        self.local.with(|local| {
+            local.install(stack);
+            let _take_back = TakeBack { local, stack };
+            f()
+        })
     }
 
     /// The scope's stack, for inspection between runs.
