@@ -9,6 +9,18 @@ use stackholm::{Checkpoint, Error, Key, Scope, DEFAULT};
 static A: Key<i32> = Key::new("a");
 static COUNTER: Key<u64> = Key::new("counter");
 
+/// A value whose destructor panics, and keys for it and a well-behaved one.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("value destructor");
+    }
+}
+
+static BAD: Key<PanicsOnDrop> = Key::new("bad");
+static GOOD: Key<Arc<()>> = Key::new("good");
+
 stackholm::storage! {
     /// A storage of the tests' own, independent of DEFAULT.
     static OTHER;
@@ -179,14 +191,6 @@ fn a_forgotten_guard_is_left_by_its_outer_guard() {
 
 #[test]
 fn a_value_whose_destructor_panics_does_not_corrupt_the_stack() -> Result<(), Error> {
-    struct PanicsOnDrop;
-    impl Drop for PanicsOnDrop {
-        fn drop(&mut self) {
-            panic!("value destructor");
-        }
-    }
-    static BAD: Key<PanicsOnDrop> = Key::new("bad");
-    static GOOD: Key<Arc<()>> = Key::new("good");
     let good = Arc::new(());
 
     let _root = DEFAULT.enter();
@@ -325,14 +329,6 @@ fn a_scope_drops_its_values_when_it_ends_and_the_next_scope_starts_empty() -> Re
 
 #[test]
 fn a_scope_whose_value_panics_when_dropped_still_drops_the_rest() -> Result<(), Error> {
-    struct PanicsOnDrop;
-    impl Drop for PanicsOnDrop {
-        fn drop(&mut self) {
-            panic!("value destructor");
-        }
-    }
-    static BAD: Key<PanicsOnDrop> = Key::new("bad");
-    static GOOD: Key<Arc<()>> = Key::new("good");
     let good = Arc::new(());
 
     let mut scope = Scope::with_root(DEFAULT, Checkpoint::new());

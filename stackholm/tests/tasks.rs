@@ -71,18 +71,37 @@ async fn a_thousand_interleaved_tasks_each_see_only_their_own_values() {
         assert_eq!(handle.await.unwrap().unwrap(), Some(INCREMENTS));
     }
     // Nothing reached the worker threads' own stacks.
-    let depths: Vec<usize> = futures_on_every_worker(|| DEFAULT.depth()).await;
+    let depths: Vec<usize> = futures_on_every_worker(4, || DEFAULT.depth()).await;
     assert!(depths.iter().all(|&d| d == 0), "{depths:?}");
 }
 
-/// Runs `f` outside any scope on the runtime's workers (as many tasks as
-/// there are likely workers; enough to visit them in practice).
-async fn futures_on_every_worker<T: Send + 'static>(f: fn() -> T) -> Vec<T> {
-    let handles: Vec<_> = (0..16).map(|_| tokio::spawn(async move { f() })).collect();
+/// Runs `f` outside any scope once on each of the runtime's `workers`
+/// worker threads: every task waits until all have started, so no worker
+/// can run two of them, and the test checks that each thread was visited.
+async fn futures_on_every_worker<T: Send + 'static>(workers: usize, f: fn() -> T) -> Vec<T> {
+    let started = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..workers)
+        .map(|_| {
+            let started = Arc::clone(&started);
+            tokio::spawn(async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while started.load(Ordering::SeqCst) < workers {
+                    assert!(std::time::Instant::now() < deadline, "a worker never ran");
+                    std::thread::yield_now();
+                }
+                (std::thread::current().id(), f())
+            })
+        })
+        .collect();
+    let mut threads = std::collections::HashSet::new();
     let mut out = Vec::new();
     for handle in handles {
-        out.push(handle.await.unwrap());
+        let (thread, value) = handle.await.unwrap();
+        threads.insert(thread);
+        out.push(value);
     }
+    assert_eq!(threads.len(), workers, "every worker ran one task");
     out
 }
 
@@ -172,12 +191,11 @@ fn a_task_guard_outliving_its_scope_does_nothing_when_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instrumented_futures_keep_their_values_between_polls_and_hide_them_between() {
-    async fn worker(name: &'static str, other: &'static str) -> Result<(), Error> {
+    async fn worker(name: &'static str) -> Result<(), Error> {
         DEFAULT.set(&SHARED, Unclonable(name))?;
         for i in 0..20 {
             pause(i).await;
             DEFAULT.with(&SHARED, |v| assert_eq!(v, Some(&Unclonable(name))));
-            assert_ne!(name, other);
             // A checkpoint entered inside and held across an await.
             let _inner = DEFAULT.enter_with(Checkpoint::new().with_value(&LEVEL, i));
             assert_eq!(DEFAULT.get(&LEVEL), Some(i));
@@ -186,8 +204,8 @@ async fn instrumented_futures_keep_their_values_between_polls_and_hide_them_betw
     }
     // Joined on one task, without any scope: each poll of one future must
     // not see the other's checkpoint, on whichever thread it runs.
-    let a = worker("a", "b").in_checkpoint(Checkpoint::new());
-    let b = worker("b", "a").in_checkpoint(Checkpoint::new());
+    let a = worker("a").in_checkpoint(Checkpoint::new());
+    let b = worker("b").in_checkpoint(Checkpoint::new());
     let (a, b) = tokio::join!(a, b);
     a.unwrap();
     b.unwrap();
@@ -304,7 +322,7 @@ async fn a_panic_inside_a_scoped_task_affects_no_other_task() {
         before
     }));
     assert_eq!(healthy.await.unwrap(), (0, None));
-    let depths = futures_on_every_worker(|| DEFAULT.depth()).await;
+    let depths = futures_on_every_worker(2, || DEFAULT.depth()).await;
     assert!(depths.iter().all(|&d| d == 0), "{depths:?}");
 }
 
