@@ -11,19 +11,16 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::routing::get;
-use axum::Router;
 use http_body_util::BodyExt;
-use stackholm_tower::StackholmLayer;
 use tower::ServiceExt;
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, Bencher, BenchmarkGroup, BenchmarkId, Criterion};
 use stackholm::{Scope, Stack, DEFAULT};
 use stackholm_benches::{
-    at_depth, enter_leave, enter_set_leave, fill_floor, floor_push_pop, floor_read, request_like,
-    set_remove, with_values, Ambient, CloneMap, Context, HandRolledTaskLocal, NaiveDynStack,
-    NaiveStack, Otel, Remove, TASK_MAP,
+    apps, at_depth, enter_leave, enter_set_leave, fill_floor, floor_push_pop, floor_read,
+    request_like, set_remove, with_values, Ambient, CloneMap, Context, HandRolledTaskLocal,
+    NaiveDynStack, NaiveStack, Otel, Remove, TASK_MAP,
 };
 
 /// A workload, runnable on any implementation.
@@ -107,12 +104,17 @@ fn enter_and_leave(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("enter_set_leave");
     for present in [0, 50] {
-        let id = format!("{present}-present");
-        on_every_context(&mut group, &id, &EnterSetLeave { present });
-        group.bench_function(BenchmarkId::new("floor-push-pop", &id), |b| {
-            b.iter(|| floor_push_pop(black_box(1)));
-        });
+        on_every_context(
+            &mut group,
+            &format!("{present}-present"),
+            &EnterSetLeave { present },
+        );
     }
+    // The floor has no values present to vary; measured once, next to the
+    // figure the report compares it with.
+    group.bench_function(BenchmarkId::new("floor-push-pop", "50-present"), |b| {
+        b.iter(|| floor_push_pop(black_box(1)));
+    });
     group.finish();
 }
 
@@ -123,11 +125,14 @@ fn read_nearest(c: &mut Criterion) {
         for depth in [1, 10, 100] {
             let id = format!("depth-{depth}/{others}-others");
             on_every_context(&mut group, &id, &Read { depth, others });
-            group.bench_function(BenchmarkId::new("floor-vec-index", &id), |b| {
-                b.iter(|| floor_read(black_box(0)));
-            });
         }
     }
+    // The floor has no depth or keys to vary; measured once, next to the
+    // figure the report compares it with.
+    group.bench_function(
+        BenchmarkId::new("floor-vec-index", "depth-100/50-others"),
+        |b| b.iter(|| floor_read(black_box(0))),
+    );
     group.finish();
 }
 
@@ -173,30 +178,8 @@ fn run_now<F: Future>(future: F) -> F::Output {
 /// The layer's own cost per request, without a network: an axum
 /// hello-world called in process, its body read to the end.
 fn layer_per_request(c: &mut Criterion) {
-    async fn hello() -> &'static str {
-        "hello"
-    }
-    async fn hello_with_workload() -> &'static str {
-        black_box(request_like(&mut Ambient));
-        "hello"
-    }
-    let apps = [
-        ("plain", Router::new().route("/", get(hello))),
-        (
-            "layer",
-            Router::new()
-                .route("/", get(hello))
-                .layer(StackholmLayer::new()),
-        ),
-        (
-            "layer+workload",
-            Router::new()
-                .route("/", get(hello_with_workload))
-                .layer(StackholmLayer::new()),
-        ),
-    ];
     let mut group = c.benchmark_group("layer_per_request");
-    for (name, app) in apps {
+    for (name, app) in apps() {
         group.bench_function(BenchmarkId::new(name, "axum-hello-in-process"), |b| {
             b.iter(|| {
                 run_now(async {

@@ -9,52 +9,22 @@
 //! rounds of each round's ratio, so that the machine's drift between rounds
 //! cancels out. `LAYER_BENCH_SECS` sets the seconds per round (default 2),
 //! `LAYER_BENCH_ROUNDS` the rounds (default 10). Run by
-//! `cargo test --benches`, it does one short round as a smoke test.
+//! `cargo test --benches`, it does one short round as a smoke test and
+//! writes nothing.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use axum::routing::get;
-use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use stackholm_benches::{request_like, Ambient, REQUEST_LIKE_SUM};
-use stackholm_tower::StackholmLayer;
+use stackholm_benches::apps;
 
 const CONCURRENCY: usize = 64;
 
-async fn hello() -> &'static str {
-    "hello"
-}
-
-async fn hello_with_workload() -> &'static str {
-    assert_eq!(request_like(&mut Ambient), REQUEST_LIKE_SUM);
-    "hello"
-}
-
-fn apps() -> [(&'static str, Router); 3] {
-    [
-        ("plain", Router::new().route("/", get(hello))),
-        (
-            "layer",
-            Router::new()
-                .route("/", get(hello))
-                .layer(StackholmLayer::new()),
-        ),
-        (
-            "layer+workload",
-            Router::new()
-                .route("/", get(hello_with_workload))
-                .layer(StackholmLayer::new()),
-        ),
-    ]
-}
-
-/// One round against one server: how many requests completed, and each
-/// one's latency.
-async fn load(addr: SocketAddr, duration: Duration) -> (usize, Vec<Duration>) {
+/// One round against one server: the latency of each request completed.
+async fn load(addr: SocketAddr, duration: Duration) -> Vec<Duration> {
     let client = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(CONCURRENCY)
         .build_http::<Empty<Bytes>>();
@@ -80,7 +50,7 @@ async fn load(addr: SocketAddr, duration: Duration) -> (usize, Vec<Duration>) {
     for worker in workers {
         latencies.extend(worker.await.expect("a load worker does not panic"));
     }
-    (latencies.len(), latencies)
+    latencies
 }
 
 struct Outcome {
@@ -129,7 +99,7 @@ fn main() {
     let (secs, rounds) = if benching {
         (
             env_number("LAYER_BENCH_SECS", 2.0),
-            env_number("LAYER_BENCH_ROUNDS", 10.0) as usize,
+            env_number("LAYER_BENCH_ROUNDS", 10.0).max(1.0) as usize,
         )
     } else {
         (0.2, 1)
@@ -165,16 +135,21 @@ fn main() {
             // Rotate the order, so no server always runs first or last.
             for offset in 0..servers.len() {
                 let which = (round + offset) % servers.len();
-                let (count, latencies) = load(servers[which].1, duration).await;
-                outcomes[which].rates.push(count as f64 / secs);
+                let latencies = load(servers[which].1, duration).await;
+                outcomes[which].rates.push(latencies.len() as f64 / secs);
                 outcomes[which].latencies.extend(latencies);
             }
         }
-        report(&mut outcomes, secs, rounds);
+        let json = report(&mut outcomes, secs, rounds);
+        // The smoke run's one short round must not replace measured figures.
+        if benching {
+            write_json(&json);
+        }
     });
 }
 
-fn report(outcomes: &mut [Outcome], secs: f64, rounds: usize) {
+/// Prints the figures, and returns them as a JSON array.
+fn report(outcomes: &mut [Outcome], secs: f64, rounds: usize) -> String {
     let plain_p50 = outcomes[0].percentile(0.50).as_secs_f64();
     let ratios: Vec<f64> = outcomes.iter().map(|o| o.ratio_to(&outcomes[0])).collect();
     println!("layer overhead: {CONCURRENCY} connections, {rounds} rounds of {secs} s per server\n");
@@ -204,11 +179,16 @@ fn report(outcomes: &mut [Outcome], secs: f64, rounds: usize) {
             p99.as_secs_f64() * 1e6,
         ));
     }
+    format!("[{}]\n", json.join(",\n"))
+}
+
+/// Writes the figures to `target/layer-bench.json`, for `benches/report.py`.
+fn write_json(json: &str) {
     // Benches run in their package's folder; the workspace's target is above.
     let target = std::env::var("CARGO_TARGET_DIR")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
     let path = std::path::Path::new(&target).join("layer-bench.json");
-    if let Err(err) = std::fs::write(&path, format!("[{}]\n", json.join(",\n"))) {
+    if let Err(err) = std::fs::write(&path, json) {
         eprintln!("could not write {}: {err}", path.display());
     }
 }

@@ -13,7 +13,6 @@
 use std::cell::RefCell;
 use std::hint::black_box;
 
-use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -21,10 +20,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use stackholm::{Scope, Stack, DEFAULT};
 use stackholm_benches::{
-    at_depth, enter_set_leave, request_like, with_values, Ambient, CloneMap, Context,
+    app, at_depth, enter_set_leave, request_like, with_values, Ambient, CloneMap, Context,
     HandRolledTaskLocal, NaiveDynStack, NaiveStack, Otel, TASK_MAP,
 };
-use stackholm_tower::StackholmLayer;
 use tower::ServiceExt;
 
 /// Runs `workload` on the implementation named `name`, inside whatever
@@ -86,16 +84,7 @@ impl Workload for ReadDeep {
 /// `count` sequential requests from a real HTTP client to an axum
 /// hello-world on 127.0.0.1, both on one current-thread runtime so that
 /// the count does not depend on scheduling.
-fn loopback(layered: bool, count: usize) {
-    async fn hello() -> &'static str {
-        "hello"
-    }
-    let app = Router::new().route("/", get(hello));
-    let app = if layered {
-        app.layer(StackholmLayer::new())
-    } else {
-        app
-    };
+fn loopback(app: Router, count: usize) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -118,16 +107,7 @@ fn loopback(layered: bool, count: usize) {
 
 /// `count` requests to an axum hello-world called in process through
 /// `oneshot`, its body read to the end: the layer's own cost, no network.
-fn in_process(layered: bool, count: usize) {
-    async fn hello() -> &'static str {
-        "hello"
-    }
-    let app = Router::new().route("/", get(hello));
-    let app = if layered {
-        app.layer(StackholmLayer::new())
-    } else {
-        app
-    };
+fn in_process(app: Router, count: usize) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a tokio runtime");
@@ -147,7 +127,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(what), Some(count)) = (args.next(), args.next()) else {
         eprintln!(
-            "usage: count WORKLOAD/IMPLEMENTATION COUNT, or count loopback/plain|layer COUNT"
+            "usage: count WORKLOAD/IMPLEMENTATION COUNT, or count in_process|loopback/APP COUNT"
         );
         std::process::exit(2);
     };
@@ -157,10 +137,8 @@ fn main() {
         "request_like" => on(name, RequestLike(count)),
         "enter_set_leave" => on(name, EnterSetLeave(count)),
         "read_nearest" => on(name, ReadDeep(count)),
-        "in_process" if name == "plain" => in_process(false, count),
-        "in_process" if name == "layer" => in_process(true, count),
-        "loopback" if name == "plain" => loopback(false, count),
-        "loopback" if name == "layer" => loopback(true, count),
+        "in_process" => in_process(app(name), count),
+        "loopback" => loopback(app(name), count),
         other => panic!("unknown workload `{other}`"),
     }
 }

@@ -478,6 +478,45 @@ fn read_five<C: Context>(cx: &mut C) -> u64 {
 pub const REQUEST_LIKE_SUM: u64 =
     (10 + 1 + 2 + 3 + 4) + (10 + 11 + 2 + 3 + 4) + (10 + 11 + 12 + 3 + 4);
 
+// -------------------------------------------------------------- the layer
+
+/// The axum hello-worlds the layer is measured on, by name: without the
+/// layer (`plain`), with it (`layer`), and with it and the request-like
+/// workload in the handler (`layer+workload`).
+pub fn apps() -> [(&'static str, axum::Router); 3] {
+    use axum::routing::get;
+    use stackholm_tower::StackholmLayer;
+
+    async fn hello() -> &'static str {
+        "hello"
+    }
+    async fn hello_with_workload() -> &'static str {
+        assert_eq!(request_like(&mut Ambient), REQUEST_LIKE_SUM);
+        "hello"
+    }
+    let layered = |router: axum::Router| router.layer(StackholmLayer::new());
+    [
+        ("plain", axum::Router::new().route("/", get(hello))),
+        ("layer", layered(axum::Router::new().route("/", get(hello)))),
+        (
+            "layer+workload",
+            layered(axum::Router::new().route("/", get(hello_with_workload))),
+        ),
+    ]
+}
+
+/// The app of [`apps`] called `name`.
+///
+/// # Panics
+///
+/// If there is no app of that name.
+pub fn app(name: &str) -> axum::Router {
+    apps()
+        .into_iter()
+        .find_map(|(n, app)| (n == name).then_some(app))
+        .unwrap_or_else(|| panic!("no app `{name}`: plain, layer or layer+workload"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
