@@ -1,4 +1,4 @@
-//! The error type of fallible stack operations.
+//! The error types of fallible stack operations.
 
 use std::fmt;
 
@@ -15,23 +15,23 @@ pub enum Error {
     /// there has to be one: enter a checkpoint first (for example
     /// [`Stack::enter`](crate::Stack::enter) or
     /// [`Storage::enter`](crate::Storage::enter)).
+    #[non_exhaustive]
     NoCheckpoint {
-        /// What was attempted, such as `"set"`.
-        operation: &'static str,
+        /// What was attempted.
+        operation: Operation,
         /// The name of the key it was attempted on, if any.
         key: Option<&'static str>,
     },
-    /// The storage is already in use further up the call stack on this
-    /// thread: by a closure passed to one of its `with` methods, or by the
-    /// destructor of a value the storage is dropping (as a checkpoint is
-    /// left, or a value replaced or removed).
+    /// The storage is lent to a [`with`](crate::Storage::with) closure
+    /// further up the call stack on this thread.
     ///
-    /// A read closure holds the stack borrowed while it runs, and so does a
-    /// change while it drops values; touching the same storage from inside
-    /// either is refused rather than allowed to invalidate the stack.
+    /// The closure holds a reference into the stack while it runs; changing
+    /// the same storage from inside it is refused rather than allowed to
+    /// invalidate that reference. Reads nest freely.
+    #[non_exhaustive]
     Busy {
-        /// What was attempted, such as `"set"`.
-        operation: &'static str,
+        /// What was attempted.
+        operation: Operation,
     },
     /// The operation needs the current task's stack, and no task-local scope
     /// of the storage is active.
@@ -40,14 +40,28 @@ pub enum Error {
     /// ([`Storage::task`](crate::Storage::task)) report this; run the code
     /// inside a scope ([`Storage::scope`](crate::Storage::scope)), or behind
     /// a layer that opens one for every request.
+    #[non_exhaustive]
     NoScope {
-        /// What was attempted, such as `"set"`.
-        operation: &'static str,
+        /// What was attempted.
+        operation: Operation,
     },
     /// The thread's storage has already been destroyed, which happens only
     /// while the thread is exiting (from inside another thread-local's
     /// destructor).
     Destroyed,
+}
+
+impl Error {
+    /// The operation that failed, where the error records one.
+    #[must_use]
+    pub fn operation(&self) -> Option<Operation> {
+        match *self {
+            Self::NoCheckpoint { operation, .. }
+            | Self::Busy { operation }
+            | Self::NoScope { operation } => Some(operation),
+            Self::Destroyed => None,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -62,10 +76,8 @@ impl fmt::Display for Error {
             }
             Self::Busy { operation } => write!(
                 f,
-                "cannot {operation}: the storage is in use further up this call \
-                 stack, by a `with` closure (read the value out of it first, for \
-                 example with `get`) or by the destructor of a value it is dropping \
-                 (do this outside that destructor)"
+                "cannot {operation}: the storage is lent to a `with` closure further up \
+                 this call stack; read the value out of it first (for example with `get`)"
             ),
             Self::NoScope { operation } => write!(
                 f,
@@ -82,6 +94,127 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// What was attempted when an [`Error`] occurred.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Entering a checkpoint.
+    Enter,
+    /// Leaving a checkpoint.
+    Leave,
+    /// Taking the innermost checkpoint off the stack with its values.
+    Pop,
+    /// Setting a checkpoint value.
+    Set,
+    /// Setting a block value.
+    SetBlock,
+    /// Reading a value.
+    Read,
+    /// Removing the nearest setting of a checkpoint value.
+    Remove,
+    /// Removing a block value.
+    RemoveBlock,
+    /// Removing every setting of a checkpoint value.
+    Reset,
+    /// Taking a snapshot of the visible values.
+    Snapshot,
+    /// Running code inside a task-local scope.
+    RunScope,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Enter => "enter a checkpoint",
+            Self::Leave => "leave a checkpoint",
+            Self::Pop => "pop a checkpoint",
+            Self::Set => "set",
+            Self::SetBlock => "set block value",
+            Self::Read => "read",
+            Self::Remove => "remove",
+            Self::RemoveBlock => "remove block value",
+            Self::Reset => "reset",
+            Self::Snapshot => "take a snapshot",
+            Self::RunScope => "run a scope",
+        })
+    }
+}
+
+/// A value that could not be set, handed back with the reason.
+///
+/// Like `std::sync::mpsc::SendError`, it gives the value back so that a
+/// failed `set` does not lose it. It converts into [`Error`], so `?` works in
+/// functions returning `Result<_, stackholm::Error>`.
+///
+/// ```
+/// use stackholm::{Error, Key, Stack};
+///
+/// static BUFFER: Key<Vec<u8>> = Key::new("buffer");
+///
+/// let mut stack = Stack::new();
+/// let err = stack.set(&BUFFER, vec![1, 2, 3]).unwrap_err();
+/// assert!(matches!(err.error(), Error::NoCheckpoint { .. }));
+/// let buffer = err.into_value();
+/// assert_eq!(buffer, [1, 2, 3]);
+/// ```
+pub struct SetError<T> {
+    value: T,
+    error: Error,
+}
+
+impl<T> SetError<T> {
+    pub(crate) fn new(value: T, error: Error) -> Self {
+        Self { value, error }
+    }
+
+    /// Why the value could not be set.
+    #[must_use]
+    pub fn error(&self) -> Error {
+        self.error
+    }
+
+    /// The value that could not be set.
+    #[must_use]
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+
+    /// The value that could not be set, handed back.
+    #[must_use]
+    pub fn into_value(self) -> T {
+        self.value
+    }
+}
+
+impl<T> From<SetError<T>> for Error {
+    fn from(err: SetError<T>) -> Self {
+        err.error
+    }
+}
+
+impl<T> fmt::Debug for SetError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SetError")
+            .field("error", &self.error)
+            .field("value", &std::any::type_name::<T>())
+            .finish()
+    }
+}
+
+impl<T> fmt::Display for SetError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<T> std::error::Error for SetError<T> {}
+
+impl<T> PartialEq<Error> for SetError<T> {
+    fn eq(&self, other: &Error) -> bool {
+        self.error == *other
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,7 +222,7 @@ mod tests {
     #[test]
     fn display_names_the_operation_and_key() {
         let err = Error::NoCheckpoint {
-            operation: "set",
+            operation: Operation::Set,
             key: Some("request_id"),
         };
         let shown = err.to_string();
@@ -99,8 +232,25 @@ mod tests {
 
     #[test]
     fn busy_explains_the_way_out() {
-        let shown = Error::Busy { operation: "enter" }.to_string();
-        assert!(shown.starts_with("cannot enter"), "{shown}");
+        let shown = Error::Busy {
+            operation: Operation::Enter,
+        }
+        .to_string();
+        assert!(shown.starts_with("cannot enter a checkpoint"), "{shown}");
         assert!(shown.contains("`with` closure"), "{shown}");
+    }
+
+    #[test]
+    fn set_error_shows_the_cause_and_hands_the_value_back() {
+        let err = SetError::new(
+            String::from("kept"),
+            Error::NoScope {
+                operation: Operation::Set,
+            },
+        );
+        assert!(err.to_string().starts_with("cannot set"), "{err}");
+        assert!(format!("{err:?}").contains("String"), "{err:?}");
+        assert_eq!(err.error().operation(), Some(Operation::Set));
+        assert_eq!(err.into_value(), "kept");
     }
 }

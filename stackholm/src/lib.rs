@@ -88,7 +88,7 @@ mod key;
 mod storage;
 
 pub use engine::{Checkpoint, Stack, StackGuard};
-pub use error::Error;
+pub use error::{Error, Operation, SetError};
 pub use futures::CheckpointExt;
 pub use key::Key;
 pub use storage::{Ambient, CheckpointGuard, Mode, Scope, Storage, TaskOnly};

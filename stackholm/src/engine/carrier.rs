@@ -26,6 +26,9 @@ pub(crate) trait Carrier: Any + Send + Sync {
     /// Moves the innermost setting of the carrier's key and kind back out of
     /// `slots` into the carrier.
     fn detach(&mut self, slots: &mut Slots);
+
+    /// Drops the value the carrier holds, if any.
+    fn clear(&mut self);
 }
 
 /// The carrier for values of type `T`.
@@ -42,6 +45,14 @@ impl<T: Send + Sync + 'static> Carried<T> {
             key,
             kind,
             value: Some(value),
+        }
+    }
+
+    pub(crate) fn empty(key: &'static Key<T>, kind: Kind) -> Self {
+        Self {
+            key,
+            kind,
+            value: None,
         }
     }
 
@@ -73,9 +84,12 @@ impl<T: Send + Sync + 'static> Carrier for Carried<T> {
 
     fn attach(&mut self, slots: &mut Slots, depth: u32) -> bool {
         match self.value.take() {
+            // A checkpoint holds one value per key and kind, and the frame it
+            // enters is new: nothing is there to replace.
             Some(value) => slots
                 .typed_or_insert(self.key, self.key.index())
-                .set(self.kind, depth, value),
+                .set(self.kind, depth, value)
+                .is_none(),
             None => false,
         }
     }
@@ -85,5 +99,11 @@ impl<T: Send + Sync + 'static> Carrier for Carried<T> {
             .typed_mut(self.key)
             .and_then(|slot| slot.pop(self.kind))
             .map(|entry| entry.value);
+    }
+
+    fn clear(&mut self) {
+        // Taken out first, so that the carrier is empty even if the
+        // destructor panics.
+        drop(self.value.take());
     }
 }

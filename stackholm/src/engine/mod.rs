@@ -1,14 +1,16 @@
-//! The checkpoint stack engine: frames, per-key value stacks, and the
-//! carriers that hold a checkpoint's values while it is off the stack.
+//! The checkpoint stack engine: frames, per-key value stacks, the carriers
+//! that hold a checkpoint's values while it is off the stack, and the values
+//! waiting to be dropped once the stack is free.
 
 mod carrier;
 mod checkpoint;
+mod doomed;
 mod slot;
 mod stack;
-mod suspended;
 mod value;
 
 pub use checkpoint::Checkpoint;
-pub(crate) use stack::FrameId;
+pub(crate) use doomed::{Doomed, Panics};
+pub(crate) use slot::Kind;
+pub(crate) use stack::{run_steps, FrameId, Step, Until};
 pub use stack::{Stack, StackGuard};
-pub(crate) use suspended::Suspended;

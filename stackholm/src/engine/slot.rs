@@ -8,6 +8,7 @@
 use std::any::Any;
 
 use super::carrier::{Carried, Carrier};
+use super::doomed::Doomed;
 use super::value::Value;
 use crate::Key;
 
@@ -47,22 +48,19 @@ impl<T: Send + Sync + 'static> Slot<T> {
         self.entries[kind as usize].last()
     }
 
-    /// Sets the value at `depth`: replaces the setting made at that depth, or
-    /// pushes a new one. Returns whether a new setting was pushed, which the
-    /// caller must then record in the frame at `depth`.
+    /// Sets the value at `depth`: replaces the setting made at that depth
+    /// and returns the value it held, or pushes a new setting and returns
+    /// `None`, in which case the caller must record it in the frame at
+    /// `depth`. The old value is the caller's to drop, once the stack is no
+    /// longer borrowed.
     #[inline]
-    pub(crate) fn set(&mut self, kind: Kind, depth: u32, value: Value<T>) -> bool {
+    pub(crate) fn set(&mut self, kind: Kind, depth: u32, value: Value<T>) -> Option<Value<T>> {
         let entries = &mut self.entries[kind as usize];
         match entries.last_mut() {
-            Some(top) if top.depth == depth => {
-                // The old value is dropped only once the slot is consistent,
-                // so a panicking destructor cannot leave it half-updated.
-                drop(std::mem::replace(&mut top.value, value));
-                false
-            }
+            Some(top) if top.depth == depth => Some(std::mem::replace(&mut top.value, value)),
             _ => {
                 entries.push(Entry { depth, value });
-                true
+                None
             }
         }
     }
@@ -92,8 +90,9 @@ impl<T: Send + Sync + 'static> Slot<T> {
 
 /// The operations the stack runs on a slot without knowing its value type.
 pub(crate) trait ErasedSlot: Any + Send + Sync {
-    /// Drops the innermost setting of `kind`.
-    fn drop_top(&mut self, kind: Kind);
+    /// Moves the innermost setting of `kind` into `doomed`, to be dropped
+    /// once the stack is no longer borrowed.
+    fn doom_top(&mut self, kind: Kind, doomed: &mut Doomed);
 
     /// Moves the innermost setting of `kind` out into a new carrier, so that
     /// a popped checkpoint keeps the values set in it.
@@ -111,8 +110,10 @@ pub(crate) trait ErasedSlot: Any + Send + Sync {
 
 impl<T: Send + Sync + 'static> ErasedSlot for Slot<T> {
     #[inline]
-    fn drop_top(&mut self, kind: Kind) {
-        drop(self.pop(kind));
+    fn doom_top(&mut self, kind: Kind, doomed: &mut Doomed) {
+        if let Some(entry) = self.pop(kind) {
+            doomed.keep(self.key, kind, entry.value);
+        }
     }
 
     fn detach_top(&mut self, kind: Kind) -> Option<Box<dyn Carrier>> {

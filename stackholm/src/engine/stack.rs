@@ -5,9 +5,10 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::checkpoint::Checkpoint;
-use super::slot::{Kind, Slots};
-use super::suspended::Suspended;
+use super::doomed::{Doomed, Panics};
+use super::slot::{Entry, Kind, Slots};
 use super::value::Value;
+use crate::error::{Operation, SetError};
 use crate::{Error, Key};
 
 /// A LIFO stack of checkpoints and the values set in them.
@@ -61,6 +62,9 @@ pub struct Stack {
     depth: usize,
     slots: Slots,
     ids: FrameIds,
+    /// Where this stack's own methods put the values they drop; ambient
+    /// storages bring their own, kept outside the borrowed stack.
+    doomed: Doomed,
 }
 
 /// One checkpoint on the stack: the settings it holds.
@@ -156,6 +160,7 @@ impl Stack {
             depth: 0,
             slots: Slots::new(),
             ids: FrameIds::new(),
+            doomed: Doomed::new(),
         }
     }
 
@@ -166,17 +171,10 @@ impl Stack {
         self.depth
     }
 
-    /// Leaves every checkpoint, dropping their values, and keeps the memory
-    /// of frames and slots for the stack's next use.
-    pub(crate) fn clear(&mut self) {
-        self.truncate(0);
-    }
-
-    /// Leaves checkpoints, innermost first, until `depth` are active.
-    fn truncate(&mut self, depth: usize) {
-        while self.depth > depth {
-            self.pop_discard();
-        }
+    /// The id of the innermost checkpoint, if one is active.
+    #[inline]
+    pub(crate) fn top_id(&self) -> Option<FrameId> {
+        Some(self.frames[..self.depth].last()?.id)
     }
 
     /// How many frames the stack has room for without allocating.
@@ -243,7 +241,7 @@ impl Stack {
             Ok(checkpoint)
         } else {
             Err(Error::NoCheckpoint {
-                operation: "pop",
+                operation: Operation::Pop,
                 key: None,
             })
         }
@@ -255,15 +253,16 @@ impl Stack {
     ///
     /// # Errors
     ///
-    /// [`Error::NoCheckpoint`] if no checkpoint is active; the value is
-    /// dropped.
+    /// [`Error::NoCheckpoint`] if no checkpoint is active; the error hands
+    /// the value back.
     #[inline]
     pub fn set<T: Send + Sync + 'static>(
         &mut self,
         key: &'static Key<T>,
         value: T,
-    ) -> Result<(), Error> {
-        self.set_kind(key, Kind::Checkpoint, value, "set")
+    ) -> Result<(), SetError<T>> {
+        self.replace(key, Kind::Checkpoint, value, Operation::Set)
+            .map(drop)
     }
 
     /// The nearest checkpoint value of `key`: the one set by the innermost
@@ -285,7 +284,7 @@ impl Stack {
         &self,
         key: &'static Key<T>,
     ) -> Result<Option<&T>, Error> {
-        self.current_depth(key, "get")?;
+        self.current_depth(key, Operation::Read)?;
         Ok(self.get(key))
     }
 
@@ -309,14 +308,24 @@ impl Stack {
         &mut self,
         key: &'static Key<T>,
     ) -> Result<bool, Error> {
-        self.remove_kind(key, Kind::Checkpoint, "remove")
+        Ok(self
+            .take_nearest(key, Kind::Checkpoint, Operation::Remove)?
+            .is_some())
     }
 
     /// Removes every setting of `key` in every active checkpoint (the Python
     /// `reset_checkpoint_value`) and returns how many there were.
     pub fn reset<T: Send + Sync + 'static>(&mut self, key: &'static Key<T>) -> usize {
+        self.take_all(key).len()
+    }
+
+    /// Takes every setting of `key` off the stack, for the caller to drop.
+    pub(crate) fn take_all<T: Send + Sync + 'static>(
+        &mut self,
+        key: &'static Key<T>,
+    ) -> Vec<Entry<T>> {
         let Some(slot) = self.slots.typed_mut(key) else {
-            return 0;
+            return Vec::new();
         };
         let removed = slot.take_all(Kind::Checkpoint);
         for entry in &removed {
@@ -326,7 +335,7 @@ impl Stack {
                 key,
             );
         }
-        removed.len()
+        removed
     }
 
     /// Sets a block value: visible in the innermost checkpoint only, never in
@@ -335,14 +344,15 @@ impl Stack {
     ///
     /// # Errors
     ///
-    /// [`Error::NoCheckpoint`] if no checkpoint is active; the value is
-    /// dropped.
+    /// [`Error::NoCheckpoint`] if no checkpoint is active; the error hands
+    /// the value back.
     pub fn set_block<T: Send + Sync + 'static>(
         &mut self,
         key: &'static Key<T>,
         value: T,
-    ) -> Result<(), Error> {
-        self.set_kind(key, Kind::Block, value, "set block value")
+    ) -> Result<(), SetError<T>> {
+        self.replace(key, Kind::Block, value, Operation::SetBlock)
+            .map(drop)
     }
 
     /// The block value of `key` in the innermost checkpoint, if that
@@ -364,7 +374,9 @@ impl Stack {
         &mut self,
         key: &'static Key<T>,
     ) -> Result<bool, Error> {
-        self.remove_kind(key, Kind::Block, "remove block value")
+        Ok(self
+            .take_nearest(key, Kind::Block, Operation::RemoveBlock)?
+            .is_some())
     }
 
     /// A checkpoint pre-loaded with every checkpoint value visible here: the
@@ -459,64 +471,49 @@ impl Stack {
         Some(frame.id)
     }
 
-    /// Enters the suspended checkpoints again, bottom first, under the ids
-    /// they had, so that guards entered inside them still find them.
-    pub(crate) fn resume(&mut self, suspended: &mut Suspended) {
-        for (id, checkpoint) in &mut suspended.frames[..suspended.active] {
-            if *id == FrameId::default() {
-                *id = self.ids.next();
+    /// Takes the checkpoint `id` off the stack into `checkpoint`, keeping
+    /// its values, if it is the innermost one; returns whether it was.
+    pub(crate) fn suspend(&mut self, id: FrameId, checkpoint: &mut Checkpoint) -> bool {
+        self.top_id() == Some(id) && self.pop_into(checkpoint).is_some()
+    }
+
+    /// Takes one frame off the stack on the way to `until`, moving its
+    /// values into `doomed`.
+    pub(crate) fn step(&mut self, until: Until, doomed: &mut Doomed) -> Step {
+        let top = self.top_id();
+        let reached = match until {
+            Until::Left(id) if top == Some(id) => {
+                self.pop_discard(doomed);
+                return Step::Left;
             }
-            self.push_frame(*id);
-            self.attach_all(checkpoint);
+            Until::Left(id) => Some(id),
+            Until::Top(target) if top == target => return Step::Reached,
+            Until::Top(target) => target,
+        };
+        match reached {
+            Some(id) if self.position_of(id).is_none() => Step::Missing,
+            _ => {
+                self.pop_discard(doomed);
+                Step::More
+            }
         }
     }
 
-    /// Takes the base checkpoint of `suspended` and every checkpoint entered
-    /// inside it off the stack, keeping their values.
+    /// Leaves checkpoints, innermost first, until `until`, dropping each
+    /// checkpoint's values once it is off the stack. Returns how many
+    /// checkpoints were left.
     ///
-    /// If the base checkpoint is no longer on the stack, something left it
-    /// from inside (a guard of an outer checkpoint dropped there): it stays
-    /// left, and nothing is suspended.
-    pub(crate) fn suspend(&mut self, suspended: &mut Suspended) {
-        let Some(position) = self.position_of(suspended.base()) else {
-            suspended.clear();
-            return;
-        };
-        let count = self.depth - position;
-        if suspended.frames.len() < count {
-            suspended
-                .frames
-                .resize_with(count, || (FrameId::default(), Checkpoint::new()));
-        }
-        suspended.active = count;
-        for (id, checkpoint) in suspended.frames[..count].iter_mut().rev() {
-            if let Some(popped) = self.pop_into(checkpoint) {
-                *id = popped;
-            }
-        }
-    }
-
-    /// Leaves the checkpoint `id` and every checkpoint still active inside
-    /// it, dropping their values. Returns `false`, changing nothing, if that
-    /// checkpoint is no longer on this stack.
-    #[inline]
-    pub(crate) fn leave(&mut self, id: FrameId) -> bool {
-        match self.depth.checked_sub(1) {
-            Some(top) if self.frames[top].id == id => {
-                self.pop_discard();
-                true
-            }
-            _ => self.leave_nested(id),
-        }
-    }
-
-    /// Leaves a checkpoint that is not the innermost one.
-    fn leave_nested(&mut self, id: FrameId) -> bool {
-        let Some(position) = self.position_of(id) else {
-            return false;
-        };
-        self.truncate(position);
-        true
+    /// A destructor that panics does not stop the others, nor the leaving;
+    /// its panic is resumed afterwards.
+    pub(crate) fn leave_until(&mut self, until: Until) -> usize {
+        let mut doomed = std::mem::take(&mut self.doomed);
+        let mut panics = Panics::default();
+        let left = run_steps(&mut doomed, &mut panics, |doomed| {
+            Ok::<_, Error>(self.step(until, doomed))
+        });
+        self.doomed = doomed;
+        panics.resume();
+        left.unwrap_or_default()
     }
 
     fn position_of(&self, id: FrameId) -> Option<usize> {
@@ -525,69 +522,76 @@ impl Stack {
             .rposition(|frame| frame.id == id)
     }
 
+    /// Leaves the innermost checkpoint, moving its values into `doomed`.
     #[inline]
-    fn pop_discard(&mut self) {
+    fn pop_discard(&mut self, doomed: &mut Doomed) {
         if let Some(depth) = self.depth.checked_sub(1) {
             self.depth = depth;
             let frame = &mut self.frames[depth];
-            if !frame.settings.is_empty() {
-                let mut release = Release {
-                    slots: &mut self.slots,
-                    frame,
-                };
-                release.run();
-                // Done: its `Drop` is only there to finish after a panic.
-                std::mem::forget(release);
+            // First set, first in: `doomed` drops the last set first.
+            for setting in frame.settings.drain(..) {
+                if let Some(slot) = self.slots.erased_mut(setting.index()) {
+                    slot.doom_top(setting.kind(), doomed);
+                }
             }
         }
     }
 
+    /// Sets a value in the innermost checkpoint; returns the value it
+    /// replaces there, for the caller to drop.
     #[inline]
-    fn set_kind<T: Send + Sync + 'static>(
+    pub(crate) fn replace<T: Send + Sync + 'static>(
         &mut self,
         key: &'static Key<T>,
         kind: Kind,
         value: T,
-        operation: &'static str,
-    ) -> Result<(), Error> {
-        let depth = self.current_depth(key, operation)?;
+        operation: Operation,
+    ) -> Result<Option<Value<T>>, SetError<T>> {
+        let depth = match self.current_depth(key, operation) {
+            Ok(depth) => depth,
+            Err(err) => return Err(SetError::new(value, err)),
+        };
         let index = key.index();
-        if self
+        let replaced = self
             .slots
             .typed_or_insert(key, index)
-            .set(kind, depth, Value::Owned(value))
-        {
+            .set(kind, depth, Value::Owned(value));
+        if replaced.is_none() {
             self.frames[depth as usize]
                 .settings
                 .push(Setting::new(index, kind));
         }
-        Ok(())
+        Ok(replaced)
     }
 
-    fn remove_kind<T: Send + Sync + 'static>(
+    /// Takes the nearest setting of `key` off the stack (for a block value,
+    /// only if the innermost checkpoint holds it), for the caller to drop.
+    pub(crate) fn take_nearest<T: Send + Sync + 'static>(
         &mut self,
         key: &'static Key<T>,
         kind: Kind,
-        operation: &'static str,
-    ) -> Result<bool, Error> {
+        operation: Operation,
+    ) -> Result<Option<Value<T>>, Error> {
         let current = self.current_depth(key, operation)?;
         let Some(slot) = self.slots.typed_mut(key) else {
-            return Ok(false);
+            return Ok(None);
         };
-        let depth = match slot.top(kind) {
-            Some(top) if kind == Kind::Checkpoint || top.depth == current => top.depth,
-            _ => return Ok(false),
+        match slot.top(kind) {
+            Some(top) if kind == Kind::Checkpoint || top.depth == current => {}
+            _ => return Ok(None),
+        }
+        let Some(entry) = slot.pop(kind) else {
+            return Ok(None);
         };
-        slot.pop(kind);
-        forget_key(&mut self.frames[depth as usize], kind, key);
-        Ok(true)
+        forget_key(&mut self.frames[entry.depth as usize], kind, key);
+        Ok(Some(entry.value))
     }
 
     #[inline]
     fn current_depth<T>(
         &self,
         key: &'static Key<T>,
-        operation: &'static str,
+        operation: Operation,
     ) -> Result<u32, Error> {
         match self.depth {
             0 => Err(no_checkpoint(operation, key.name())),
@@ -598,7 +602,7 @@ impl Stack {
 
 /// Kept out of line so that the hot paths which may fail stay small.
 #[cold]
-fn no_checkpoint(operation: &'static str, key: &'static str) -> Error {
+fn no_checkpoint(operation: Operation, key: &'static str) -> Error {
     Error::NoCheckpoint {
         operation,
         key: Some(key),
@@ -614,28 +618,49 @@ fn forget_key<T>(frame: &mut Frame, kind: Kind, key: &'static Key<T>) {
     }
 }
 
-/// Drops the values of a frame that was left. If a value's destructor panics,
-/// dropping the guard during unwinding drops the rest, so no setting of the
-/// left frame outlives it.
-struct Release<'a> {
-    slots: &'a mut Slots,
-    frame: &'a mut Frame,
+/// Where [`Stack::step`] stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Until {
+    /// Once the checkpoint has been left.
+    Left(FrameId),
+    /// Once the checkpoint is the innermost one (`None`: once none is left).
+    Top(Option<FrameId>),
 }
 
-impl Release<'_> {
-    fn run(&mut self) {
-        while let Some(setting) = self.frame.settings.pop() {
-            if let Some(slot) = self.slots.erased_mut(setting.index()) {
-                slot.drop_top(setting.kind());
-            }
+/// What one [`Stack::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Took a frame off; there are more to go.
+    More,
+    /// Took the target's frame off: done.
+    Left,
+    /// The target is the innermost checkpoint: done, nothing taken off.
+    Reached,
+    /// The target checkpoint is not on this stack: nothing changed.
+    Missing,
+}
+
+/// Runs `step` until it is done, dropping the values each step took off
+/// before the next, with no stack borrowed. Returns how many frames the
+/// steps took off. A destructor that panics does not stop the steps; its
+/// panic is kept in `panics`, for the caller to resume once it is done.
+pub(crate) fn run_steps<E>(
+    doomed: &mut Doomed,
+    panics: &mut Panics,
+    mut step: impl FnMut(&mut Doomed) -> Result<Step, E>,
+) -> Result<usize, E> {
+    let mut left = 0;
+    let result = loop {
+        let result = step(doomed);
+        doomed.drop_values(panics);
+        match result {
+            Ok(Step::More) => left += 1,
+            Ok(Step::Left) => break Ok(left + 1),
+            Ok(Step::Reached | Step::Missing) => break Ok(left),
+            Err(err) => break Err(err),
         }
-    }
-}
-
-impl Drop for Release<'_> {
-    fn drop(&mut self) {
-        self.run();
-    }
+    };
+    result
 }
 
 impl fmt::Debug for Stack {
@@ -687,7 +712,7 @@ impl DerefMut for StackGuard<'_> {
 impl Drop for StackGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.stack.leave(self.id);
+        self.stack.leave_until(Until::Left(self.id));
     }
 }
 

@@ -7,7 +7,8 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::engine::Suspended;
+use crate::engine::{FrameId, Until};
+use crate::error::Operation;
 use crate::{Checkpoint, Error, Storage};
 
 pin_project! {
@@ -17,16 +18,26 @@ pin_project! {
     /// On every poll the checkpoint is entered on the storage's current
     /// stack (the task's inside a task-local scope, else the polling
     /// thread's) and taken off again before the poll returns, with the
-    /// values set in it and any checkpoint entered inside it and still open,
-    /// so they are all there again at the next poll, and no other future
-    /// polled in between sees them. Dropping the future enters them once
-    /// more to drop the inner future inside them, then leaves them.
+    /// values set in it, so they are there again at the next poll and no
+    /// other future polled in between sees them. When the inner future
+    /// completes, the checkpoint is left for good and its values dropped.
+    /// Dropping the future before then enters the checkpoint once more to
+    /// drop the inner future inside it, then leaves it.
+    ///
+    /// # Panics
+    ///
+    /// A poll panics if the inner future returns from it with a checkpoint
+    /// entered during the poll still active: a guard held across an
+    /// `.await`, which would let other futures polled in between see its
+    /// values. The checkpoint is left first. See [`Storage`'s
+    /// docs](crate::Storage#in-asynchronous-code).
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct InCheckpoint<F> {
         #[pin]
         inner: Option<F>,
         storage: Storage,
-        suspended: Suspended,
+        // `None` once left for good.
+        checkpoint: Option<Checkpoint>,
     }
 
     impl<F> PinnedDrop for InCheckpoint<F> {
@@ -38,10 +49,13 @@ pin_project! {
             }
             // Whoever drops us may not be able to lend the stack (a `with`
             // closure further up); the inner future is dropped regardless.
-            let resumed = Resumed::new(*this.storage, this.suspended).ok();
+            let entered = this
+                .checkpoint
+                .as_mut()
+                .and_then(|checkpoint| enter(*this.storage, checkpoint).ok());
             inner.set(None);
-            if let Some(resumed) = resumed {
-                resumed.leave();
+            if let Some(id) = entered {
+                let _ = this.storage.leave(id);
             }
         }
     }
@@ -52,7 +66,7 @@ impl<F> InCheckpoint<F> {
         Self {
             inner: Some(inner),
             storage,
-            suspended: Suspended::new(checkpoint),
+            checkpoint: Some(checkpoint),
         }
     }
 
@@ -81,22 +95,56 @@ impl<F> InCheckpoint<F> {
 
 const PRESENT: &str = "the inner future is present until `InCheckpoint` is dropped";
 
+fn enter(storage: Storage, checkpoint: &mut Checkpoint) -> Result<FrameId, Error> {
+    storage.write(Operation::Enter, |stack| stack.push_from(checkpoint))
+}
+
 impl<F: Future> Future for InCheckpoint<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let storage = *this.storage;
-        let _resumed = match Resumed::new(storage, this.suspended) {
-            Ok(resumed) => Some(resumed),
+        let inner = this.inner.as_pin_mut().expect(PRESENT);
+        let Some(checkpoint) = this.checkpoint.as_mut() else {
+            // Completed: polled again, the inner future says what it does.
+            return inner.poll(cx);
+        };
+        let id = match enter(storage, checkpoint) {
+            Ok(id) => id,
             // On an exiting thread there is no stack to enter.
-            Err(Error::Destroyed) => None,
+            Err(Error::Destroyed) => return inner.poll(cx),
             Err(err) => panic!(
                 "stackholm: cannot enter the checkpoint of a future on {}: {err}",
                 storage.name()
             ),
         };
-        this.inner.as_pin_mut().expect(PRESENT).poll(cx)
+        let mut entered = Entered {
+            storage,
+            checkpoint,
+            id,
+            done: false,
+        };
+        let output = inner.poll(cx);
+        let strays = if output.is_ready() {
+            entered.leave()
+        } else {
+            entered.suspend()
+        };
+        drop(entered);
+        if output.is_ready() {
+            *this.checkpoint = None;
+        }
+        if strays > 0 {
+            panic!(
+                "stackholm: a future inside a checkpoint of {} returned from a poll with \
+                 {strays} checkpoint(s) it entered still active: a guard was held across \
+                 an `.await`; run the awaited part inside the checkpoint with \
+                 `in_checkpoint` instead",
+                storage.name()
+            );
+        }
+        output
     }
 }
 
@@ -109,37 +157,60 @@ impl<F> fmt::Debug for InCheckpoint<F> {
     }
 }
 
-/// A future's checkpoints, entered for the length of one poll. Dropping it
-/// takes them off the stack again, also when the poll panics.
+/// A future's checkpoint, entered for the length of one poll. Dropping it
+/// (when the poll panics) takes it off the stack again.
 ///
-/// The stack they are taken off is the one they were entered on: a poll
-/// cannot change the current stack (a scope run inside it is over before it
+/// The stack it is taken off is the one it was entered on: a poll cannot
+/// change the current stack (a scope run inside it is over before it
 /// returns).
-struct Resumed<'a> {
+struct Entered<'a> {
     storage: Storage,
-    suspended: &'a mut Suspended,
+    checkpoint: &'a mut Checkpoint,
+    id: FrameId,
+    done: bool,
 }
 
-impl<'a> Resumed<'a> {
-    fn new(storage: Storage, suspended: &'a mut Suspended) -> Result<Self, Error> {
-        storage.write("enter", |stack| stack.resume(suspended))?;
-        Ok(Self { storage, suspended })
-    }
-
-    /// Leaves the checkpoints for good instead, dropping their values.
-    fn leave(self) {
-        let base = self.suspended.base();
-        let _ = self.storage.write("leave", |stack| stack.leave(base));
-        self.suspended.clear();
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for Resumed<'_> {
-    fn drop(&mut self) {
-        let suspended = &mut *self.suspended;
+impl Entered<'_> {
+    /// Takes the checkpoint off the stack, keeping its values for the next
+    /// poll. Checkpoints entered during the poll and still active above it
+    /// are left first; returns how many.
+    fn suspend(&mut self) -> usize {
+        self.done = true;
+        let checkpoint = &mut *self.checkpoint;
+        let id = self.id;
+        let suspend = |stack: &mut crate::Stack| stack.suspend(id, checkpoint);
+        if self.storage.write(Operation::Leave, suspend) == Ok(true) {
+            return 0;
+        }
+        let strays = self
+            .storage
+            .leave_until(Until::Top(Some(id)))
+            .unwrap_or(0);
+        let checkpoint = &mut *self.checkpoint;
         let _ = self
             .storage
-            .write("suspend", |stack| stack.suspend(suspended));
+            .write(Operation::Leave, |stack| stack.suspend(id, checkpoint));
+        strays
+    }
+
+    /// Leaves the checkpoint for good, dropping its values. Returns how many
+    /// checkpoints entered during the poll were still active above it.
+    fn leave(&mut self) -> usize {
+        self.done = true;
+        let id = self.id;
+        let strays = self
+            .storage
+            .leave_until(Until::Top(Some(id)))
+            .unwrap_or(0);
+        let _ = self.storage.leave(id);
+        strays
+    }
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.suspend();
+        }
     }
 }

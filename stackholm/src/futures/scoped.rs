@@ -14,7 +14,16 @@ pin_project! {
     /// [`Storage::scope`](crate::Storage::scope).
     ///
     /// Every poll installs the stack, and so does dropping the inner future,
-    /// so that its destructors see the same stack as its polls.
+    /// so that its destructors see the same stack as its polls. Where the
+    /// stack cannot be installed at drop time (inside a `with` closure of
+    /// the storage, or on an exiting thread), the inner future is dropped
+    /// without it, as `tokio::task::futures::TaskLocalFuture` does.
+    ///
+    /// # Panics
+    ///
+    /// A poll panics as [`Scope::run`] does: above all, if the inner future
+    /// returns from a poll holding a checkpoint guard (a guard held across
+    /// an `.await`).
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct Scoped<F> {
         scope: Option<Scope>,
@@ -29,9 +38,12 @@ pin_project! {
             if future.as_mut().as_pin_mut().is_none() {
                 return;
             }
-            match this.scope {
-                Some(scope) => scope.run(|| future.set(None)),
-                None => future.set(None),
+            let dropped = match this.scope {
+                Some(scope) => scope.try_run(|| future.set(None)).is_ok(),
+                None => false,
+            };
+            if !dropped {
+                future.set(None);
             }
         }
     }

@@ -3,7 +3,8 @@
 
 use std::cell::{Cell, RefCell};
 
-use crate::engine::FrameId;
+use crate::engine::{run_steps, Doomed, FrameId, Panics, Step, Until};
+use crate::error::Operation;
 use crate::{Error, Stack};
 
 /// One storage's state on one thread; public only for
@@ -13,8 +14,12 @@ use crate::{Error, Stack};
 /// one and setting the previous current stack aside until the scope's call
 /// returns, so every access, inside a scope or not, is one thread-local
 /// lookup and one `RefCell` borrow.
+///
+/// No user code runs while any of these cells is borrowed: values that
+/// leave a stack are moved out into `doomed` and dropped after the borrow is
+/// released, as `tokio::task_local!` swaps its values out before dropping
+/// them.
 #[doc(hidden)]
-#[derive(Debug)]
 pub struct Local {
     /// The stack that the storage's methods reach: the innermost running
     /// scope's, or the thread's own when no scope is running.
@@ -28,6 +33,10 @@ pub struct Local {
     /// Empty stacks of ended scopes, kept warm so that a new scope (one per
     /// request, behind a layer) does not allocate its frames and slots anew.
     spare: RefCell<Vec<Stack>>,
+    /// Carriers for the values of checkpoints being left, kept warm. Taken
+    /// out while a leave runs, so that a destructor leaving checkpoints of
+    /// its own gets a fresh one.
+    doomed: Cell<Doomed>,
 }
 
 impl Local {
@@ -39,6 +48,7 @@ impl Local {
             parked: RefCell::new(Vec::new()),
             scopes: Cell::new(0),
             spare: RefCell::new(Vec::new()),
+            doomed: Cell::new(Doomed::new()),
         }
     }
 
@@ -60,11 +70,10 @@ impl Local {
             .unwrap_or_default()
     }
 
-    /// Keeps the stack of an ended scope for a later one. The stack must be
-    /// empty: its values are the scope's, and must be dropped with it.
+    /// Keeps the stack of an ended scope for a later one. A stack that still
+    /// holds checkpoints is dropped instead: its values are the scope's.
     pub(super) fn keep_spare(&self, stack: Stack) {
-        debug_assert_eq!(stack.depth(), 0, "a spare stack holds no checkpoint");
-        if stack.frame_capacity() > Self::SPARE_FRAMES {
+        if stack.depth() > 0 || stack.frame_capacity() > Self::SPARE_FRAMES {
             return;
         }
         if let Ok(mut spare) = self.spare.try_borrow_mut() {
@@ -85,34 +94,33 @@ impl Local {
     }
 
     /// Makes the stack in `slot` (a fresh one if it is empty) the current
-    /// stack until [`uninstall`](Self::uninstall) hands it back. Moving it
-    /// out of an `Option` rather than leaving an empty stack behind spares
-    /// every poll of a scoped future building and dropping one.
+    /// stack until [`uninstall`](Self::uninstall) hands it back, and returns
+    /// the id of its innermost checkpoint. Moving it out of an `Option`
+    /// rather than leaving an empty stack behind spares every poll of a
+    /// scoped future building and dropping one.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If the current stack is borrowed by a `with` closure.
-    #[track_caller]
-    pub(super) fn install(&self, slot: &mut Option<Stack>) {
+    /// [`Error::Busy`] if the current stack is lent to a `with` closure;
+    /// nothing changes then.
+    pub(super) fn install(&self, slot: &mut Option<Stack>) -> Result<Option<FrameId>, Error> {
+        let busy = Error::Busy {
+            operation: Operation::RunScope,
+        };
         // Both borrows are taken before anything changes, so that a refused
         // install leaves every stack where it was.
-        let Ok(mut current) = self.current.try_borrow_mut() else {
-            panic!(
-                "stackholm: cannot run a scope while the storage is in use further up this \
-                 call stack (a `with` closure, or a destructor of a value it is dropping)"
-            );
-        };
-        let Ok(mut parked) = self.parked.try_borrow_mut() else {
-            panic!("stackholm: cannot run a scope from a destructor of a value its storage is dropping");
-        };
+        let mut current = self.current.try_borrow_mut().map_err(|_| busy)?;
+        let mut parked = self.parked.try_borrow_mut().map_err(|_| busy)?;
         let stack = slot.take().unwrap_or_default();
+        let top = stack.top_id();
         parked.push(std::mem::replace(&mut *current, stack));
         self.scopes.set(parked.len());
+        Ok(top)
     }
 
     /// Takes the current stack back out and makes the stack set aside by
     /// the matching [`install`](Self::install) current again; `None` if the
-    /// state is not reachable (a borrow held while unwinding).
+    /// state is not reachable.
     pub(super) fn uninstall(&self) -> Option<Stack> {
         let (Ok(mut current), Ok(mut parked)) =
             (self.current.try_borrow_mut(), self.parked.try_borrow_mut())
@@ -124,20 +132,56 @@ impl Local {
         Some(std::mem::replace(&mut *current, outer))
     }
 
-    /// Leaves the checkpoint `id` wherever it is on this thread: on the
-    /// current stack, or on one that a running scope has set aside (a guard
-    /// entered outside a scope and dropped inside it). Frame ids are unique,
+    /// Leaves checkpoints until `until`, innermost first, and returns how
+    /// many were left. Each checkpoint's values are dropped once it is off
+    /// the stack and no borrow is held, so their destructors may use the
+    /// storage and see it consistent.
+    ///
+    /// A checkpoint to leave ([`Until::Left`]) is looked for on the current
+    /// stack, then on the ones running scopes have set aside (a guard
+    /// entered outside a scope and dropped inside it); frame ids are unique,
     /// so no other checkpoint can be taken for it.
-    #[inline]
-    pub(super) fn leave(&self, id: FrameId) -> Result<bool, Error> {
+    ///
+    /// A destructor that panics does not stop the others; its panic is
+    /// resumed once all are dropped, unless the thread is already
+    /// unwinding.
+    pub(super) fn leave(&self, until: Until) -> Result<usize, Error> {
+        let mut doomed = self.doomed.take();
+        let mut panics = Panics::default();
+        let left = run_steps(&mut doomed, &mut panics, |doomed| self.step(until, doomed));
+        self.doomed.set(doomed);
+        panics.resume();
+        left
+    }
+
+    fn step(&self, until: Until, doomed: &mut Doomed) -> Result<Step, Error> {
         let busy = Error::Busy {
-            operation: "leave a checkpoint",
+            operation: Operation::Leave,
         };
-        if self.current.try_borrow_mut().map_err(|_| busy)?.leave(id) {
-            return Ok(true);
+        let step = self
+            .current
+            .try_borrow_mut()
+            .map_err(|_| busy)?
+            .step(until, doomed);
+        if step != Step::Missing || !matches!(until, Until::Left(_)) {
+            return Ok(step);
         }
         let mut parked = self.parked.try_borrow_mut().map_err(|_| busy)?;
-        Ok(parked.iter_mut().rev().any(|stack| stack.leave(id)))
+        Ok(parked
+            .iter_mut()
+            .rev()
+            .map(|stack| stack.step(until, doomed))
+            .find(|step| *step != Step::Missing)
+            .unwrap_or(Step::Missing))
+    }
+}
+
+impl std::fmt::Debug for Local {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Local")
+            .field("current", &self.current)
+            .field("scopes", &self.scopes.get())
+            .finish_non_exhaustive()
     }
 }
 

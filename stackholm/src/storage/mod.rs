@@ -16,6 +16,8 @@ pub use local::Local;
 pub use mode::{Ambient, Mode, TaskOnly};
 pub use scope::Scope;
 
+use crate::engine::{FrameId, Kind, Until};
+use crate::error::{Operation, SetError};
 use crate::{Checkpoint, Error, Key, Stack};
 
 /// Declares an independent ambient [`Storage`].
@@ -87,10 +89,10 @@ macro_rules! storage {
 /// handler calls it, and the thread's when a plain thread does, like
 /// asgiref's `Local` under Django.
 ///
-/// Guards of this (ambient) storage are `!Send`, since they may refer to the
-/// thread. In async code, hold a checkpoint across `.await` with a guard of
-/// [`task`](Self::task) (which is `Send`), or run the future inside a
-/// checkpoint with [`CheckpointExt::in_checkpoint`](crate::CheckpointExt::in_checkpoint).
+/// Guards are for synchronous code, and are `!Send`. In asynchronous code,
+/// run the future inside the checkpoint with
+/// [`CheckpointExt::in_checkpoint`](crate::CheckpointExt::in_checkpoint)
+/// instead: see [In asynchronous code](#in-asynchronous-code).
 ///
 /// ```
 /// use stackholm::{Key, DEFAULT};
@@ -116,6 +118,44 @@ macro_rules! storage {
 /// # Ok::<(), stackholm::Error>(())
 /// ```
 ///
+/// # In asynchronous code
+///
+/// A guard's checkpoint is on the stack from `enter` until the guard is
+/// dropped, whatever runs in between. Held across an `.await`, it stays on
+/// the stack while the task runs *other* futures: two branches of
+/// `tokio::join!` (or `select!`, or a `FuturesUnordered`) that each held a
+/// guard would read each other's values and leave each other's
+/// checkpoints. This is the pitfall of `tracing::Span::enter`, and stackholm
+/// follows `tokio::task_local!`'s rule to avoid it: in async code,
+/// checkpoints are scoped by futures.
+///
+/// - [`in_checkpoint`](crate::CheckpointExt::in_checkpoint) runs a future
+///   inside a checkpoint, entered on each of its polls only; this is also
+///   the form for "the rest of this middleware":
+///   `next.run(request).in_checkpoint(checkpoint).await`;
+/// - [`set`](Self::set) in a future run that way (or directly in a request's
+///   root checkpoint) needs no guard at all;
+/// - guards are fine between two `.await`s.
+///
+/// A guard held across an `.await` is caught where it can be: a poll of a
+/// [`scope`](Self::scope)d future or of an `in_checkpoint` future that
+/// returns with a checkpoint entered during it still active leaves that
+/// checkpoint and panics, naming the mistake. Outside any scope (a
+/// current-thread `main`, `LocalSet` tasks without a scope) the thread's one
+/// stack is shared by every future the thread polls, and nothing can tell;
+/// open a scope per task there.
+///
+/// # Destructors
+///
+/// Values are dropped after they leave the stack and after the storage is
+/// released: a value's destructor may read the storage, set values and
+/// enter checkpoints, and sees the checkpoint it belonged to already left.
+/// A destructor that panics does not keep the other values of its
+/// checkpoint from being dropped; its panic is resumed after them, unless
+/// the thread is already unwinding (a second panic would abort the
+/// process), in which case the panic hook has reported it and it goes no
+/// further.
+///
 /// # Reading inside a read
 ///
 /// [`with`](Self::with) lends the value by reference while its closure
@@ -140,21 +180,19 @@ impl Storage {
 
     /// This storage restricted to the stack of the current task: a handle
     /// whose methods fail with [`Error::NoScope`] outside a task-local scope
-    /// instead of falling back to the thread's stack, and whose guards are
-    /// `Send`, so they can be held across `.await` in a spawned task.
+    /// instead of falling back to the thread's stack.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), stackholm::Error> {
-    /// use stackholm::{Key, DEFAULT};
+    /// use stackholm::{Checkpoint, Key, DEFAULT};
     ///
     /// static STEP: Key<u32> = Key::new("step");
     ///
-    /// let handle = tokio::spawn(DEFAULT.scope(async {
-    ///     let _step = DEFAULT.task().enter();
-    ///     DEFAULT.set(&STEP, 1)?;
+    /// let handle = tokio::spawn(DEFAULT.scope_with(Checkpoint::new(), async {
+    ///     DEFAULT.task().set(&STEP, 1)?;
     ///     tokio::task::yield_now().await;
-    ///     Ok::<_, stackholm::Error>(DEFAULT.get(&STEP))
+    ///     Ok::<_, stackholm::Error>(DEFAULT.task().try_get(&STEP)?)
     /// }));
     /// assert_eq!(handle.await.unwrap()?, Some(1));
     ///
@@ -192,9 +230,10 @@ impl<M: Mode> Storage<M> {
     ///
     /// # Panics
     ///
-    /// If the storage is borrowed by a [`with`](Self::with) closure further
-    /// up the call stack, or the thread is exiting. [`try_enter`](Self::try_enter)
-    /// returns these as errors instead.
+    /// If the storage is lent to a [`with`](Self::with) closure further up
+    /// the call stack, or the thread is exiting, or (on a
+    /// [`task`](Self::task) handle) outside any scope.
+    /// [`try_enter`](Self::try_enter) returns these as errors instead.
     #[track_caller]
     #[inline]
     pub fn enter(&self) -> CheckpointGuard<M> {
@@ -222,7 +261,7 @@ impl<M: Mode> Storage<M> {
     /// is exiting.
     #[inline]
     pub fn try_enter(&self) -> Result<CheckpointGuard<M>, Error> {
-        let id = self.write("enter", Stack::push_empty)?;
+        let id = self.write(Operation::Enter, Stack::push_empty)?;
         Ok(CheckpointGuard::new(*self, id))
     }
 
@@ -232,34 +271,34 @@ impl<M: Mode> Storage<M> {
     ///
     /// As [`try_enter`](Self::try_enter).
     pub fn try_enter_with(&self, mut checkpoint: Checkpoint) -> Result<CheckpointGuard<M>, Error> {
-        let id = self.write("enter", |stack| stack.push_from(&mut checkpoint))?;
+        let id = self.write(Operation::Enter, |stack| stack.push_from(&mut checkpoint))?;
         Ok(CheckpointGuard::new(*self, id))
     }
 
     /// Sets a checkpoint value in the innermost checkpoint; see [`Stack::set`].
+    /// The value it replaces there is dropped after the storage is released.
     ///
     /// # Errors
     ///
     /// [`Error::NoCheckpoint`] if no checkpoint is active, [`Error::Busy`]
-    /// inside a [`with`](Self::with) closure, [`Error::Destroyed`] if the
-    /// thread is exiting.
+    /// inside a [`with`](Self::with) closure, [`Error::NoScope`] on a
+    /// [`task`](Self::task) handle outside any scope, [`Error::Destroyed`] if
+    /// the thread is exiting. The error hands the value back.
     #[inline]
     pub fn set<T: Send + Sync + 'static>(
         &self,
         key: &'static Key<T>,
         value: T,
-    ) -> Result<(), Error> {
-        self.write("set", |stack| stack.set(key, value))?
+    ) -> Result<(), SetError<T>> {
+        self.replace(key, Kind::Checkpoint, value, Operation::Set)
     }
 
     /// A clone of the nearest checkpoint value of `key`; `None` if no active
     /// checkpoint set it or none is active. See [`Stack::get`].
     ///
-    /// # Panics
-    ///
-    /// If called from a destructor of a value that is being dropped by this
-    /// same storage.
-    #[track_caller]
+    /// It never panics: where there is no stack to read (outside any scope
+    /// on a [`task`](Self::task) handle, or on an exiting thread) it gives
+    /// `None`.
     #[must_use]
     #[inline]
     pub fn get<T: Clone + Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<T> {
@@ -267,12 +306,8 @@ impl<M: Mode> Storage<M> {
     }
 
     /// Calls `f` with a reference to the nearest checkpoint value of `key`,
-    /// or `None` if no active checkpoint set it or none is active.
-    ///
-    /// # Panics
-    ///
-    /// As [`get`](Self::get).
-    #[track_caller]
+    /// or `None` if no active checkpoint set it or none is active (or there
+    /// is no stack to read, as for [`get`](Self::get)).
     #[inline]
     pub fn with<T: Send + Sync + 'static, R>(
         &self,
@@ -288,9 +323,8 @@ impl<M: Mode> Storage<M> {
     /// # Errors
     ///
     /// [`Error::NoCheckpoint`] if no checkpoint is active,
-    /// [`Error::Busy`] from the destructor of a value this storage is
-    /// dropping, [`Error::NoScope`] on a [`task`](Self::task) handle outside
-    /// any scope, [`Error::Destroyed`] if the thread is exiting.
+    /// [`Error::NoScope`] on a [`task`](Self::task) handle outside any
+    /// scope, [`Error::Destroyed`] if the thread is exiting.
     pub fn try_get<T: Clone + Send + Sync + 'static>(
         &self,
         key: &'static Key<T>,
@@ -309,28 +343,24 @@ impl<M: Mode> Storage<M> {
         key: &'static Key<T>,
         f: impl FnOnce(Option<&T>) -> R,
     ) -> Result<R, Error> {
-        self.read(|stack| stack.try_get(key).map(f))?
+        self.read(Operation::Read, |stack| stack.try_get(key).map(f))?
     }
 
     /// Whether `key` has a checkpoint value visible here.
-    ///
-    /// # Panics
-    ///
-    /// As [`get`](Self::get).
-    #[track_caller]
     #[must_use]
     pub fn contains<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> bool {
         self.with(key, |value| value.is_some())
     }
 
-    /// Removes the nearest setting of `key`; see [`Stack::remove`].
+    /// Removes the nearest setting of `key`; see [`Stack::remove`]. The
+    /// value is dropped after the storage is released.
     ///
     /// # Errors
     ///
     /// As [`set`](Self::set).
     #[inline]
     pub fn remove<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Result<bool, Error> {
-        self.write("remove", |stack| stack.remove(key))?
+        self.take_nearest(key, Kind::Checkpoint, Operation::Remove)
     }
 
     /// Removes every setting of `key` in every active checkpoint and returns
@@ -339,9 +369,12 @@ impl<M: Mode> Storage<M> {
     /// # Errors
     ///
     /// [`Error::Busy`] inside a [`with`](Self::with) closure,
-    /// [`Error::Destroyed`] if the thread is exiting.
+    /// [`Error::NoScope`] on a [`task`](Self::task) handle outside any
+    /// scope, [`Error::Destroyed`] if the thread is exiting.
     pub fn reset<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Result<usize, Error> {
-        self.write("reset", |stack| stack.reset(key))
+        // Dropped here, after the storage is released.
+        let removed = self.write(Operation::Reset, |stack| stack.take_all(key))?;
+        Ok(removed.len())
     }
 
     /// Sets a block value, visible in the innermost checkpoint only; see
@@ -354,27 +387,17 @@ impl<M: Mode> Storage<M> {
         &self,
         key: &'static Key<T>,
         value: T,
-    ) -> Result<(), Error> {
-        self.write("set block value", |stack| stack.set_block(key, value))?
+    ) -> Result<(), SetError<T>> {
+        self.replace(key, Kind::Block, value, Operation::SetBlock)
     }
 
     /// A clone of the innermost checkpoint's block value of `key`.
-    ///
-    /// # Panics
-    ///
-    /// As [`get`](Self::get).
-    #[track_caller]
     #[must_use]
     pub fn get_block<T: Clone + Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<T> {
         self.with_block(key, |value| value.cloned())
     }
 
     /// Calls `f` with the innermost checkpoint's block value of `key`.
-    ///
-    /// # Panics
-    ///
-    /// As [`get`](Self::get).
-    #[track_caller]
     pub fn with_block<T: Send + Sync + 'static, R>(
         &self,
         key: &'static Key<T>,
@@ -392,23 +415,16 @@ impl<M: Mode> Storage<M> {
         &self,
         key: &'static Key<T>,
     ) -> Result<bool, Error> {
-        self.write("remove block value", |stack| stack.remove_block(key))?
+        self.take_nearest(key, Kind::Block, Operation::RemoveBlock)
     }
 
-    /// How many checkpoints are active on this thread; 0 while the thread is
-    /// exiting.
-    ///
-    /// # Panics
-    ///
-    /// As [`get`](Self::get).
-    #[track_caller]
+    /// How many checkpoints are active on the current stack: the task's
+    /// inside a scope of this storage, the thread's elsewhere. 0 where there
+    /// is no stack (outside any scope on a [`task`](Self::task) handle, or on
+    /// an exiting thread).
     #[must_use]
     pub fn depth(&self) -> usize {
-        match self.read(Stack::depth) {
-            Ok(depth) => depth,
-            Err(Error::Destroyed | Error::NoScope { .. }) => 0,
-            Err(err) => panic!("stackholm: cannot read the depth of {}: {err}", self.name),
-        }
+        self.read(Operation::Read, Stack::depth).unwrap_or(0)
     }
 
     /// The panic of the methods that have a `try_` form returning `err`.
@@ -418,20 +434,68 @@ impl<M: Mode> Storage<M> {
         panic!("stackholm: {}: {err}", self.name)
     }
 
-    /// Leaves the checkpoint a guard entered, wherever it is on this
-    /// thread.
+    /// Leaves checkpoints until `until`, wherever they are on this thread;
+    /// returns how many were left. See [`Local::leave`].
     #[inline]
-    pub(crate) fn leave(&self, id: crate::engine::FrameId) -> Result<bool, Error> {
+    pub(crate) fn leave_until(&self, until: Until) -> Result<usize, Error> {
         self.local
-            .try_with(|local| local.leave(id))
+            .try_with(|local| local.leave(until))
             .unwrap_or(Err(Error::Destroyed))
+    }
+
+    /// Leaves the checkpoint `id` and any still active inside it.
+    #[inline]
+    pub(crate) fn leave(&self, id: FrameId) -> Result<usize, Error> {
+        self.leave_until(Until::Left(id))
+    }
+
+    /// Sets a value; the value it replaces is dropped once the storage is
+    /// released.
+    #[inline]
+    fn replace<T: Send + Sync + 'static>(
+        &self,
+        key: &'static Key<T>,
+        kind: Kind,
+        value: T,
+        operation: Operation,
+    ) -> Result<(), SetError<T>> {
+        let mut value = Some(value);
+        let replaced = self.write(operation, |stack| {
+            let value = value.take().expect("stackholm: the value is set once");
+            stack.replace(key, kind, value, operation)
+        });
+        match replaced {
+            Ok(Ok(old)) => {
+                drop(old);
+                Ok(())
+            }
+            Ok(Err(err)) => Err(err),
+            Err(err) => Err(SetError::new(
+                value
+                    .take()
+                    .expect("stackholm: an unreachable stack takes no value"),
+                err,
+            )),
+        }
+    }
+
+    /// Removes the nearest setting; its value is dropped once the storage is
+    /// released.
+    fn take_nearest<T: Send + Sync + 'static>(
+        &self,
+        key: &'static Key<T>,
+        kind: Kind,
+        operation: Operation,
+    ) -> Result<bool, Error> {
+        let taken = self.write(operation, |stack| stack.take_nearest(key, kind, operation))??;
+        Ok(taken.is_some())
     }
 
     /// The storage's state on this thread, where this handle may reach it.
     #[inline]
     fn local<R>(
         &self,
-        operation: &'static str,
+        operation: Operation,
         f: impl FnOnce(&Local) -> Result<R, Error>,
     ) -> Result<R, Error> {
         self.local
@@ -445,17 +509,19 @@ impl<M: Mode> Storage<M> {
     }
 
     #[inline]
-    fn read<R>(&self, f: impl FnOnce(&Stack) -> R) -> Result<R, Error> {
-        self.local("read", |local| match local.current().try_borrow() {
+    fn read<R>(&self, operation: Operation, f: impl FnOnce(&Stack) -> R) -> Result<R, Error> {
+        self.local(operation, |local| match local.current().try_borrow() {
             Ok(stack) => Ok(f(&stack)),
-            Err(_) => Err(Error::Busy { operation: "read" }),
+            Err(_) => Err(Error::Busy { operation }),
         })
     }
 
+    /// Runs `f` on the current stack, borrowed. `f` must not drop values
+    /// that may run user code: it hands them out instead.
     #[inline]
     pub(crate) fn write<R>(
         &self,
-        operation: &'static str,
+        operation: Operation,
         f: impl FnOnce(&mut Stack) -> R,
     ) -> Result<R, Error> {
         self.local(operation, |local| match local.current().try_borrow_mut() {
@@ -467,8 +533,8 @@ impl<M: Mode> Storage<M> {
     /// Calls `f` with the value `get` finds for `key`. Where there is no
     /// stack (outside a task-local scope for a task-only handle, on an
     /// exiting thread) it sees what a stack without checkpoints shows:
-    /// nothing.
-    #[track_caller]
+    /// nothing. The stack is only ever borrowed mutably while no user code
+    /// runs, so a read cannot find it busy.
     #[inline]
     fn read_value<T: Send + Sync + 'static, R>(
         &self,
@@ -478,14 +544,9 @@ impl<M: Mode> Storage<M> {
     ) -> R {
         let mut f = Some(f);
         let mut call = |value: Option<&T>| f.take().map(|f| f(value));
-        let output = match self.read(|stack| call(get(stack, key))) {
+        let output = match self.read(Operation::Read, |stack| call(get(stack, key))) {
             Ok(output) => output,
-            Err(Error::Destroyed | Error::NoScope { .. }) => call(None),
-            Err(err) => panic!(
-                "stackholm: cannot read `{}` from {}: {err}",
-                key.name(),
-                self.name
-            ),
+            Err(_) => call(None),
         };
         output.expect("stackholm: the read closure runs exactly once")
     }

@@ -1,6 +1,10 @@
 //! Carrying the visible values into spawned tasks and threads.
 
+use std::future::Future;
+
 use super::Storage;
+use crate::error::Operation;
+use crate::futures::Scoped;
 use crate::{Checkpoint, Error, Stack};
 
 impl Storage {
@@ -26,10 +30,43 @@ impl Storage {
     /// [`Error::Busy`] inside a [`with`](Self::with) closure of this
     /// storage.
     pub fn try_snapshot(&self) -> Result<Checkpoint, Error> {
-        match self.write("snapshot", Stack::snapshot) {
+        match self.write(Operation::Snapshot, Stack::snapshot) {
             Err(Error::Destroyed) => Ok(Checkpoint::new()),
             result => result,
         }
+    }
+
+    /// Runs `future` in a task-local scope of this storage whose root holds
+    /// the values visible here: what [`spawn`](Self::spawn) hands to
+    /// `tokio::spawn`, for every other way of running a future elsewhere
+    /// (`JoinSet::spawn`, `spawn_local`, another executor).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), stackholm::Error> {
+    /// use stackholm::{Key, DEFAULT};
+    ///
+    /// static TENANT: Key<u32> = Key::new("tenant");
+    ///
+    /// let _request = DEFAULT.enter();
+    /// DEFAULT.set(&TENANT, 7)?;
+    /// let mut jobs = tokio::task::JoinSet::new();
+    /// for _ in 0..3 {
+    ///     jobs.spawn(DEFAULT.inherit(async { DEFAULT.get(&TENANT) }));
+    /// }
+    /// while let Some(seen) = jobs.join_next().await {
+    ///     assert_eq!(seen.unwrap(), Some(7));
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`snapshot`](Self::snapshot).
+    #[track_caller]
+    pub fn inherit<F: Future>(&self, future: F) -> Scoped<F> {
+        self.scope_with(self.snapshot(), future)
     }
 
     /// Spawns a thread whose stack starts with the values visible here, in
@@ -117,7 +154,7 @@ impl Storage {
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        tokio::spawn(self.scope_with(self.snapshot(), future))
+        tokio::spawn(self.inherit(future))
     }
 
     /// Runs `f` on tokio's blocking pool in a task-local scope of this

@@ -6,8 +6,9 @@ use std::future::Future;
 use std::thread::LocalKey;
 
 use super::{Local, Mode, Storage};
+use crate::engine::{FrameId, Until};
 use crate::futures::Scoped;
-use crate::{Checkpoint, Stack};
+use crate::{Checkpoint, Error, Stack};
 
 /// A task-local stack of a [`Storage`], held while it is not installed.
 ///
@@ -18,8 +19,8 @@ use crate::{Checkpoint, Stack};
 /// response body inside the same stack.
 ///
 /// Dropping a scope leaves the checkpoints still active in it, innermost
-/// first, dropping their values as leaving them with guards would. The
-/// emptied stack is then kept by the dropping thread for the next scope
+/// first, inside the scope, dropping their values as leaving them with
+/// guards would. The emptied stack is then kept by the dropping thread for the next scope
 /// started there (up to 32 per thread and storage, and none that grew past
 /// 64 checkpoints), so that a scope per request costs no allocation once
 /// the thread is warm.
@@ -85,32 +86,92 @@ impl Scope {
     /// # Panics
     ///
     /// If called from inside a [`Storage::with`] closure of the same
-    /// storage, from a destructor of a value that the storage is dropping
-    /// as a checkpoint of a set-aside stack is left, or while the thread is
-    /// exiting.
+    /// storage, or while the thread is exiting ([`try_run`](Self::try_run)
+    /// returns these as errors instead).
+    ///
+    /// After `f` returns, if a checkpoint entered during the call is still
+    /// active: a guard outlived the call, which in a scoped future means it
+    /// was held across an `.await` (see [`Storage`'s
+    /// docs](crate::Storage#in-asynchronous-code)). The checkpoint is left
+    /// first, so the stack is as the call found it.
     #[track_caller]
     pub fn run<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        match self.run_counting_strays(f) {
+            Ok((output, 0)) => output,
+            Ok((_, strays)) => panic!(
+                "stackholm: {strays} checkpoint(s) of {} entered during a scope's run \
+                 were still active when it returned: a guard was held across an \
+                 `.await` (or kept past the call); in async code run the future inside \
+                 the checkpoint with `in_checkpoint` instead",
+                self.name
+            ),
+            Err(err) => panic!("stackholm: {}: {err}", self.name),
+        }
+    }
+
+    /// Runs `f` with this scope's stack as the storage's task-local stack,
+    /// like [`run`](Self::run), without panicking: what drop paths use.
+    ///
+    /// A checkpoint entered during the call and still active after it is
+    /// left, as `run` does, but not reported.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Busy`] inside a [`Storage::with`] closure of the same
+    /// storage, [`Error::Destroyed`] if the thread is exiting. `f` is not
+    /// called then.
+    pub fn try_run<R>(&mut self, f: impl FnOnce() -> R) -> Result<R, Error> {
+        self.run_counting_strays(f).map(|(output, _)| output)
+    }
+
+    /// Runs `f` in the scope; also returns how many checkpoints entered
+    /// during the call had to be left after it.
+    fn run_counting_strays<R>(&mut self, f: impl FnOnce() -> R) -> Result<(R, usize), Error> {
         /// Takes the stack back before the call ends, on return and on
-        /// unwind alike.
+        /// unwind alike, once the checkpoints that outlived the call are
+        /// left.
         struct TakeBack<'a> {
             local: &'static LocalKey<Local>,
             stack: &'a mut Option<Stack>,
+            top: Option<FrameId>,
+            done: bool,
+        }
+        impl TakeBack<'_> {
+            /// Returns how many checkpoints had to be left.
+            fn finish(&mut self) -> usize {
+                self.done = true;
+                let top = self.top;
+                let taken = self.local.try_with(|local| {
+                    let strays = local.leave(Until::Top(top)).unwrap_or(0);
+                    (strays, local.uninstall())
+                });
+                let (strays, stack) = taken.unwrap_or((0, None));
+                *self.stack = stack;
+                strays
+            }
         }
         impl Drop for TakeBack<'_> {
             fn drop(&mut self) {
-                *self.stack = self.local.try_with(Local::uninstall).ok().flatten();
+                if !self.done {
+                    self.finish();
+                }
             }
         }
 
         // Two thread-local lookups, install and take-back, measure fewer
         // instructions than one lookup wrapped around `f`.
         let local = self.local;
-        local.with(|local| local.install(&mut self.stack));
-        let _take_back = TakeBack {
+        let top = local
+            .try_with(|local| local.install(&mut self.stack))
+            .map_err(|_| Error::Destroyed)??;
+        let mut take_back = TakeBack {
             local,
             stack: &mut self.stack,
+            top,
+            done: false,
         };
-        f()
+        let output = f();
+        Ok((output, take_back.finish()))
     }
 
     /// The scope's stack, for inspection between runs.
@@ -127,12 +188,23 @@ impl Scope {
 }
 
 impl Drop for Scope {
-    /// Drops the values left in the scope, innermost checkpoint first, then
-    /// keeps the empty stack for the next scope this thread starts. A value
-    /// whose destructor panics takes the stack down with it instead.
+    /// Leaves the checkpoints still active in the scope, innermost first,
+    /// inside the scope: their values' destructors see the scope's stack as
+    /// the current one, each with its own checkpoint already left. Then
+    /// keeps the empty stack for the next scope this thread starts.
+    ///
+    /// Where the scope cannot be run (inside a `with` closure of its
+    /// storage, or on an exiting thread) the stack and its values are
+    /// dropped as they are, with nothing borrowed.
     fn drop(&mut self) {
-        if let Some(mut stack) = self.stack.take() {
-            stack.clear();
+        if self.stack().depth() > 0 {
+            let local = self.local;
+            let cleared = self.try_run(|| local.with(|local| local.leave(Until::Top(None))));
+            if cleared.is_err() {
+                return;
+            }
+        }
+        if let Some(stack) = self.stack.take() {
             let _ = self.local.try_with(|local| local.keep_spare(stack));
         }
     }
