@@ -14,7 +14,9 @@ pin_project! {
     /// values as the handler did.
     ///
     /// The scope, with its stack, is dropped as soon as the body ends, or
-    /// with the body; the inner body is dropped inside it.
+    /// with the body; the inner body is dropped inside it (or without it,
+    /// where the scope cannot be run then: inside a `with` closure of its
+    /// storage, or on an exiting thread).
     pub struct ScopedBody<B> {
         #[pin]
         body: Option<B>,
@@ -26,8 +28,11 @@ pin_project! {
             let this = this.project();
             let mut body = this.body;
             if let Some(scope) = this.scope {
-                scope.run(|| body.set(None));
+                if scope.try_run(|| body.set(None)).is_ok() {
+                    return;
+                }
             }
+            body.set(None);
         }
     }
 }
@@ -43,6 +48,23 @@ impl<B> ScopedBody<B> {
     /// The inner body.
     pub fn get_ref(&self) -> &B {
         self.body.as_ref().expect(PRESENT)
+    }
+
+    /// The inner body, mutably.
+    pub fn get_mut(&mut self) -> &mut B {
+        self.body.as_mut().expect(PRESENT)
+    }
+
+    /// The inner body, pinned.
+    pub fn get_pin_mut(self: Pin<&mut Self>) -> Pin<&mut B> {
+        self.project().body.as_pin_mut().expect(PRESENT)
+    }
+
+    /// The inner body, taken out of the request's scope: polled afterwards,
+    /// it no longer sees the request's values. The scope is dropped here,
+    /// with the values still in it.
+    pub fn into_inner(mut self) -> B {
+        self.body.take().expect(PRESENT)
     }
 
     /// The request's scope, until the body has ended.

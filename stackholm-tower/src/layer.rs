@@ -3,7 +3,7 @@
 use std::fmt;
 
 use http::request::Parts;
-use stackholm::{Checkpoint, Storage, DEFAULT};
+use stackholm::{Key, Stack, Storage, DEFAULT};
 use tower_layer::Layer;
 
 use crate::service::StackholmService;
@@ -21,7 +21,7 @@ use crate::service::StackholmService;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// use axum::{routing::get, Router};
-/// use stackholm::{Checkpoint, Key, DEFAULT};
+/// use stackholm::{Key, DEFAULT};
 /// use stackholm_tower::StackholmLayer;
 /// use tower::ServiceExt;
 ///
@@ -32,9 +32,9 @@ use crate::service::StackholmService;
 /// }
 ///
 /// let app = Router::new().route("/", get(handler)).layer(
-///     StackholmLayer::new().seed(|parts| {
+///     StackholmLayer::new().seed(|parts, root| {
 ///         let id = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok());
-///         Checkpoint::new().with_value(&REQUEST_ID, id.unwrap_or("-").to_owned())
+///         root.set(&REQUEST_ID, id.unwrap_or("-").to_owned());
 ///     }),
 /// );
 ///
@@ -75,14 +75,22 @@ impl<R> StackholmLayer<R> {
         self
     }
 
-    /// Pre-loads each request's root checkpoint with what `seed` returns for
-    /// the request's head: a request id from a header, the matched path, a
-    /// user an outer layer put in the extensions.
+    /// Fills each request's root checkpoint from the request's head with
+    /// `seed`: a request id from a header, the matched path, a user an outer
+    /// layer put in the extensions.
     #[must_use]
     pub fn seed<F>(self, seed: F) -> StackholmLayer<F>
     where
-        F: Fn(&Parts) -> Checkpoint,
+        F: Fn(&Parts, &mut Root<'_>),
     {
+        self.seed_with(seed)
+    }
+
+    /// Fills each request's root checkpoint with `seed`, any [`SeedRoot`]:
+    /// the form for a seed type of your own, so that the layer's type can be
+    /// named. [`seed`](Self::seed) is the form for closures.
+    #[must_use]
+    pub fn seed_with<S: SeedRoot>(self, seed: S) -> StackholmLayer<S> {
         StackholmLayer {
             storage: self.storage,
             seed,
@@ -107,41 +115,99 @@ impl<R> fmt::Debug for StackholmLayer<R> {
     }
 }
 
-/// What pre-loads a request's root checkpoint; see
-/// [`StackholmLayer::seed`].
+/// What fills a request's root checkpoint; see [`StackholmLayer::seed`]
+/// and [`StackholmLayer::seed_with`].
 ///
-/// Implemented for every `Fn(&Parts) -> Checkpoint`, and by [`EmptyRoot`];
-/// sealed, as `seed` takes closures only, so that their argument type is
-/// inferred.
-pub trait SeedRoot: sealed::Sealed {
-    /// The root checkpoint for a request with this head.
-    fn seed(&self, parts: &Parts) -> Checkpoint;
-}
-
-mod sealed {
-    use super::{Checkpoint, EmptyRoot, Parts};
-
-    pub trait Sealed {}
-
-    impl<F: Fn(&Parts) -> Checkpoint> Sealed for F {}
-    impl Sealed for EmptyRoot {}
+/// Implemented for every `Fn(&Parts, &mut Root<'_>)`, and by
+/// [`EmptyRoot`]. Implement it on a type of your own to name the layer's
+/// type, as tower-http's `MakeRequestId` allows:
+///
+/// ```
+/// use http::request::Parts;
+/// use stackholm::Key;
+/// use stackholm_tower::{Root, SeedRoot, StackholmLayer};
+///
+/// static TENANT: Key<String> = Key::new("tenant");
+///
+/// #[derive(Clone)]
+/// struct TenantFromHost;
+///
+/// impl SeedRoot for TenantFromHost {
+///     fn seed(&self, parts: &Parts, root: &mut Root<'_>) {
+///         if let Some(host) = parts.uri.host() {
+///             root.set(&TENANT, host.to_owned());
+///         }
+///     }
+/// }
+///
+/// // The layer's type can be written down, in a struct field or a signature.
+/// fn context_layer() -> StackholmLayer<TenantFromHost> {
+///     StackholmLayer::new().seed_with(TenantFromHost)
+/// }
+/// # let _ = context_layer();
+/// ```
+pub trait SeedRoot {
+    /// Sets the root checkpoint's values for a request with this head.
+    fn seed(&self, parts: &Parts, root: &mut Root<'_>);
 }
 
 impl<F> SeedRoot for F
 where
-    F: Fn(&Parts) -> Checkpoint,
+    F: Fn(&Parts, &mut Root<'_>),
 {
-    fn seed(&self, parts: &Parts) -> Checkpoint {
-        self(parts)
+    fn seed(&self, parts: &Parts, root: &mut Root<'_>) {
+        self(parts, root);
     }
 }
 
-/// Opens every root checkpoint empty: the default [`SeedRoot`].
+/// Leaves every root checkpoint empty: the default [`SeedRoot`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EmptyRoot;
 
 impl SeedRoot for EmptyRoot {
-    fn seed(&self, _parts: &Parts) -> Checkpoint {
-        Checkpoint::new()
+    fn seed(&self, _parts: &Parts, _root: &mut Root<'_>) {}
+}
+
+/// A request's root checkpoint, as a [`SeedRoot`] fills it.
+///
+/// The values go straight into the request's task-local stack, which is
+/// reused from an earlier request on the same worker thread: seeding
+/// allocates nothing of its own once the worker is warm (the values may, a
+/// `String` say).
+pub struct Root<'a> {
+    stack: &'a mut Stack,
+}
+
+impl<'a> Root<'a> {
+    pub(crate) fn new(stack: &'a mut Stack) -> Self {
+        debug_assert_eq!(stack.depth(), 1, "the root is the stack's one checkpoint");
+        Self { stack }
+    }
+
+    /// Sets a checkpoint value in the root: visible to the whole request.
+    pub fn set<T: Send + Sync + 'static>(&mut self, key: &'static Key<T>, value: T) {
+        self.stack
+            .set(key, value)
+            .unwrap_or_else(|err| unreachable!("the root checkpoint is entered: {err}"));
+    }
+
+    /// Sets a block value in the root: visible in the root checkpoint only,
+    /// not in checkpoints nested in it.
+    pub fn set_block<T: Send + Sync + 'static>(&mut self, key: &'static Key<T>, value: T) {
+        self.stack
+            .set_block(key, value)
+            .unwrap_or_else(|err| unreachable!("the root checkpoint is entered: {err}"));
+    }
+
+    /// The root's checkpoint value of `key`, if set.
+    #[must_use]
+    pub fn get<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
+        self.stack.get(key)
+    }
+}
+
+impl fmt::Debug for Root<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Root").field("stack", &self.stack).finish()
     }
 }

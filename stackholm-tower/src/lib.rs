@@ -50,7 +50,7 @@ mod service;
 
 pub use body::ScopedBody;
 pub use future::ResponseFuture;
-pub use layer::{EmptyRoot, SeedRoot, StackholmLayer};
+pub use layer::{EmptyRoot, Root, SeedRoot, StackholmLayer};
 pub use service::StackholmService;
 
 // The workspace README's examples are doc tests too; they are compiled here,

@@ -5,12 +5,12 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use stackholm::futures::Scoped;
-use stackholm::{Scope, Storage};
+use stackholm::{Checkpoint, Scope, Storage};
 use tower_service::Service;
 
 use crate::body::ScopedBody;
 use crate::future::ResponseFuture;
-use crate::layer::SeedRoot;
+use crate::layer::{Root, SeedRoot};
 
 /// The service made by [`StackholmLayer`](crate::StackholmLayer).
 #[derive(Clone)]
@@ -61,7 +61,8 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let (parts, body) = request.into_parts();
-        let mut scope = Scope::with_root(self.storage, self.seed.seed(&parts));
+        let mut scope = Scope::with_root(self.storage, Checkpoint::new());
+        self.seed.seed(&parts, &mut Root::new(scope.stack_mut()));
         let request = Request::from_parts(parts, body);
         let future = scope.run(|| self.inner.call(request));
         ResponseFuture::new(Scoped::new(scope, future))

@@ -5,19 +5,19 @@ use axum::extract::MatchedPath;
 use axum::routing::get;
 use axum::Router;
 use http::Request;
-use stackholm::{Checkpoint, Key, DEFAULT};
-use stackholm_tower::StackholmLayer;
+use stackholm::{Checkpoint, CheckpointExt, Key, DEFAULT};
+use stackholm_tower::{Root, StackholmLayer};
 use tower::{ServiceBuilder, ServiceExt};
 
 static ROUTE: Key<String> = Key::new("route");
 
-fn by_route() -> StackholmLayer<impl Fn(&http::request::Parts) -> Checkpoint + Clone> {
-    StackholmLayer::new().seed(|parts| {
+fn by_route() -> StackholmLayer<impl Fn(&http::request::Parts, &mut Root<'_>) + Clone> {
+    StackholmLayer::new().seed(|parts, root| {
         let route = parts
             .extensions
             .get::<MatchedPath>()
             .map_or("unmatched", MatchedPath::as_str);
-        Checkpoint::new().with_value(&ROUTE, route.to_owned())
+        root.set(&ROUTE, route.to_owned());
     })
 }
 
@@ -75,11 +75,13 @@ async fn service_builder_with_other_layers() {
 #[tokio::test]
 async fn handlers_nest_checkpoints_freely() {
     async fn nested() -> String {
-        let _outer = DEFAULT.task().enter();
-        DEFAULT.set(&ROUTE, "shadowed".to_owned()).unwrap();
-        tokio::task::yield_now().await;
-        let inner = DEFAULT.get(&ROUTE).unwrap();
-        drop(_outer);
+        let inner = async {
+            DEFAULT.set(&ROUTE, "shadowed".to_owned()).unwrap();
+            tokio::task::yield_now().await;
+            DEFAULT.get(&ROUTE).unwrap()
+        }
+        .in_checkpoint(Checkpoint::new())
+        .await;
         format!("{inner} {}", DEFAULT.get(&ROUTE).unwrap())
     }
     let app = Router::new().route("/n", get(nested)).layer(by_route());

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Empty, Full};
-use stackholm::{Checkpoint, Key, DEFAULT};
-use stackholm_tower::StackholmLayer;
+use stackholm::{Checkpoint, CheckpointExt, Key, DEFAULT};
+use stackholm_tower::{Root, StackholmLayer};
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
 
 static REQUEST_ID: Key<String> = Key::new("request_id");
@@ -30,10 +30,10 @@ fn request(id: &str) -> Request<Empty<Bytes>> {
         .unwrap()
 }
 
-fn seeded() -> StackholmLayer<impl Fn(&http::request::Parts) -> Checkpoint + Clone> {
-    StackholmLayer::new().seed(|parts| {
+fn seeded() -> StackholmLayer<impl Fn(&http::request::Parts, &mut Root<'_>) + Clone> {
+    StackholmLayer::new().seed(|parts, root| {
         let id = parts.headers["x-request-id"].to_str().unwrap().to_owned();
-        Checkpoint::new().with_value(&REQUEST_ID, id)
+        root.set(&REQUEST_ID, id);
     })
 }
 
@@ -75,10 +75,13 @@ async fn concurrent_requests_on_one_thread_never_see_each_other() {
     let service = seeded().layer(service_fn(|_req: Request<Empty<Bytes>>| async {
         let mine = DEFAULT.get(&REQUEST_ID).unwrap();
         for _ in 0..5 {
-            let _nested = DEFAULT.task().enter();
-            DEFAULT.set(&REQUEST_ID, format!("{mine}/nested")).unwrap();
-            tokio::task::yield_now().await;
-            assert_eq!(DEFAULT.get(&REQUEST_ID), Some(format!("{mine}/nested")));
+            async {
+                DEFAULT.set(&REQUEST_ID, format!("{mine}/nested")).unwrap();
+                tokio::task::yield_now().await;
+                assert_eq!(DEFAULT.get(&REQUEST_ID), Some(format!("{mine}/nested")));
+            }
+            .in_checkpoint(Checkpoint::new())
+            .await;
         }
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
             DEFAULT.get(&REQUEST_ID).unwrap(),

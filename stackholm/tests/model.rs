@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use stackholm::{Checkpoint, CheckpointGuard, Key, Stack};
+use stackholm::{Checkpoint, CheckpointGuard, Key, SetError, Stack};
 
 const KEY_COUNT: usize = 4;
 static KEYS: [Key<u32>; KEY_COUNT] = [
@@ -174,7 +174,14 @@ fn apply_to_stack(
     saved: &mut Vec<Checkpoint>,
     op: &Op,
 ) -> Result<Option<usize>, ()> {
-    let done = |r: Result<(), stackholm::Error>| r.map(|()| None).map_err(|_| ());
+    let done = |r: Result<(), SetError<u32>>, v: u32| match r {
+        Ok(()) => Ok(None),
+        // A refused value is handed back, not lost.
+        Err(err) => {
+            assert_eq!(err.into_value(), v, "the refused value is handed back");
+            Err(())
+        }
+    };
     let count = |r: Result<bool, stackholm::Error>| r.map(|b| Some(usize::from(b))).map_err(|_| ());
     match op {
         Op::Enter {
@@ -195,8 +202,8 @@ fn apply_to_stack(
             }
             Ok(None)
         }
-        Op::Set(k, v) => done(stack.set(&KEYS[*k], *v)),
-        Op::SetBlock(k, v) => done(stack.set_block(&KEYS[*k], *v)),
+        Op::Set(k, v) => done(stack.set(&KEYS[*k], *v), *v),
+        Op::SetBlock(k, v) => done(stack.set_block(&KEYS[*k], *v), *v),
         Op::Remove(k) => count(stack.remove(&KEYS[*k])),
         Op::RemoveBlock(k) => count(stack.remove_block(&KEYS[*k])),
         Op::Reset(k) => Ok(Some(stack.reset(&KEYS[*k]))),
@@ -218,7 +225,14 @@ fn apply_to_stack(
 /// held, so `PopSaved`/`EnterSaved` are not generated for it.
 fn apply_to_storage(guards: &mut Vec<CheckpointGuard>, op: &Op) -> Result<Option<usize>, ()> {
     let s = &MODEL_STORAGE;
-    let done = |r: Result<(), stackholm::Error>| r.map(|()| None).map_err(|_| ());
+    let done = |r: Result<(), SetError<u32>>, v: u32| match r {
+        Ok(()) => Ok(None),
+        // A refused value is handed back, not lost.
+        Err(err) => {
+            assert_eq!(err.into_value(), v, "the refused value is handed back");
+            Err(())
+        }
+    };
     let count = |r: Result<bool, stackholm::Error>| r.map(|b| Some(usize::from(b))).map_err(|_| ());
     match op {
         Op::Enter {
@@ -231,8 +245,8 @@ fn apply_to_storage(guards: &mut Vec<CheckpointGuard>, op: &Op) -> Result<Option
         Op::Leave => guards.pop().map(|_| None).ok_or(()),
         Op::PopSaved | Op::EnterSaved => unreachable!("not generated for storages"),
         Op::Snapshot => s.try_snapshot().map(|c| Some(c.len())).map_err(|_| ()),
-        Op::Set(k, v) => done(s.set(&KEYS[*k], *v)),
-        Op::SetBlock(k, v) => done(s.set_block(&KEYS[*k], *v)),
+        Op::Set(k, v) => done(s.set(&KEYS[*k], *v), *v),
+        Op::SetBlock(k, v) => done(s.set_block(&KEYS[*k], *v), *v),
         Op::Remove(k) => count(s.remove(&KEYS[*k])),
         Op::RemoveBlock(k) => count(s.remove_block(&KEYS[*k])),
         Op::Reset(k) => s.reset(&KEYS[*k]).map(Some).map_err(|_| ()),

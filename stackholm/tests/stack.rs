@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use stackholm::{Checkpoint, Error, Key, Stack};
+use stackholm::{Checkpoint, Error, Key, Operation, Stack};
 
 static A: Key<i32> = Key::new("a");
 static B: Key<i32> = Key::new("b");
@@ -28,12 +28,17 @@ fn the_seed_example_reads_1_1_2_1_then_nothing() -> Result<(), Error> {
     }
     assert_eq!(seen, [Some(1), Some(1), Some(2), Some(1)]);
     assert_eq!(stack.get(&A), None);
-    assert_eq!(
-        stack.try_get(&A),
-        Err(Error::NoCheckpoint {
-            operation: "get",
-            key: Some("a")
-        })
+    let err = stack.try_get(&A).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NoCheckpoint {
+                operation: Operation::Read,
+                key: Some("a"),
+                ..
+            }
+        ),
+        "{err:?}"
     );
     Ok(())
 }
@@ -207,20 +212,35 @@ fn a_counter_incremented_1000_times_reads_1000() -> Result<(), Error> {
 fn writing_with_no_checkpoint_is_an_error_that_changes_nothing() {
     let mut stack = Stack::new();
     let err = stack.set(&A, 1).unwrap_err();
-    assert_eq!(
-        err,
-        Error::NoCheckpoint {
-            operation: "set",
-            key: Some("a")
-        }
+    assert!(
+        matches!(
+            err.error(),
+            Error::NoCheckpoint {
+                operation: Operation::Set,
+                key: Some("a"),
+                ..
+            }
+        ),
+        "{err:?}"
     );
+    assert_eq!(err.error().operation(), Some(Operation::Set));
     assert_eq!(
         err.to_string(),
         "cannot set `a`: no checkpoint is active; enter a checkpoint first"
     );
-    assert!(stack.set_block(&A, 1).is_err());
-    assert!(stack.remove(&A).is_err());
-    assert!(stack.remove_block(&A).is_err());
+    // The value that could not be set is handed back.
+    assert_eq!(err.into_value(), 1);
+    let err = stack.set_block(&A, 2).unwrap_err();
+    assert_eq!(err.error().operation(), Some(Operation::SetBlock));
+    assert_eq!(err.into_value(), 2);
+    assert_eq!(
+        stack.remove(&A).unwrap_err().operation(),
+        Some(Operation::Remove)
+    );
+    assert_eq!(
+        stack.remove_block(&A).unwrap_err().operation(),
+        Some(Operation::RemoveBlock)
+    );
     assert_eq!(stack.reset(&A), 0);
     assert_eq!(
         stack.pop().unwrap_err().to_string(),

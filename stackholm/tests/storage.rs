@@ -2,9 +2,9 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use stackholm::{Checkpoint, Error, Key, Scope, DEFAULT};
+use stackholm::{Checkpoint, Error, Key, Operation, Scope, DEFAULT};
 
 static A: Key<i32> = Key::new("a");
 static COUNTER: Key<u64> = Key::new("counter");
@@ -49,14 +49,31 @@ fn guards_enter_and_leave_nested_checkpoints() -> Result<(), Error> {
     }
     assert_eq!(DEFAULT.depth(), 0);
     assert_eq!(DEFAULT.get(&A), None);
-    assert_eq!(
-        DEFAULT.try_get(&A),
-        Err(Error::NoCheckpoint {
-            operation: "get",
-            key: Some("a")
-        })
+    let err = DEFAULT.try_get(&A).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NoCheckpoint {
+                operation: Operation::Read,
+                key: Some("a"),
+                ..
+            }
+        ),
+        "{err:?}"
     );
-    assert!(DEFAULT.set(&A, 1).is_err());
+    let err = DEFAULT.set(&A, 1).unwrap_err();
+    assert!(
+        matches!(
+            err.error(),
+            Error::NoCheckpoint {
+                operation: Operation::Set,
+                key: Some("a"),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.into_value(), 1);
     Ok(())
 }
 
@@ -85,8 +102,25 @@ fn reads_nest_inside_a_read_but_writes_are_refused() -> Result<(), Error> {
         assert_eq!(outer, Some(&1));
         assert_eq!(DEFAULT.get(&A), Some(1));
         assert_eq!(DEFAULT.depth(), 1);
-        assert_eq!(DEFAULT.set(&A, 2), Err(Error::Busy { operation: "set" }));
-        assert!(matches!(DEFAULT.try_enter(), Err(Error::Busy { .. })));
+        let err = DEFAULT.set(&A, 2).unwrap_err();
+        assert!(
+            matches!(
+                err.error(),
+                Error::Busy {
+                    operation: Operation::Set,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.into_value(), 2, "the refused value is handed back");
+        assert!(matches!(
+            DEFAULT.try_enter(),
+            Err(Error::Busy {
+                operation: Operation::Enter,
+                ..
+            })
+        ));
         // Another storage is a different stack, free to change.
         let _other = OTHER.enter();
         OTHER.set(&A, 3).unwrap();

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
-use stackholm::DEFAULT;
+use stackholm::{CheckpointExt, DEFAULT};
 use stackholm_tower::StackholmLayer;
 
 use crate::accounts::{self, Account, AccountPatch, NewAccount};
@@ -94,18 +94,18 @@ async fn open_request_revision(request: Request, next: Next) -> Response {
         |path| path.as_str().to_owned(),
     );
     let description = format!("{} {route}", request.method());
-    // Entered once, in the request's own stack, and held across the awaits
-    // below: a task guard, unlike a per-poll `in_checkpoint`.
-    let Ok(_revision) = DEFAULT
-        .task()
-        .try_enter_with(open_revision(actor, description))
-    else {
+    if DEFAULT.task().depth() == 0 {
         return ApiError::Internal(
-            "no request scope: StackholmLayer must wrap this middleware".into(),
+            "no request root: StackholmLayer must wrap this middleware".into(),
         )
         .into_response();
-    };
-    next.run(request).await
+    }
+    // The rest of the request runs inside the revision's checkpoint, entered
+    // on each of its polls: right however the handlers below interleave
+    // their awaits.
+    next.run(request)
+        .in_checkpoint(open_revision(actor, description))
+        .await
 }
 
 async fn create_account(

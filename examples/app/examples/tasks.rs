@@ -31,15 +31,19 @@ async fn handle(user: &'static str) -> Result<Vec<String>, Error> {
     DEFAULT.set(&USER, user)?;
     log.push(describe());
 
-    // A nested checkpoint held across awaits: a task guard is `Send`.
-    {
-        let _validate = DEFAULT.task().enter();
+    // A nested checkpoint across awaits: the future runs inside it, and the
+    // checkpoint is entered on each of its polls only, so nothing else this
+    // task polls (a `join!` branch, say) ever sees it.
+    let validated = async {
         DEFAULT.set(&STEP, "validate")?;
         tokio::time::sleep(Duration::from_millis(5)).await;
-        log.push(describe());
+        Ok::<_, Error>(describe())
     }
+    .in_checkpoint(Checkpoint::new())
+    .await?;
+    log.push(validated);
 
-    // A future run inside a checkpoint of its own, entered on every poll.
+    // The checkpoint may come pre-loaded.
     let charged = async {
         tokio::task::yield_now().await;
         describe()

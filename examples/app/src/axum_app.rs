@@ -70,7 +70,7 @@ pub fn router() -> Router {
         .route("/slow", get(slow))
         .route("/panic", get(panics))
         .layer(middleware::from_fn(authenticate))
-        .layer(StackholmLayer::new().seed(|parts| {
+        .layer(StackholmLayer::new().seed(|parts, root| {
             let request_id = parts
                 .headers
                 .get("x-request-id")
@@ -82,11 +82,10 @@ pub fn router() -> Router {
                 .get::<MatchedPath>()
                 .map_or("?", MatchedPath::as_str)
                 .to_owned();
-            Checkpoint::new()
-                .with_value(&REQUEST_ID, request_id)
-                .with_value(&ROUTE, route)
-                .with_value(&TRAIL, Arc::default())
-                .with_value(&LIVE, LiveRequest::new())
+            root.set(&REQUEST_ID, request_id);
+            root.set(&ROUTE, route);
+            root.set(&TRAIL, Arc::default());
+            root.set(&LIVE, LiveRequest::new());
         }))
         // Outermost, so a panicking handler unwinds through the layer too.
         .layer(CatchPanicLayer::new())
@@ -137,12 +136,15 @@ async fn hello() -> String {
 /// checkpoint, and a spawned task that inherits the request's values.
 async fn place_order(axum::extract::Path(id): axum::extract::Path<u32>) -> String {
     audit("received");
-    {
-        let _validate = DEFAULT.task().enter();
+    // A nested checkpoint across awaits is a future run inside it: a guard
+    // held across `.await` would be seen by whatever else the task polls.
+    async {
         DEFAULT.set(&STEP, "validate").unwrap();
         tokio::time::sleep(Duration::from_millis(2)).await;
         audit("validated");
     }
+    .in_checkpoint(Checkpoint::new())
+    .await;
     async {
         tokio::task::yield_now().await;
         audit("charged");
@@ -171,13 +173,15 @@ async fn echo() -> String {
     let user = DEFAULT.get(&USER).unwrap_or_default();
     let mut inner = String::new();
     for level in 0..3 {
-        let _nested = DEFAULT.task().enter();
-        DEFAULT
-            .set(&REQUEST_ID, format!("{before}/{level}"))
-            .unwrap();
-        tokio::task::yield_now().await;
-        inner = DEFAULT.get(&REQUEST_ID).unwrap_or_default();
-        if inner != format!("{before}/{level}") {
+        let expected = format!("{before}/{level}");
+        inner = async {
+            DEFAULT.set(&REQUEST_ID, expected.clone()).unwrap();
+            tokio::task::yield_now().await;
+            DEFAULT.get(&REQUEST_ID).unwrap_or_default()
+        }
+        .in_checkpoint(Checkpoint::new())
+        .await;
+        if inner != expected {
             break;
         }
     }
@@ -211,7 +215,8 @@ async fn slow() -> &'static str {
 }
 
 async fn panics() -> &'static str {
-    let _nested = DEFAULT.task().enter();
+    // A guard is fine where no `.await` follows it.
+    let _nested = DEFAULT.enter();
     DEFAULT.set(&STEP, "about to fail").unwrap();
     panic!("the handler failed inside a nested checkpoint");
 }
