@@ -293,3 +293,111 @@ fn futures_and_bodies_are_send_for_send_services() {
     };
     assert_send(&response);
 }
+
+/// Reports, when dropped, what the storage showed: the request's scope
+/// (with its root already left) answers `NoCheckpoint`; the worker thread's
+/// stack, which a destructor run outside the scope would see, holds 999.
+struct ReportsWhereItIs(Arc<std::sync::Mutex<Vec<String>>>);
+impl Drop for ReportsWhereItIs {
+    fn drop(&mut self) {
+        let seen = match DEFAULT.task().try_get(&REQUEST_ID) {
+            Err(stackholm::Error::NoCheckpoint { .. }) => "in the request's scope".to_owned(),
+            other => format!("elsewhere: {other:?} / {:?}", DEFAULT.get(&THREAD_VALUE)),
+        };
+        self.0.lock().unwrap().push(seen);
+    }
+}
+static REPORTER: Key<ReportsWhereItIs> = Key::new("reporter");
+static THREAD_VALUE: Key<u32> = Key::new("thread_value");
+
+#[tokio::test]
+async fn values_are_dropped_inside_the_requests_scope_at_the_end_of_the_body() {
+    let _thread = DEFAULT.enter();
+    DEFAULT.set(&THREAD_VALUE, 999).unwrap();
+    let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Arc::clone(&reports);
+    let service = seeded().layer(service_fn(move |_req: Request<Empty<Bytes>>| {
+        DEFAULT
+            .set(&REPORTER, ReportsWhereItIs(Arc::clone(&sink)))
+            .unwrap();
+        async { Ok::<_, Infallible>(Response::new(Reporting { frames: 1 })) }
+    }));
+    // To the end of the body, and dropped before it.
+    let response = service.clone().oneshot(request("r")).await.unwrap();
+    assert_eq!(body_text(response.into_body()).await, "r;");
+    let response = service.oneshot(request("s")).await.unwrap();
+    drop(response);
+    assert_eq!(
+        *reports.lock().unwrap(),
+        ["in the request's scope", "in the request's scope"]
+    );
+}
+
+#[tokio::test]
+async fn a_body_dropped_inside_a_read_of_its_storage_does_not_panic() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&dropped);
+    let service = seeded().layer(service_fn(move |_req: Request<Empty<Bytes>>| {
+        DEFAULT
+            .set(&COUNTER, DropCounter(Arc::clone(&counter)))
+            .unwrap();
+        async { Ok::<_, Infallible>(Response::new(Reporting { frames: 1 })) }
+    }));
+    let body = service.oneshot(request("b")).await.unwrap().into_body();
+    let _outer = DEFAULT.enter();
+    DEFAULT.set(&THREAD_VALUE, 1).unwrap();
+    // The scope cannot be run inside the read: the body and the scope are
+    // dropped without it, and nothing panics.
+    DEFAULT.with(&THREAD_VALUE, move |_| drop(body));
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_handler_holding_a_guard_across_an_await_fails_loudly() {
+    use futures_util::FutureExt;
+
+    let service = seeded().layer(service_fn(|_req: Request<Empty<Bytes>>| async {
+        let _nested = DEFAULT.enter();
+        DEFAULT.set(&REQUEST_ID, "shadowed".to_owned()).unwrap();
+        tokio::task::yield_now().await;
+        Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+    }));
+    let outcome = std::panic::AssertUnwindSafe(service.oneshot(request("g")))
+        .catch_unwind()
+        .await;
+    let payload = outcome.expect_err("the request fails instead of going on wrong");
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(message.contains("held across"), "{message}");
+    assert_eq!(DEFAULT.depth(), 0);
+}
+
+#[tokio::test]
+async fn the_scoped_body_gives_access_to_its_inner_body() {
+    let service = seeded().layer(service_fn(|_req: Request<Empty<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Reporting { frames: 2 }))
+    }));
+    let mut body = service.oneshot(request("i")).await.unwrap().into_body();
+    body.get_mut().frames = 1;
+    assert_eq!(body.get_ref().frames, 1);
+    let mut pinned = pin!(body);
+    pinned.as_mut().get_pin_mut().frames = 3;
+    let mut text = String::new();
+    while let Some(frame) = pinned.frame().await {
+        text.push_str(std::str::from_utf8(&frame.unwrap().into_data().unwrap()).unwrap());
+    }
+    assert_eq!(text, "i;i;i;");
+
+    let body = seeded()
+        .layer(service_fn(|_req: Request<Empty<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Reporting { frames: 1 }))
+        }))
+        .oneshot(request("j"))
+        .await
+        .unwrap()
+        .into_body();
+    // Taken out of the scope, the body no longer sees the request.
+    assert_eq!(body_text(body.into_inner()).await, "none;");
+}
