@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turns criterion's output into the README's tables and chart.
+"""Turns criterion's output into the tables and chart of BENCHMARKS.md.
 
 Reads the medians under target/criterion (from
 `cargo bench -p stackholm-benches --bench engine`; with --baselines, the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measures everything the README's Performance section shows, in one go:
+# Measures everything BENCHMARKS.md shows, in one go:
 # the criterion benches three times over (the report takes each figure's
 # median over the runs, so that one disturbed run on a shared machine does
 # not decide a ratio), the layer's loopback load test, the report, and the
