@@ -193,6 +193,36 @@ fn layer_per_request(c: &mut Criterion) {
     group.finish();
 }
 
+/// A value with drop glue: the values dropped after their checkpoint is
+/// left and the storage released take this path, which `u64`s skip.
+struct Droppy(u64);
+
+impl Drop for Droppy {
+    fn drop(&mut self) {
+        black_box(self.0);
+    }
+}
+
+static DROPPY: stackholm::Key<Droppy> = stackholm::Key::new("droppy");
+
+fn enter_set_leave_with_drop_glue(c: &mut Criterion) {
+    let mut group = c.benchmark_group("enter_set_leave_drop_glue");
+    group.bench_function(BenchmarkId::new("stackholm-owned", "1-value"), |b| {
+        let mut stack = Stack::new();
+        b.iter(|| {
+            let mut guard = stack.enter();
+            let _ = guard.set(&DROPPY, Droppy(black_box(1)));
+        });
+    });
+    group.bench_function(BenchmarkId::new("stackholm-thread", "1-value"), |b| {
+        b.iter(|| {
+            let _guard = DEFAULT.enter();
+            let _ = DEFAULT.set(&DROPPY, Droppy(black_box(1)));
+        });
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = engine;
     config = Criterion::default()
@@ -201,6 +231,6 @@ criterion_group! {
         // Medians are what the report uses; fewer resamples keep the
         // analysis from taking longer than the measurement.
         .nresamples(10_000);
-    targets = enter_and_leave, read_nearest, remove_nearest, request, layer_per_request
+    targets = enter_and_leave, enter_set_leave_with_drop_glue, read_nearest, remove_nearest, request, layer_per_request
 }
 criterion_main!(engine);

@@ -65,19 +65,28 @@
 //! the `tokio` feature (on by default):
 //!
 //! - [`Storage::scope`] runs a future in a stack of its own, whatever thread
-//!   polls it; guards of [`Storage::task`] are `Send` and may be held across
-//!   `.await`;
+//!   polls it;
 //! - [`CheckpointExt::in_checkpoint`] runs a future inside a checkpoint,
-//!   entered on every poll and taken off before the poll returns;
-//! - [`Storage::spawn`] and [`Storage::spawn_blocking`] (`tokio` feature)
-//!   and [`Storage::spawn_thread`] carry the values visible at the call site
-//!   into the child, shared rather than copied.
+//!   entered on every poll and taken off before the poll returns: the way to
+//!   hold a checkpoint across `.await`, right under `join!`, `select!` and
+//!   `FuturesUnordered`. Guards are for code between awaits; see
+//!   [In asynchronous code](Storage#in-asynchronous-code);
+//! - [`Storage::spawn`] and [`Storage::spawn_blocking`] (`tokio` feature),
+//!   [`Storage::spawn_thread`] and [`Storage::inherit`] carry the values
+//!   visible at the call site into the child, shared rather than copied.
 //!
-//! # Errors
+//! # Destructors and errors
 //!
-//! Writing with no checkpoint active is an error ([`Error::NoCheckpoint`]);
-//! reading then gives `None`, and the `try_` readers tell the two apart.
-//! Misuse is reported, never allowed to corrupt the stack; see [`Error`].
+//! A value is dropped once its checkpoint is off the stack and the storage is
+//! released: its destructor may use the storage freely, and a destructor
+//! that panics never aborts the process; see
+//! [Destructors](Storage#destructors).
+//!
+//! Writing with no checkpoint active is an error ([`Error::NoCheckpoint`],
+//! handing the value back in a [`SetError`]); reading then gives `None`, and
+//! the `try_` readers tell the two apart. Misuse is reported, and never
+//! leaves the stack in a state that correct use could not have produced;
+//! see [`Error`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 

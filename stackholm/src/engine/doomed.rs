@@ -50,8 +50,8 @@ impl Doomed {
         if self.carriers.len() <= place {
             self.carriers.resize_with(place + 1, || None);
         }
-        let carrier = self.carriers[place]
-            .get_or_insert_with(|| Box::new(Carried::<T>::empty(key, kind)));
+        let carrier =
+            self.carriers[place].get_or_insert_with(|| Box::new(Carried::<T>::empty(key, kind)));
         let carried: &mut Carried<T> = (carrier.as_mut() as &mut dyn Any)
             .downcast_mut()
             .expect("stackholm: a doomed carrier holds the value type of its key");

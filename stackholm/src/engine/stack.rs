@@ -588,11 +588,7 @@ impl Stack {
     }
 
     #[inline]
-    fn current_depth<T>(
-        &self,
-        key: &'static Key<T>,
-        operation: Operation,
-    ) -> Result<u32, Error> {
+    fn current_depth<T>(&self, key: &'static Key<T>, operation: Operation) -> Result<u32, Error> {
         match self.depth {
             0 => Err(no_checkpoint(operation, key.name())),
             depth => Ok(depth as u32 - 1),
@@ -650,17 +646,16 @@ pub(crate) fn run_steps<E>(
     mut step: impl FnMut(&mut Doomed) -> Result<Step, E>,
 ) -> Result<usize, E> {
     let mut left = 0;
-    let result = loop {
+    loop {
         let result = step(doomed);
         doomed.drop_values(panics);
         match result {
             Ok(Step::More) => left += 1,
-            Ok(Step::Left) => break Ok(left + 1),
-            Ok(Step::Reached | Step::Missing) => break Ok(left),
-            Err(err) => break Err(err),
+            Ok(Step::Left) => return Ok(left + 1),
+            Ok(Step::Reached | Step::Missing) => return Ok(left),
+            Err(err) => return Err(err),
         }
-    };
-    result
+    }
 }
 
 impl fmt::Debug for Stack {

@@ -182,10 +182,7 @@ impl Entered<'_> {
         if self.storage.write(Operation::Leave, suspend) == Ok(true) {
             return 0;
         }
-        let strays = self
-            .storage
-            .leave_until(Until::Top(Some(id)))
-            .unwrap_or(0);
+        let strays = self.storage.leave_until(Until::Top(Some(id))).unwrap_or(0);
         let checkpoint = &mut *self.checkpoint;
         let _ = self
             .storage
@@ -198,10 +195,7 @@ impl Entered<'_> {
     fn leave(&mut self) -> usize {
         self.done = true;
         let id = self.id;
-        let strays = self
-            .storage
-            .leave_until(Until::Top(Some(id)))
-            .unwrap_or(0);
+        let strays = self.storage.leave_until(Until::Top(Some(id))).unwrap_or(0);
         let _ = self.storage.leave(id);
         strays
     }

@@ -36,7 +36,13 @@ use crate::{Checkpoint, Storage};
 pub trait CheckpointExt: Sized {
     /// Runs `self` inside `checkpoint` on [`DEFAULT`](crate::DEFAULT): the
     /// checkpoint is entered on every poll and left before the poll returns,
-    /// keeping what was set in it for the next poll.
+    /// keeping what was set in it for the next poll, and left for good when
+    /// `self` completes.
+    ///
+    /// This is how async code holds a checkpoint across `.await`, a
+    /// middleware's "rest of the request" included:
+    /// `next.run(request).in_checkpoint(checkpoint).await`. Values set with
+    /// [`Storage::set`] inside it go into the checkpoint.
     fn in_checkpoint(self, checkpoint: Checkpoint) -> InCheckpoint<Self> {
         self.in_checkpoint_on(crate::DEFAULT, checkpoint)
     }
