@@ -87,3 +87,24 @@ async fn handlers_nest_checkpoints_freely() {
     let app = Router::new().route("/n", get(nested)).layer(by_route());
     assert_eq!(get_text(app, "/n").await, "shadowed /n");
 }
+
+#[tokio::test]
+async fn a_middleware_outside_the_layer_reaches_the_threads_stack() {
+    async fn outside(
+        request: axum::extract::Request,
+        next: axum::middleware::Next,
+    ) -> axum::response::Response {
+        // Outside the layer: no request scope, only the thread's stack.
+        assert!(matches!(
+            DEFAULT.task().try_get(&ROUTE),
+            Err(stackholm::Error::NoScope { .. })
+        ));
+        assert_eq!(DEFAULT.depth(), 0);
+        next.run(request).await
+    }
+    let app = Router::new()
+        .route("/", get(route_seen))
+        .layer(by_route())
+        .layer(axum::middleware::from_fn(outside));
+    assert_eq!(get_text(app, "/").await, "1 /");
+}
