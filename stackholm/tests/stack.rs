@@ -242,9 +242,11 @@ fn writing_with_no_checkpoint_is_an_error_that_changes_nothing() {
         Some(Operation::RemoveBlock)
     );
     assert_eq!(stack.reset(&A), 0);
+    let err = stack.pop().unwrap_err();
+    assert_eq!(err.operation(), Some(Operation::Pop));
     assert_eq!(
-        stack.pop().unwrap_err().to_string(),
-        "cannot pop: no checkpoint is active; enter a checkpoint first"
+        err.to_string(),
+        "cannot pop a checkpoint: no checkpoint is active; enter a checkpoint first"
     );
     assert_eq!(stack.depth(), 0);
 }

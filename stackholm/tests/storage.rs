@@ -337,13 +337,20 @@ fn a_scope_drops_its_values_when_it_ends_and_the_next_scope_starts_empty() -> Re
             assert!(!DEFAULT.with(&HELD, |held| held.is_some()));
             assert_eq!(DEFAULT.get_block(&NAME), None);
             DEFAULT.set(&HELD, Counted(Arc::clone(&drops)))?;
-            let inner = DEFAULT.enter();
-            DEFAULT.set_block(&NAME, "inner")?;
-            DEFAULT.set(&HELD, Counted(Arc::clone(&drops)))?;
-            // Left open on purpose: ending the scope leaves it.
-            std::mem::forget(inner);
             Ok(())
         })?;
+        // A second checkpoint, entered in the scope between runs and left
+        // open on purpose: ending the scope leaves it. (A guard kept past a
+        // run is left by the run itself; see
+        // `a_guard_kept_past_a_scope_run_is_left_and_reported`.)
+        scope.stack_mut().push(Checkpoint::new());
+        scope.run(|| -> Result<(), Error> {
+            assert_eq!(DEFAULT.depth(), 2);
+            DEFAULT.set_block(&NAME, "inner")?;
+            DEFAULT.set(&HELD, Counted(Arc::clone(&drops)))?;
+            Ok(())
+        })?;
+        assert_eq!(scope.stack().depth(), 2);
         assert_eq!(drops.load(Ordering::SeqCst), 2 * round as usize);
         drop(scope);
         assert_eq!(drops.load(Ordering::SeqCst), 2 * round as usize + 2);
@@ -351,12 +358,17 @@ fn a_scope_drops_its_values_when_it_ends_and_the_next_scope_starts_empty() -> Re
     // The spare stacks a thread keeps for its next scopes hold nothing.
     let mut scope = Scope::new(DEFAULT);
     assert_eq!(scope.stack().depth(), 0);
-    assert_eq!(
-        scope.run(|| DEFAULT.try_get(&VALUE)),
-        Err(Error::NoCheckpoint {
-            operation: "get",
-            key: Some("value")
-        })
+    let err = scope.run(|| DEFAULT.try_get(&VALUE)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NoCheckpoint {
+                operation: Operation::Read,
+                key: Some("value"),
+                ..
+            }
+        ),
+        "{err:?}"
     );
     Ok(())
 }
@@ -366,13 +378,19 @@ fn a_scope_whose_value_panics_when_dropped_still_drops_the_rest() -> Result<(), 
     let good = Arc::new(());
 
     let mut scope = Scope::with_root(DEFAULT, Checkpoint::new());
+    scope.run(|| DEFAULT.set(&GOOD, Arc::clone(&good)))?;
+    // A nested checkpoint left open in the scope: dropping the scope leaves
+    // it, then the root.
+    scope.stack_mut().push(Checkpoint::new());
     scope.run(|| -> Result<(), Error> {
-        DEFAULT.set(&GOOD, Arc::clone(&good))?;
-        std::mem::forget(DEFAULT.enter());
         DEFAULT.set(&BAD, PanicsOnDrop)?;
-        DEFAULT.set(&GOOD, Arc::clone(&good))
+        DEFAULT.set(&GOOD, Arc::clone(&good))?;
+        Ok(())
     })?;
-    assert!(catch_unwind(AssertUnwindSafe(|| drop(scope))).is_err());
+    assert_eq!(scope.stack().depth(), 2);
+    assert_eq!(Arc::strong_count(&good), 3);
+    let panic = catch_unwind(AssertUnwindSafe(|| drop(scope))).unwrap_err();
+    assert_eq!(panic_message(&*panic), "value destructor");
     assert_eq!(Arc::strong_count(&good), 1, "every other value was dropped");
 
     let mut next = Scope::new(DEFAULT);
@@ -384,38 +402,306 @@ fn a_scope_whose_value_panics_when_dropped_still_drops_the_rest() -> Result<(), 
 }
 
 #[test]
-fn a_destructor_that_runs_a_scope_while_a_set_aside_stack_is_left_is_refused_cleanly() {
-    struct RunsScope;
+fn a_destructor_can_run_a_scope_while_a_set_aside_stack_is_left() {
+    /// What the destructor saw: the current stack's `A` and depth, and
+    /// the same inside the scope it ran.
+    type Seen = (Option<i32>, usize, (usize, Option<i32>));
+    struct RunsScope(Arc<Mutex<Option<Seen>>>);
     impl Drop for RunsScope {
         fn drop(&mut self) {
-            DEFAULT.sync_scope(|| ());
+            let nested = DEFAULT.sync_scope_with(Checkpoint::new().with_value(&A, 3), || {
+                (DEFAULT.depth(), DEFAULT.get(&A))
+            });
+            *self.0.lock().unwrap() = Some((DEFAULT.get(&A), DEFAULT.depth(), nested));
         }
     }
     static RUNS_SCOPE: Key<RunsScope> = Key::new("runs_scope");
 
     // A guard of the thread's stack, dropped inside a scope: its frame is
-    // left on the set-aside thread stack, where the value's destructor runs.
+    // left on the set-aside thread stack, and the value's destructor runs
+    // after that, with the storage released, inside the running scope.
+    let seen = Arc::new(Mutex::new(None));
     let outside = DEFAULT.enter();
-    DEFAULT.set(&RUNS_SCOPE, RunsScope).unwrap();
+    DEFAULT
+        .set(&RUNS_SCOPE, RunsScope(Arc::clone(&seen)))
+        .unwrap();
     DEFAULT.set(&A, 1).unwrap();
     let mut scope = Scope::with_root(DEFAULT, Checkpoint::new().with_value(&A, 2));
-    let refused = catch_unwind(AssertUnwindSafe(|| scope.run(|| drop(outside))));
-    let message = refused.expect_err("the nested scope is refused");
-    let message = message
-        .downcast_ref::<&str>()
-        .map(|m| m.to_string())
-        .or_else(|| message.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
-    assert!(
-        message.contains("cannot run a scope from a destructor"),
-        "{message}"
+    scope.run(|| drop(outside));
+    assert_eq!(
+        seen.lock().unwrap().take(),
+        Some((Some(2), 1, (1, Some(3)))),
+        "the destructor ran, saw the running scope, and its own scope ran"
     );
 
     // Every stack is where it belongs: the thread's is empty, the scope
     // still has its own root.
     assert_eq!(DEFAULT.depth(), 0);
+    assert_eq!(DEFAULT.get(&A), None);
     assert_eq!(
         scope.run(|| (DEFAULT.depth(), DEFAULT.get(&A))),
         (1, Some(2))
     );
+}
+
+/// The text of a panic payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|m| m.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
+/// What a [`Witness`] saw when dropped: its name, `A`, the depth, and
+/// whether a `WITNESS` is visible.
+type Sighting = (&'static str, Option<i32>, usize, bool);
+
+/// A value that records, when dropped, what its storage shows at that
+/// moment.
+struct Witness {
+    name: &'static str,
+    seen: Arc<Mutex<Vec<Sighting>>>,
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        let seen = (
+            self.name,
+            DEFAULT.get(&A),
+            DEFAULT.depth(),
+            DEFAULT.contains(&WITNESS),
+        );
+        self.seen.lock().unwrap().push(seen);
+    }
+}
+
+static WITNESS: Key<Witness> = Key::new("witness");
+static OTHER_WITNESS: Key<Witness> = Key::new("other_witness");
+
+#[test]
+fn a_destructor_sees_its_checkpoint_already_left_and_may_use_the_storage() -> Result<(), Error> {
+    static IN_DROP: Key<i32> = Key::new("in_drop");
+    /// Reads, enters a checkpoint, sets and reads again, from a destructor.
+    struct UsesStorage(Arc<Mutex<Vec<String>>>);
+    impl Drop for UsesStorage {
+        fn drop(&mut self) {
+            let mut log = self.0.lock().unwrap();
+            log.push(format!("read {:?} at {}", DEFAULT.get(&A), DEFAULT.depth()));
+            let own = DEFAULT.enter();
+            DEFAULT.set(&IN_DROP, 9).unwrap();
+            DEFAULT.set(&A, 8).unwrap();
+            log.push(format!(
+                "entered {:?} {:?} at {}",
+                DEFAULT.get(&IN_DROP),
+                DEFAULT.get(&A),
+                DEFAULT.depth()
+            ));
+            drop(own);
+            log.push(format!(
+                "left {:?} {:?} at {}",
+                DEFAULT.get(&IN_DROP),
+                DEFAULT.get(&A),
+                DEFAULT.depth()
+            ));
+            // Writing to the enclosing checkpoint works too.
+            DEFAULT.set(&IN_DROP, 7).unwrap();
+        }
+    }
+    static USES: Key<UsesStorage> = Key::new("uses_storage");
+
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let _root = DEFAULT.enter();
+    DEFAULT.set(&A, 1)?;
+    let inner = DEFAULT.enter();
+    DEFAULT.set(&A, 2)?;
+    DEFAULT.set(&USES, UsesStorage(Arc::clone(&log)))?;
+    drop(inner);
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "read Some(1) at 1",
+            "entered Some(9) Some(8) at 2",
+            "left None Some(1) at 1",
+        ]
+    );
+    assert_eq!(DEFAULT.depth(), 1);
+    assert_eq!(DEFAULT.get(&A), Some(1));
+    assert_eq!(DEFAULT.get(&IN_DROP), Some(7), "set by the destructor");
+
+    // A value replaced, removed or reset is dropped with the stack already
+    // showing the change.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let witness = |name| Witness {
+        name,
+        seen: Arc::clone(&seen),
+    };
+    DEFAULT.set(&WITNESS, witness("replaced"))?;
+    DEFAULT.set(&A, 3)?;
+    DEFAULT.set(&WITNESS, witness("replacement"))?;
+    assert!(DEFAULT.remove(&WITNESS)?);
+    DEFAULT.set(&OTHER_WITNESS, witness("reset"))?;
+    DEFAULT.set(&A, 4)?;
+    assert_eq!(DEFAULT.reset(&OTHER_WITNESS)?, 1);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            ("replaced", Some(3), 1, true),
+            ("replacement", Some(3), 1, false),
+            ("reset", Some(4), 1, false)
+        ]
+    );
+    assert!(!DEFAULT.contains(&WITNESS));
+    Ok(())
+}
+
+#[test]
+fn a_destructor_panicking_while_the_thread_unwinds_does_not_abort() {
+    let good = Arc::new(());
+    let _root = DEFAULT.enter();
+    DEFAULT.set(&A, 1).unwrap();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let _inner = DEFAULT.enter();
+        DEFAULT.set(&GOOD, Arc::clone(&good)).unwrap();
+        DEFAULT.set(&BAD, PanicsOnDrop).unwrap();
+        DEFAULT.set(&A, 2).unwrap();
+        panic!("first");
+    }));
+    // The process is still here: the destructor's panic, raised while the
+    // first one unwound, was swallowed, and the first one went on.
+    let panic = result.unwrap_err();
+    assert_eq!(panic_message(&*panic), "first");
+    assert_eq!(Arc::strong_count(&good), 1, "every other value was dropped");
+    assert_eq!(DEFAULT.depth(), 1);
+    assert_eq!(DEFAULT.get(&A), Some(1));
+    assert!(!DEFAULT.contains(&BAD));
+}
+
+#[test]
+fn the_first_of_several_destructor_panics_is_resumed_after_all_values_are_dropped() {
+    struct PanicsWith(&'static str);
+    impl Drop for PanicsWith {
+        fn drop(&mut self) {
+            panic!("{}", self.0);
+        }
+    }
+    static FIRST: Key<PanicsWith> = Key::new("first");
+    static SECOND: Key<PanicsWith> = Key::new("second");
+    let good = Arc::new(());
+    let guard = DEFAULT.enter();
+    DEFAULT.set(&GOOD, Arc::clone(&good)).unwrap();
+    DEFAULT.set(&FIRST, PanicsWith("set first")).unwrap();
+    DEFAULT.set(&SECOND, PanicsWith("set second")).unwrap();
+    let panic = catch_unwind(AssertUnwindSafe(|| drop(guard))).unwrap_err();
+    // The last value set is dropped first.
+    assert_eq!(panic_message(&*panic), "set second");
+    assert_eq!(Arc::strong_count(&good), 1, "every other value was dropped");
+    assert_eq!(DEFAULT.depth(), 0);
+}
+
+#[test]
+fn dropping_a_scope_leaves_its_checkpoints_inside_it() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let witness = |name| Witness {
+        name,
+        seen: Arc::clone(&seen),
+    };
+    let _thread = DEFAULT.enter();
+    DEFAULT.set(&A, 100).unwrap();
+    let mut scope = Scope::with_root(
+        DEFAULT,
+        Checkpoint::new()
+            .with_value(&A, 1)
+            .with_value(&WITNESS, witness("root")),
+    );
+    scope.stack_mut().push(Checkpoint::new().with_value(&A, 2));
+    scope.stack_mut().push(
+        Checkpoint::new()
+            .with_value(&A, 3)
+            .with_value(&WITNESS, witness("inner")),
+    );
+    drop(scope);
+    // Each destructor saw the scope's stack, its own checkpoint already
+    // left; never the thread's.
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [("inner", Some(2), 2, true), ("root", None, 0, false)]
+    );
+    assert_eq!(DEFAULT.depth(), 1);
+    assert_eq!(DEFAULT.get(&A), Some(100));
+}
+
+#[test]
+fn a_guard_kept_past_a_scope_run_is_left_and_reported() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let _thread = DEFAULT.enter();
+    DEFAULT.set(&A, 100).unwrap();
+    let mut scope = Scope::with_root(DEFAULT, Checkpoint::new().with_value(&A, 1));
+    let panic = catch_unwind(AssertUnwindSafe(|| {
+        scope.run(|| {
+            let kept = DEFAULT.enter();
+            DEFAULT.set(&A, 2).unwrap();
+            DEFAULT
+                .set(
+                    &WITNESS,
+                    Witness {
+                        name: "kept",
+                        seen: Arc::clone(&seen),
+                    },
+                )
+                .unwrap();
+            std::mem::forget(kept);
+        })
+    }))
+    .unwrap_err();
+    let message = panic_message(&*panic);
+    assert!(message.contains("held across"), "{message}");
+    assert!(message.contains("stackholm::DEFAULT"), "{message}");
+    // The checkpoint was left inside the scope, its values dropped there.
+    assert_eq!(*seen.lock().unwrap(), [("kept", Some(1), 1, false)]);
+    assert_eq!(scope.stack().depth(), 1);
+    assert_eq!(scope.run(|| DEFAULT.get(&A)), Some(1));
+    assert_eq!(DEFAULT.depth(), 1);
+    assert_eq!(DEFAULT.get(&A), Some(100));
+
+    // `try_run` leaves it the same way, without a panic.
+    let kept = scope.try_run(|| {
+        std::mem::forget(DEFAULT.enter());
+        DEFAULT.set(&A, 3).unwrap();
+        DEFAULT.depth()
+    });
+    assert_eq!(kept, Ok(2));
+    assert_eq!(scope.stack().depth(), 1);
+    assert_eq!(scope.run(|| DEFAULT.get(&A)), Some(1));
+    // A checkpoint entered during the run and left in it is no stray.
+    assert_eq!(
+        scope.run(|| {
+            let _inner = DEFAULT.enter();
+            DEFAULT.depth()
+        }),
+        2
+    );
+}
+
+#[test]
+fn a_scope_refuses_to_run_inside_a_read_of_its_storage() {
+    let _root = DEFAULT.enter();
+    DEFAULT.set(&A, 1).unwrap();
+    let mut scope = Scope::with_root(DEFAULT, Checkpoint::new().with_value(&A, 2));
+    DEFAULT.with(&A, |value| {
+        assert_eq!(value, Some(&1));
+        let refused = scope.try_run(|| unreachable!("not called when refused"));
+        assert!(
+            matches!(
+                refused,
+                Err(Error::Busy {
+                    operation: Operation::RunScope,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+    });
+    assert_eq!(scope.run(|| DEFAULT.get(&A)), Some(2));
+    assert_eq!(DEFAULT.get(&A), Some(1));
 }

@@ -6,12 +6,15 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use stackholm::futures::{InCheckpoint, Scoped};
-use stackholm::{Checkpoint, CheckpointExt, CheckpointGuard, Error, Key, Scope, TaskOnly, DEFAULT};
+use stackholm::{
+    Ambient, Checkpoint, CheckpointExt, CheckpointGuard, Error, Key, Operation, Scope, TaskOnly,
+    DEFAULT,
+};
 
 static TASK_ID: Key<usize> = Key::new("task_id");
 static LEVEL: Key<usize> = Key::new("level");
@@ -39,31 +42,44 @@ async fn a_thousand_interleaved_tasks_each_see_only_their_own_values() {
             let root = Checkpoint::new().with_value(&TASK_ID, id);
             tokio::spawn(DEFAULT.scope_with(root, async move {
                 for level in 0..3 {
-                    let _nested = DEFAULT.task().enter();
-                    DEFAULT.set(&LEVEL, level)?;
-                    pause(id + level).await;
-                    assert_eq!(
-                        DEFAULT.get(&TASK_ID),
-                        Some(id),
-                        "task {id} at level {level}"
-                    );
-                    assert_eq!(DEFAULT.get(&LEVEL), Some(level));
-                    assert_eq!(DEFAULT.depth(), 2);
+                    // A nested checkpoint around an await: the future runs
+                    // inside it, rather than a guard held across the await.
+                    async {
+                        DEFAULT.set(&LEVEL, level)?;
+                        pause(id + level).await;
+                        assert_eq!(
+                            DEFAULT.get(&TASK_ID),
+                            Some(id),
+                            "task {id} at level {level}"
+                        );
+                        assert_eq!(DEFAULT.get(&LEVEL), Some(level));
+                        assert_eq!(DEFAULT.depth(), 2);
+                        Ok::<_, Error>(())
+                    }
+                    .in_checkpoint(Checkpoint::new())
+                    .await?;
                 }
                 assert_eq!(DEFAULT.get(&LEVEL), None);
+                assert_eq!(DEFAULT.depth(), 1);
                 // The counter scenario of the original's ContextVarStorage
                 // test: shared state there, one count per task here.
-                let _counting = DEFAULT.task().enter();
-                DEFAULT.set(&COUNTER, 0)?;
-                for i in 0..INCREMENTS {
-                    let next = DEFAULT.get(&COUNTER).unwrap() + 1;
-                    DEFAULT.set(&COUNTER, next)?;
-                    if i % 100 == 0 {
-                        pause(id).await;
+                let counted = async {
+                    DEFAULT.set(&COUNTER, 0)?;
+                    for i in 0..INCREMENTS {
+                        let next = DEFAULT.get(&COUNTER).unwrap() + 1;
+                        DEFAULT.set(&COUNTER, next)?;
+                        if i % 100 == 0 {
+                            pause(id).await;
+                        }
                     }
+                    assert_eq!(DEFAULT.get(&TASK_ID), Some(id));
+                    assert_eq!(DEFAULT.depth(), 2);
+                    Ok::<_, Error>(DEFAULT.get(&COUNTER))
                 }
-                assert_eq!(DEFAULT.get(&TASK_ID), Some(id));
-                Ok::<_, Error>(DEFAULT.get(&COUNTER))
+                .in_checkpoint(Checkpoint::new())
+                .await?;
+                assert_eq!(DEFAULT.get(&COUNTER), None, "left with its checkpoint");
+                Ok::<_, Error>(counted)
             }))
         })
         .collect();
@@ -110,22 +126,32 @@ async fn one_ambient_api_reaches_the_task_inside_a_scope_and_the_thread_outside(
     fn helper() -> Option<usize> {
         DEFAULT.get(&TASK_ID)
     }
-    let _thread = DEFAULT.enter();
-    DEFAULT.set(&TASK_ID, 1).unwrap();
-    assert_eq!(helper(), Some(1));
-    let inside = DEFAULT
-        .scope(async {
-            // A scope starts with a fresh stack: the thread's is not visible.
-            assert_eq!(helper(), None);
-            assert_eq!(DEFAULT.depth(), 0);
-            let _task = DEFAULT.task().enter();
-            DEFAULT.set(&TASK_ID, 2).unwrap();
-            tokio::task::yield_now().await;
-            helper()
-        })
-        .await;
-    assert_eq!(inside, Some(2));
-    assert_eq!(helper(), Some(1));
+    // Outside any scope the checkpoint is on the thread's stack.
+    async {
+        DEFAULT.set(&TASK_ID, 1).unwrap();
+        assert_eq!(helper(), Some(1));
+        let inside = DEFAULT
+            .scope(async {
+                // A scope starts with a fresh stack: the thread's is not visible.
+                assert_eq!(helper(), None);
+                assert_eq!(DEFAULT.depth(), 0);
+                async {
+                    DEFAULT.task().set(&TASK_ID, 2).unwrap();
+                    tokio::task::yield_now().await;
+                    assert_eq!(DEFAULT.task().depth(), 1);
+                    helper()
+                }
+                .in_checkpoint(Checkpoint::new())
+                .await
+            })
+            .await;
+        assert_eq!(inside, Some(2));
+        assert_eq!(helper(), Some(1));
+        assert_eq!(DEFAULT.task().depth(), 0, "no scope here");
+    }
+    .in_checkpoint(Checkpoint::new())
+    .await;
+    assert_eq!(helper(), None);
 }
 
 #[tokio::test]
@@ -148,19 +174,50 @@ async fn scopes_nest_and_restore_the_outer_scope() {
 #[test]
 fn the_task_only_handle_reports_a_missing_scope() {
     let task = DEFAULT.task();
-    assert_eq!(
-        task.try_get(&LEVEL),
-        Err(Error::NoScope { operation: "read" })
+    let err = task.try_get(&LEVEL).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NoScope {
+                operation: Operation::Read,
+                ..
+            }
+        ),
+        "{err:?}"
     );
     assert_eq!(task.get(&LEVEL), None);
     assert_eq!(task.depth(), 0);
+    assert!(!task.contains(&LEVEL));
     let err = task.set(&LEVEL, 1).unwrap_err();
-    assert_eq!(err, Error::NoScope { operation: "set" });
+    assert!(
+        matches!(
+            err.error(),
+            Error::NoScope {
+                operation: Operation::Set,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(
         err.to_string().contains("no task-local scope is active"),
         "{err}"
     );
-    assert!(matches!(task.try_enter(), Err(Error::NoScope { .. })));
+    assert_eq!(err.into_value(), 1, "the value is handed back");
+    assert!(matches!(
+        task.try_enter(),
+        Err(Error::NoScope {
+            operation: Operation::Enter,
+            ..
+        })
+    ));
+    assert!(matches!(
+        task.remove(&LEVEL),
+        Err(Error::NoScope {
+            operation: Operation::Remove,
+            ..
+        })
+    ));
     let panic = catch_unwind(|| drop(task.enter())).unwrap_err();
     let message = panic.downcast_ref::<String>().unwrap();
     assert!(
@@ -175,18 +232,55 @@ fn the_task_only_handle_reports_a_missing_scope() {
 }
 
 #[test]
-fn a_task_guard_outliving_its_scope_does_nothing_when_dropped() {
-    let mut scope = Scope::with_root(DEFAULT, Checkpoint::new());
-    let guard = scope.run(|| DEFAULT.task().enter());
-    assert_eq!(scope.stack().depth(), 2);
+fn a_task_guard_outliving_its_scope_run_is_reported_and_does_nothing_when_dropped() {
+    let mut scope = Scope::with_root(DEFAULT, Checkpoint::new().with_value(&LEVEL, 1));
     let _thread = DEFAULT.enter();
+    DEFAULT.set(&LEVEL, 100).unwrap();
+    // Returned out of the run, the guard outlives it: the run leaves its
+    // checkpoint and panics.
+    let panic = catch_unwind(AssertUnwindSafe(|| {
+        scope.run(|| {
+            let guard = DEFAULT.task().enter();
+            DEFAULT.set(&LEVEL, 2).unwrap();
+            guard
+        })
+    }))
+    .unwrap_err();
+    let message = panic_message(&*panic);
+    assert!(message.contains("held across"), "{message}");
+    assert_eq!(scope.stack().depth(), 1);
+    assert_eq!(scope.run(|| DEFAULT.get(&LEVEL)), Some(1));
+    assert_eq!(DEFAULT.depth(), 1, "the thread's stack is not touched");
+    assert_eq!(DEFAULT.get(&LEVEL), Some(100));
+
+    // `try_run` hands such a guard out, its checkpoint already left.
+    let guard = scope.try_run(|| DEFAULT.task().enter()).unwrap();
+    assert_eq!(scope.stack().depth(), 1);
+    // Dropped outside its scope, it does nothing.
     drop(guard);
     assert_eq!(DEFAULT.depth(), 1, "the thread's stack is not touched");
-    assert_eq!(scope.stack().depth(), 2);
-    // Dropped back inside its scope, it leaves its checkpoint.
-    let guard = scope.run(|| DEFAULT.task().enter());
-    scope.run(|| drop(guard));
-    assert_eq!(scope.stack().depth(), 2);
+    assert_eq!(scope.stack().depth(), 1);
+    // Dropped back inside its scope, it does not take another checkpoint
+    // for its own.
+    let guard = scope.try_run(|| DEFAULT.task().enter()).unwrap();
+    let depth = scope.run(|| {
+        let _fresh = DEFAULT.task().enter();
+        drop(guard);
+        DEFAULT.depth()
+    });
+    assert_eq!(depth, 2);
+    assert_eq!(scope.stack().depth(), 1);
+    assert_eq!(scope.run(|| DEFAULT.get(&LEVEL)), Some(1));
+    assert_eq!(DEFAULT.depth(), 1);
+}
+
+/// The text of a panic payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|m| m.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,32 +307,87 @@ async fn instrumented_futures_keep_their_values_between_polls_and_hide_them_betw
 }
 
 #[tokio::test]
-async fn a_task_guard_held_across_an_await_in_an_instrumented_future_survives_the_suspension() {
+async fn a_task_guard_held_across_an_await_in_an_instrumented_future_panics_and_is_left() {
+    let polls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&polls);
     DEFAULT
-        .scope_with(Checkpoint::new().with_value(&LEVEL, 0), async {
-            let inner = async {
+        .scope_with(Checkpoint::new().with_value(&LEVEL, 0), async move {
+            let inner = async move {
                 let _held = DEFAULT.task().enter();
                 DEFAULT.set(&LEVEL, 2).unwrap();
-                tokio::task::yield_now().await;
                 assert_eq!(DEFAULT.depth(), 3);
-                assert_eq!(DEFAULT.get(&LEVEL), Some(2));
+                counted.fetch_add(1, Ordering::SeqCst);
                 tokio::task::yield_now().await;
+                unreachable!("the poll that held the guard across the await panicked");
             };
-            let observer = async {
-                for _ in 0..3 {
-                    assert_eq!(DEFAULT.depth(), 1);
-                    assert_eq!(DEFAULT.get(&LEVEL), Some(0));
-                    tokio::task::yield_now().await;
-                }
-            };
-            tokio::join!(
-                inner.in_checkpoint(Checkpoint::new().with_value(&LEVEL, 1)),
-                observer
-            );
+            let mut inner = Box::pin(inner.in_checkpoint(Checkpoint::new().with_value(&LEVEL, 1)));
+            let mut cx = Context::from_waker(Waker::noop());
+            let panic =
+                catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(&mut cx))).unwrap_err();
+            let message = panic_message(&*panic);
+            assert!(message.contains("held across"), "{message}");
+            assert!(message.contains("stackholm::DEFAULT"), "{message}");
+            // Both checkpoints are off the stack: what other futures of the
+            // task see is the scope as it was.
+            assert_eq!(DEFAULT.depth(), 1);
+            assert_eq!(DEFAULT.get(&LEVEL), Some(0));
+            tokio::task::yield_now().await;
+            assert_eq!(DEFAULT.depth(), 1);
+            assert_eq!(DEFAULT.get(&LEVEL), Some(0));
+            // Dropping the future (inside its own checkpoint) changes nothing
+            // either: the held guard's checkpoint is already gone.
+            drop(inner);
             assert_eq!(DEFAULT.depth(), 1);
             assert_eq!(DEFAULT.get(&LEVEL), Some(0));
         })
         .await;
+    assert_eq!(
+        polls.load(Ordering::SeqCst),
+        1,
+        "the inner future was polled"
+    );
+    assert_eq!(DEFAULT.depth(), 0);
+}
+
+#[test]
+fn an_ambient_guard_held_across_an_await_in_an_instrumented_future_panics_outside_any_scope() {
+    let _thread = DEFAULT.enter();
+    DEFAULT.set(&LEVEL, 0).unwrap();
+    let mut future = pin!(async {
+        let _held = DEFAULT.enter();
+        DEFAULT.set(&LEVEL, 2).unwrap();
+        std::future::pending::<()>().await;
+    }
+    .in_checkpoint(Checkpoint::new().with_value(&LEVEL, 1)));
+    let mut cx = Context::from_waker(Waker::noop());
+    let panic = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))).unwrap_err();
+    let message = panic_message(&*panic);
+    assert!(message.contains("held across"), "{message}");
+    assert_eq!(DEFAULT.depth(), 1);
+    assert_eq!(DEFAULT.get(&LEVEL), Some(0));
+}
+
+#[test]
+fn a_guard_held_across_an_await_in_a_scoped_future_panics_and_is_left() {
+    let _thread = DEFAULT.enter();
+    DEFAULT.set(&LEVEL, 100).unwrap();
+    let mut scoped = pin!(
+        DEFAULT.scope_with(Checkpoint::new().with_value(&LEVEL, 0), async {
+            let _held = DEFAULT.task().enter();
+            DEFAULT.set(&LEVEL, 2).unwrap();
+            std::future::pending::<()>().await;
+        })
+    );
+    let mut cx = Context::from_waker(Waker::noop());
+    let panic = catch_unwind(AssertUnwindSafe(|| scoped.as_mut().poll(&mut cx))).unwrap_err();
+    let message = panic_message(&*panic);
+    assert!(message.contains("held across"), "{message}");
+    // The scope's stack is back to its root; the thread's is untouched.
+    let scope = scoped.as_mut().take_scope().unwrap();
+    assert_eq!(scope.stack().depth(), 1);
+    assert_eq!(scope.stack().get(&LEVEL), Some(&0));
+    assert_eq!(DEFAULT.depth(), 1);
+    assert_eq!(DEFAULT.get(&LEVEL), Some(100));
 }
 
 #[tokio::test]
@@ -251,15 +400,27 @@ async fn a_future_dropped_inside_nested_checkpoints_leaves_the_stack_as_it_was()
                 .store(DEFAULT.get(&LEVEL).unwrap_or(99), Ordering::SeqCst);
         }
     }
+    let dropped_deep = Arc::new(AtomicUsize::new(0));
     DEFAULT
         .scope_with(Checkpoint::new().with_value(&LEVEL, 0), async {
             let witness = SeesLevelOnDrop(Arc::clone(&dropped_inside));
+            let deep_witness = SeesLevelOnDrop(Arc::clone(&dropped_deep));
             let stuck = async move {
                 let _witness = witness;
-                let _a = DEFAULT.task().enter();
-                DEFAULT.set(&LEVEL, 2).unwrap();
-                let _b = DEFAULT.task().enter();
-                std::future::pending::<()>().await;
+                // Two nested checkpoints, the first setting a value, each
+                // scoping the rest of the future.
+                async move {
+                    DEFAULT.set(&LEVEL, 2).unwrap();
+                    async move {
+                        let _deep_witness = deep_witness;
+                        assert_eq!(DEFAULT.depth(), 4);
+                        std::future::pending::<()>().await;
+                    }
+                    .in_checkpoint(Checkpoint::new())
+                    .await;
+                }
+                .in_checkpoint(Checkpoint::new())
+                .await;
             }
             .in_checkpoint(Checkpoint::new().with_value(&LEVEL, 1));
             let timed_out = tokio::time::timeout(Duration::from_millis(5), stuck).await;
@@ -268,23 +429,48 @@ async fn a_future_dropped_inside_nested_checkpoints_leaves_the_stack_as_it_was()
             assert_eq!(DEFAULT.get(&LEVEL), Some(0));
         })
         .await;
-    // The inner future was dropped inside its own checkpoint: the witness,
-    // dropped after the guards declared below it, saw the checkpoint's value
-    // (not the scope root's 0, nor nothing).
+    // The inner futures were dropped inside their own checkpoints: the
+    // witness, dropped after the nested futures below it, saw the outer
+    // checkpoint's value (not the scope root's 0, nor nothing, nor the
+    // nested 2), and the deep witness saw the nested checkpoints' value.
     assert_eq!(dropped_inside.load(Ordering::SeqCst), 1);
+    assert_eq!(dropped_deep.load(Ordering::SeqCst), 2);
 
-    // A whole scoped future dropped mid-flight takes its stack with it.
-    let mut scoped = Box::pin(
-        DEFAULT.scope_with(Checkpoint::new().with_value(&LEVEL, 7), async {
-            let _g = DEFAULT.task().enter();
+    // A whole scoped future dropped mid-flight takes its stack with it, and
+    // drops the values of its checkpoints inside its scope.
+    struct RecordsLevelOnDrop(&'static str, Arc<Mutex<Vec<String>>>);
+    impl Drop for RecordsLevelOnDrop {
+        fn drop(&mut self) {
+            let seen = format!("{} saw {:?}", self.0, DEFAULT.get(&LEVEL));
+            self.1.lock().unwrap().push(seen);
+        }
+    }
+    static RECORDS: Key<RecordsLevelOnDrop> = Key::new("records");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let root = Checkpoint::new()
+        .with_value(&LEVEL, 7)
+        .with_value(&RECORDS, RecordsLevelOnDrop("root", Arc::clone(&log)));
+    let in_flight = RecordsLevelOnDrop("in flight", Arc::clone(&log));
+    let mut scoped = Box::pin(DEFAULT.scope_with(root, async move {
+        async move {
+            DEFAULT.set(&RECORDS, in_flight).unwrap();
+            DEFAULT.set(&LEVEL, 8).unwrap();
             std::future::pending::<()>().await;
-        }),
-    );
+        }
+        .in_checkpoint(Checkpoint::new())
+        .await;
+    }));
     let mut cx = Context::from_waker(Waker::noop());
     assert!(scoped.as_mut().poll(&mut cx).is_pending());
-    assert_eq!(scoped.scope().unwrap().stack().depth(), 2);
+    // Between polls the future's own checkpoint is off the stack.
+    assert_eq!(scoped.scope().unwrap().stack().depth(), 1);
+    assert_eq!(DEFAULT.depth(), 0);
     drop(scoped);
     assert_eq!(DEFAULT.depth(), 0);
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["in flight saw Some(7)", "root saw None"]
+    );
 }
 
 #[test]
@@ -309,13 +495,17 @@ async fn a_panic_inside_a_scoped_task_affects_no_other_task() {
     let panicking = tokio::spawn(DEFAULT.scope_with(
         Checkpoint::new().with_value(&LEVEL, 1),
         async {
-            let _a = DEFAULT.task().enter();
-            tokio::task::yield_now().await;
-            let _b = DEFAULT.task().enter();
-            panic!("handler failed");
+            async {
+                tokio::task::yield_now().await;
+                let _b = DEFAULT.task().enter();
+                panic!("handler failed");
+            }
+            .in_checkpoint(Checkpoint::new())
+            .await;
         },
     ));
-    assert!(panicking.await.unwrap_err().is_panic());
+    let panic = panicking.await.unwrap_err().into_panic();
+    assert_eq!(panic_message(&*panic), "handler failed");
     let healthy = tokio::spawn(DEFAULT.scope(async {
         let before = (DEFAULT.depth(), DEFAULT.get(&LEVEL));
         tokio::task::yield_now().await;
@@ -329,55 +519,103 @@ async fn a_panic_inside_a_scoped_task_affects_no_other_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_carries_the_visible_values_and_nothing_leaks_back() {
     DEFAULT
-        .scope(async {
-            let _root = DEFAULT.task().enter();
+        .scope_with(Checkpoint::new(), async {
             DEFAULT.set(&SHARED, Unclonable("parent")).unwrap();
             DEFAULT.set(&LEVEL, 1).unwrap();
-            DEFAULT.set_block(&TASK_ID, 5).unwrap();
-            let _nested = DEFAULT.task().enter();
-            DEFAULT.set(&LEVEL, 2).unwrap();
+            async {
+                DEFAULT.set(&LEVEL, 2).unwrap();
+                DEFAULT.set_block(&TASK_ID, 5).unwrap();
+                assert_eq!(DEFAULT.depth(), 2);
 
-            let child = DEFAULT.spawn(async {
-                let seen = (
-                    DEFAULT.with(&SHARED, |v| v.map(|v| v.0)),
-                    DEFAULT.get(&LEVEL),
-                    DEFAULT.get_block(&TASK_ID),
-                    DEFAULT.depth(),
-                );
-                DEFAULT.set(&LEVEL, 100).unwrap();
-                DEFAULT.set(&SHARED, Unclonable("child")).unwrap();
-                tokio::task::yield_now().await;
-                seen
-            });
-            // The parent goes on changing its own values meanwhile.
-            DEFAULT.set(&LEVEL, 3).unwrap();
-            let seen = child.await.unwrap();
-            assert_eq!(seen, (Some("parent"), Some(2), None, 1));
-            assert_eq!(DEFAULT.get(&LEVEL), Some(3));
-            DEFAULT.with(&SHARED, |v| assert_eq!(v, Some(&Unclonable("parent"))));
+                let child = DEFAULT.spawn(async {
+                    let seen = (
+                        DEFAULT.with(&SHARED, |v| v.map(|v| v.0)),
+                        DEFAULT.get(&LEVEL),
+                        DEFAULT.get_block(&TASK_ID),
+                        DEFAULT.depth(),
+                    );
+                    DEFAULT.set(&LEVEL, 100).unwrap();
+                    DEFAULT.set(&SHARED, Unclonable("child")).unwrap();
+                    tokio::task::yield_now().await;
+                    seen
+                });
+                // The parent goes on changing its own values meanwhile.
+                DEFAULT.set(&LEVEL, 3).unwrap();
+                let seen = child.await.unwrap();
+                // A block value set where the child was spawned is not
+                // carried.
+                assert_eq!(seen, (Some("parent"), Some(2), None, 1));
+                assert_eq!(DEFAULT.get(&LEVEL), Some(3));
+                assert_eq!(DEFAULT.get_block(&TASK_ID), Some(5));
+                DEFAULT.with(&SHARED, |v| assert_eq!(v, Some(&Unclonable("parent"))));
+            }
+            .in_checkpoint(Checkpoint::new())
+            .await;
+            assert_eq!(DEFAULT.get(&LEVEL), Some(1));
         })
         .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_blocking_carries_the_visible_values() {
-    let _thread = DEFAULT.enter();
-    DEFAULT.set(&SHARED, Unclonable("caller")).unwrap();
-    let seen = DEFAULT
-        .spawn_blocking(|| {
-            let seen = DEFAULT.with(&SHARED, |v| v.map(|v| v.0));
-            DEFAULT.set(&SHARED, Unclonable("blocking")).unwrap();
-            seen
-        })
-        .await
-        .unwrap();
-    assert_eq!(seen, Some("caller"));
-    DEFAULT.with(&SHARED, |v| assert_eq!(v, Some(&Unclonable("caller"))));
+    // The checkpoint is on the test thread's stack, entered on every poll.
+    async {
+        DEFAULT.set(&SHARED, Unclonable("caller")).unwrap();
+        let seen = DEFAULT
+            .spawn_blocking(|| {
+                let seen = DEFAULT.with(&SHARED, |v| v.map(|v| v.0));
+                DEFAULT.set(&SHARED, Unclonable("blocking")).unwrap();
+                seen
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen, Some("caller"));
+        DEFAULT.with(&SHARED, |v| assert_eq!(v, Some(&Unclonable("caller"))));
+    }
+    .in_checkpoint(Checkpoint::new())
+    .await;
     // The blocking pool thread's own stack was not touched.
     let depth = tokio::task::spawn_blocking(|| DEFAULT.depth())
         .await
         .unwrap();
     assert_eq!(depth, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inherit_runs_a_future_in_a_scope_rooted_at_the_visible_values() {
+    DEFAULT
+        .scope_with(Checkpoint::new().with_value(&LEVEL, 1), async {
+            async {
+                DEFAULT.set(&SHARED, Unclonable("parent")).unwrap();
+                let mut jobs = tokio::task::JoinSet::new();
+                for i in 0..4 {
+                    jobs.spawn(DEFAULT.inherit(async move {
+                        let seen = (
+                            DEFAULT.get(&LEVEL),
+                            DEFAULT.with(&SHARED, |v| v.map(|v| v.0)),
+                            DEFAULT.depth(),
+                        );
+                        DEFAULT.set(&LEVEL, 10 + i).unwrap();
+                        tokio::task::yield_now().await;
+                        assert_eq!(DEFAULT.get(&LEVEL), Some(10 + i));
+                        seen
+                    }));
+                }
+                // What the jobs set stays in them.
+                DEFAULT.set(&LEVEL, 2).unwrap();
+                let mut joined = 0;
+                while let Some(seen) = jobs.join_next().await {
+                    assert_eq!(seen.unwrap(), (Some(1), Some("parent"), 1));
+                    joined += 1;
+                }
+                assert_eq!(joined, 4);
+                assert_eq!(DEFAULT.get(&LEVEL), Some(2));
+            }
+            .in_checkpoint(Checkpoint::new())
+            .await;
+            assert_eq!(DEFAULT.get(&LEVEL), Some(1));
+        })
+        .await;
 }
 
 #[test]
@@ -413,22 +651,49 @@ fn a_snapshot_outside_any_checkpoint_is_empty() {
     assert_eq!(DEFAULT.snapshot().get(&COUNTER), Some(3));
 }
 
+/// Implemented twice for `Send` types, so that naming it on one is
+/// ambiguous and does not compile: `static_assertions`' trick for a
+/// negative bound.
+trait AmbiguousIfSend<A> {
+    fn not_send() {}
+}
+impl<T: ?Sized> AmbiguousIfSend<()> for T {}
+#[allow(dead_code)]
+struct IfSend;
+impl<T: ?Sized + Send> AmbiguousIfSend<IfSend> for T {}
+
+/// A future that would hold a task guard across an await. (A named
+/// function, so that its type's auto traits are known where it is used.)
+async fn holds_a_task_guard_across_an_await() {
+    let _g = DEFAULT.task().enter();
+    tokio::task::yield_now().await;
+}
+
+/// Compiles only for a value whose type is not `Send`.
+fn assert_not_send<T: AmbiguousIfSend<A>, A>(_: &T) {}
+
 #[test]
-fn futures_and_task_guards_are_send() {
+fn futures_are_send_and_guards_are_not() {
     fn assert_send<T: Send>(_: &T) {}
     fn assert_send_type<T: Send>() {}
     let scoped: Scoped<_> = DEFAULT.scope(async {});
     assert_send(&scoped);
     let instrumented: InCheckpoint<_> = async {}.in_checkpoint(Checkpoint::new());
     assert_send(&instrumented);
-    assert_send_type::<CheckpointGuard<TaskOnly>>();
     assert_send_type::<Scope>();
-    // A future holding a task guard across an await can be spawned.
-    let holds_guard = async {
-        let _g = DEFAULT.task().enter();
+    // Instrumented futures that set values can be spawned.
+    let sets = async {
+        DEFAULT.set(&LEVEL, 1).unwrap();
         tokio::task::yield_now().await;
-    };
-    assert_send(&holds_guard);
+    }
+    .in_checkpoint(Checkpoint::new());
+    assert_send(&sets);
+    // Guards are `!Send`, task guards included (these lines would not
+    // compile if they were `Send`), so a future holding one across an await
+    // cannot be spawned.
+    let _ = <CheckpointGuard<TaskOnly> as AmbiguousIfSend<_>>::not_send;
+    let _ = <CheckpointGuard<Ambient> as AmbiguousIfSend<_>>::not_send;
+    assert_not_send(&holds_a_task_guard_across_an_await());
 }
 
 #[test]

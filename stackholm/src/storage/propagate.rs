@@ -121,13 +121,12 @@ impl Storage {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), stackholm::Error> {
-    /// use stackholm::{Key, DEFAULT};
+    /// use stackholm::{Checkpoint, Key, DEFAULT};
     ///
     /// static TRACE: Key<u64> = Key::new("trace");
     ///
     /// DEFAULT
-    ///     .scope(async {
-    ///         let _request = DEFAULT.task().enter();
+    ///     .scope_with(Checkpoint::new(), async {
     ///         DEFAULT.set(&TRACE, 99)?;
     ///         let child = DEFAULT.spawn(async {
     ///             let seen = DEFAULT.get(&TRACE);
