@@ -1,8 +1,10 @@
 //! The optimized stack against a naive model: a `Vec` of maps, walked from
 //! the top on every read. Random operation sequences must give identical
 //! results at every step, through the owned `Stack` and through an ambient
-//! `Storage` with guards.
+//! `Storage` with guards, guards dropped out of order and values whose
+//! destructors read the storage included.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use proptest::prelude::*;
@@ -37,6 +39,15 @@ enum Op {
     Reset(usize),
     /// Take a snapshot of the visible values (which shares them).
     Snapshot,
+    /// Drop the guard at this position (modulo the number held), leaving
+    /// the checkpoints above it too: their guards become stale.
+    LeaveAt(usize),
+    /// Drop a stale guard, whose checkpoint is already gone.
+    DropStale,
+    /// Set a probe, a value whose destructor reads the storage.
+    SetProbe,
+    RemoveProbe,
+    ResetProbe,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -56,10 +67,59 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Only for the storage: an owned stack has no guards to drop out of
+/// order, and its values' destructors cannot reach it.
+fn storage_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        12 => op().prop_filter("no pop-with-save on storages", |op| {
+            !matches!(op, Op::PopSaved | Op::EnterSaved)
+        }),
+        1 => (0..8_usize).prop_map(Op::LeaveAt),
+        1 => Just(Op::DropStale),
+        2 => Just(Op::SetProbe),
+        1 => Just(Op::RemoveProbe),
+        1 => Just(Op::ResetProbe),
+    ]
+}
+
 #[derive(Debug, Default, Clone, PartialEq)]
 struct Frame {
     values: HashMap<usize, u32>,
     block_values: HashMap<usize, u32>,
+    probe: Option<u64>,
+}
+
+/// What a probe's destructor saw: its id, the depth, every key's value and
+/// the nearest probe.
+type Seen = (u64, usize, [Option<u32>; KEY_COUNT], Option<u64>);
+
+thread_local! {
+    static PROBES_SEEN: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A value whose destructor reads the storage it is dropped from.
+#[derive(Debug)]
+struct Probe(u64);
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let s = &MODEL_STORAGE;
+        let seen = (
+            self.0,
+            s.depth(),
+            std::array::from_fn(|k| s.get(&KEYS[k])),
+            s.with(&PROBE, |probe| probe.map(|p| p.0)),
+        );
+        PROBES_SEEN.with(|log| log.borrow_mut().push(seen));
+    }
+}
+
+static PROBE: Key<Probe> = Key::new("probe");
+
+fn probes_seen() -> Vec<Seen> {
+    let mut seen = PROBES_SEEN.with(|log| std::mem::take(&mut *log.borrow_mut()));
+    seen.sort_unstable();
+    seen
 }
 
 /// The documented semantics, written the obvious way.
@@ -67,9 +127,34 @@ struct Frame {
 struct Model {
     frames: Vec<Frame>,
     saved: Vec<Frame>,
+    /// The id the next probe gets.
+    next_probe: u64,
+    /// What the probes dropped by the last operation must have seen.
+    seen: Vec<Seen>,
 }
 
 impl Model {
+    /// What a probe dropped now would see.
+    fn seen_by(&self, probe: u64) -> Seen {
+        (
+            probe,
+            self.frames.len(),
+            std::array::from_fn(|k| self.get(k)),
+            self.frames.iter().rev().find_map(|f| f.probe),
+        )
+    }
+
+    /// Leaves frames, innermost first, down to `depth`; each probe sees the
+    /// stack with its own frame already gone.
+    fn truncate(&mut self, depth: usize) {
+        while self.frames.len() > depth {
+            let frame = self.frames.pop().expect("above depth");
+            if let Some(probe) = frame.probe {
+                self.seen.push(self.seen_by(probe));
+            }
+        }
+    }
+
     fn get(&self, k: usize) -> Option<u32> {
         self.frames
             .iter()
@@ -91,12 +176,61 @@ impl Model {
                 self.frames.push(Frame {
                     values: values.iter().copied().collect(),
                     block_values: block_values.iter().copied().collect(),
+                    probe: None,
                 });
                 Ok(None)
             }
-            Op::Leave => self.frames.pop().map(|_| None).ok_or(()),
+            Op::Leave => {
+                let depth = self.frames.len().checked_sub(1).ok_or(())?;
+                self.truncate(depth);
+                Ok(None)
+            }
+            Op::LeaveAt(at) => {
+                if self.frames.is_empty() {
+                    return Err(());
+                }
+                self.truncate(at % self.frames.len());
+                Ok(None)
+            }
+            Op::DropStale => Ok(None),
+            Op::SetProbe => {
+                let probe = self.next_probe;
+                self.next_probe += 1;
+                if self.frames.is_empty() {
+                    // Refused and handed back, then dropped by the caller.
+                    self.seen.push(self.seen_by(probe));
+                    return Err(());
+                }
+                let old = self.frames.last_mut().ok_or(())?.probe.replace(probe);
+                if let Some(old) = old {
+                    self.seen.push(self.seen_by(old));
+                }
+                Ok(None)
+            }
+            Op::RemoveProbe => {
+                if self.frames.is_empty() {
+                    return Err(());
+                }
+                let nearest = self.frames.iter_mut().rev().find_map(|f| f.probe.take());
+                if let Some(probe) = nearest {
+                    self.seen.push(self.seen_by(probe));
+                }
+                Ok(Some(usize::from(nearest.is_some())))
+            }
+            Op::ResetProbe => {
+                let removed: Vec<u64> = self
+                    .frames
+                    .iter_mut()
+                    .filter_map(|f| f.probe.take())
+                    .collect();
+                for &probe in &removed {
+                    self.seen.push(self.seen_by(probe));
+                }
+                Ok(Some(removed.len()))
+            }
             Op::PopSaved => {
                 let frame = self.frames.pop().ok_or(())?;
+                debug_assert!(frame.probe.is_none(), "probes are for storages");
                 self.saved.push(frame);
                 Ok(None)
             }
@@ -141,9 +275,11 @@ impl Model {
                     .filter_map(|f| f.values.remove(k))
                     .count(),
             )),
-            Op::Snapshot => Ok(Some(
-                (0..KEY_COUNT).filter(|&k| self.get(k).is_some()).count(),
-            )),
+            Op::Snapshot => {
+                let values = (0..KEY_COUNT).filter(|&k| self.get(k).is_some()).count();
+                let probe = self.frames.iter().any(|f| f.probe.is_some());
+                Ok(Some(values + usize::from(probe)))
+            }
         }
     }
 }
@@ -166,6 +302,7 @@ fn frame_of(checkpoint: &Checkpoint) -> Frame {
     Frame {
         values: collect(&|key| checkpoint.get(key)),
         block_values: collect(&|key| checkpoint.get_block(key)),
+        probe: None,
     }
 }
 
@@ -207,6 +344,9 @@ fn apply_to_stack(
         Op::Remove(k) => count(stack.remove(&KEYS[*k])),
         Op::RemoveBlock(k) => count(stack.remove_block(&KEYS[*k])),
         Op::Reset(k) => Ok(Some(stack.reset(&KEYS[*k]))),
+        Op::LeaveAt(_) | Op::DropStale | Op::SetProbe | Op::RemoveProbe | Op::ResetProbe => {
+            unreachable!("only generated for storages")
+        }
         Op::Snapshot => {
             let snapshot = stack.snapshot();
             for (k, key) in KEYS.iter().enumerate() {
@@ -221,9 +361,18 @@ fn apply_to_stack(
     }
 }
 
+/// The guards a storage test holds: live ones, innermost last, and stale
+/// ones, whose checkpoints an outer guard took along.
+#[derive(Default)]
+struct Guards {
+    live: Vec<CheckpointGuard>,
+    stale: Vec<CheckpointGuard>,
+    next_probe: u64,
+}
+
 /// The ambient storage has no pop-with-save: its guards drop what they
 /// held, so `PopSaved`/`EnterSaved` are not generated for it.
-fn apply_to_storage(guards: &mut Vec<CheckpointGuard>, op: &Op) -> Result<Option<usize>, ()> {
+fn apply_to_storage(guards: &mut Guards, op: &Op) -> Result<Option<usize>, ()> {
     let s = &MODEL_STORAGE;
     let done = |r: Result<(), SetError<u32>>, v: u32| match r {
         Ok(()) => Ok(None),
@@ -239,10 +388,34 @@ fn apply_to_storage(guards: &mut Vec<CheckpointGuard>, op: &Op) -> Result<Option
             values,
             block_values,
         } => {
-            guards.push(s.enter_with(checkpoint_of(values, block_values)));
+            guards
+                .live
+                .push(s.enter_with(checkpoint_of(values, block_values)));
             Ok(None)
         }
-        Op::Leave => guards.pop().map(|_| None).ok_or(()),
+        Op::Leave => guards.live.pop().map(|_| None).ok_or(()),
+        Op::LeaveAt(at) => {
+            if guards.live.is_empty() {
+                return Err(());
+            }
+            let at = at % guards.live.len();
+            // Dropped while the guards entered after it still live.
+            let above = guards.live.split_off(at + 1);
+            drop(guards.live.pop());
+            guards.stale.extend(above);
+            Ok(None)
+        }
+        Op::DropStale => {
+            drop(guards.stale.pop());
+            Ok(None)
+        }
+        Op::SetProbe => {
+            let probe = guards.next_probe;
+            guards.next_probe += 1;
+            s.set(&PROBE, Probe(probe)).map(|()| None).map_err(|_| ())
+        }
+        Op::RemoveProbe => count(s.remove(&PROBE)),
+        Op::ResetProbe => s.reset(&PROBE).map(Some).map_err(|_| ()),
         Op::PopSaved | Op::EnterSaved => unreachable!("not generated for storages"),
         Op::Snapshot => s.try_snapshot().map(|c| Some(c.len())).map_err(|_| ()),
         Op::Set(k, v) => done(s.set(&KEYS[*k], *v), *v),
@@ -312,23 +485,29 @@ proptest! {
     }
 
     #[test]
-    fn storage_matches_model(
-        ops in prop::collection::vec(
-            op().prop_filter("no pop-with-save on storages", |op| {
-                !matches!(op, Op::PopSaved | Op::EnterSaved)
-            }),
-            1..60,
-        )
-    ) {
+    fn storage_matches_model(ops in prop::collection::vec(storage_op(), 1..60)) {
+        // A failed case drops its guards on the way out, after its checks.
+        probes_seen();
         let mut model = Model::default();
-        let mut guards = Vec::new();
+        let mut guards = Guards::default();
         for (step, op) in ops.iter().enumerate() {
             let expected = model.apply(op);
             let actual = apply_to_storage(&mut guards, op);
             prop_assert_eq!(actual, expected, "result of {:?} at step {}", op, step);
             assert_storage_agrees(&model, step)?;
+            let mut expected_seen = std::mem::take(&mut model.seen);
+            expected_seen.sort_unstable();
+            prop_assert_eq!(
+                probes_seen(),
+                expected_seen,
+                "what destructors saw during {:?} at step {}",
+                op,
+                step
+            );
         }
-        while guards.pop().is_some() {}
+        while guards.live.pop().is_some() {}
+        guards.stale.clear();
+        probes_seen();
         prop_assert_eq!(MODEL_STORAGE.depth(), 0);
     }
 }
