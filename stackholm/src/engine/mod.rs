@@ -12,5 +12,5 @@ mod value;
 pub use checkpoint::Checkpoint;
 pub(crate) use doomed::{Doomed, Panics};
 pub(crate) use slot::Kind;
-pub(crate) use stack::{run_steps, FrameId, Step, Until};
+pub(crate) use stack::{leave_by_steps, FrameId, Step, Until};
 pub use stack::{Stack, StackGuard};

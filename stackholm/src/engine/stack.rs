@@ -171,6 +171,20 @@ impl Stack {
         self.depth
     }
 
+    /// Whether any active checkpoint holds a value.
+    pub(crate) fn holds_values(&self) -> bool {
+        self.frames[..self.depth]
+            .iter()
+            .any(|frame| !frame.settings.is_empty())
+    }
+
+    /// Leaves every checkpoint of a stack whose checkpoints hold no values:
+    /// there is nothing to drop, so nothing that needs the stack installed.
+    pub(crate) fn clear_empty(&mut self) {
+        debug_assert!(!self.holds_values(), "values are dropped by leaving");
+        self.depth = 0;
+    }
+
     /// The id of the innermost checkpoint, if one is active.
     #[inline]
     pub(crate) fn top_id(&self) -> Option<FrameId> {
@@ -477,11 +491,26 @@ impl Stack {
         self.top_id() == Some(id) && self.pop_into(checkpoint).is_some()
     }
 
+    /// Leaves the checkpoint `id` if it is the innermost one, moving its
+    /// values into `doomed` (the stack's own if `None`): the common case of
+    /// [`step`](Self::step), kept small enough to inline.
+    #[inline]
+    pub(crate) fn leave_top(&mut self, id: FrameId, doomed: Option<&mut Doomed>) -> bool {
+        let top = self.depth.checked_sub(1);
+        if top.is_some_and(|top| self.frames[top].id == id) {
+            self.pop_discard(doomed);
+            true
+        } else {
+            false
+        }
+    }
+
     /// Takes one frame off the stack on the way to `until`, moving its
-    /// values into `doomed`.
-    pub(crate) fn step(&mut self, until: Until, doomed: &mut Doomed) -> Step {
+    /// values into `doomed`, or into the stack's own place for them if
+    /// `None`.
+    pub(crate) fn step(&mut self, until: Until, doomed: Option<&mut Doomed>) -> Step {
         let top = self.top_id();
-        let reached = match until {
+        let target = match until {
             Until::Left(id) if top == Some(id) => {
                 self.pop_discard(doomed);
                 return Step::Left;
@@ -490,7 +519,7 @@ impl Stack {
             Until::Top(target) if top == target => return Step::Reached,
             Until::Top(target) => target,
         };
-        match reached {
+        match target {
             Some(id) if self.position_of(id).is_none() => Step::Missing,
             _ => {
                 self.pop_discard(doomed);
@@ -504,15 +533,22 @@ impl Stack {
     /// checkpoints were left.
     ///
     /// A destructor that panics does not stop the others, nor the leaving;
-    /// its panic is resumed afterwards.
+    /// its panic is resumed afterwards (see [`Panics::resume`]).
+    #[inline]
     pub(crate) fn leave_until(&mut self, until: Until) -> usize {
-        let mut doomed = std::mem::take(&mut self.doomed);
-        let mut panics = Panics::default();
-        let left = run_steps(&mut doomed, &mut panics, |doomed| {
-            Ok::<_, Error>(self.step(until, doomed))
+        if let Until::Left(id) = until {
+            if self.leave_top(id, None) {
+                let mut panics = Panics::default();
+                self.doomed.drop_values(&mut panics);
+                panics.resume();
+                return 1;
+            }
+        }
+        let left = leave_by_steps(|panics| {
+            let step = self.step(until, None);
+            self.doomed.drop_values(panics);
+            Ok::<_, Error>(step)
         });
-        self.doomed = doomed;
-        panics.resume();
         left.unwrap_or_default()
     }
 
@@ -522,14 +558,19 @@ impl Stack {
             .rposition(|frame| frame.id == id)
     }
 
-    /// Leaves the innermost checkpoint, moving its values into `doomed`.
+    /// Leaves the innermost checkpoint, moving its values into `doomed` (the
+    /// stack's own if `None`).
     #[inline]
-    fn pop_discard(&mut self, doomed: &mut Doomed) {
+    fn pop_discard(&mut self, doomed: Option<&mut Doomed>) {
         if let Some(depth) = self.depth.checked_sub(1) {
             self.depth = depth;
             let frame = &mut self.frames[depth];
-            // First set, first in: `doomed` drops the last set first.
-            for setting in frame.settings.drain(..) {
+            let doomed = match doomed {
+                Some(doomed) => doomed,
+                None => &mut self.doomed,
+            };
+            // Last set, first in: `doomed` drops the first kept first.
+            while let Some(setting) = frame.settings.pop() {
                 if let Some(slot) = self.slots.erased_mut(setting.index()) {
                     slot.doom_top(setting.kind(), doomed);
                 }
@@ -636,26 +677,26 @@ pub(crate) enum Step {
     Missing,
 }
 
-/// Runs `step` until it is done, dropping the values each step took off
-/// before the next, with no stack borrowed. Returns how many frames the
-/// steps took off. A destructor that panics does not stop the steps; its
-/// panic is kept in `panics`, for the caller to resume once it is done.
-pub(crate) fn run_steps<E>(
-    doomed: &mut Doomed,
-    panics: &mut Panics,
-    mut step: impl FnMut(&mut Doomed) -> Result<Step, E>,
+/// Runs `step` until it is done and returns how many frames the steps took
+/// off. Each step drops the values it took off before the next, with no
+/// stack borrowed; a destructor that panics does not stop the steps, and
+/// the first such panic is resumed once they are over.
+#[inline]
+pub(crate) fn leave_by_steps<E>(
+    mut step: impl FnMut(&mut Panics) -> Result<Step, E>,
 ) -> Result<usize, E> {
+    let mut panics = Panics::default();
     let mut left = 0;
-    loop {
-        let result = step(doomed);
-        doomed.drop_values(panics);
-        match result {
+    let result = loop {
+        match step(&mut panics) {
             Ok(Step::More) => left += 1,
-            Ok(Step::Left) => return Ok(left + 1),
-            Ok(Step::Reached | Step::Missing) => return Ok(left),
-            Err(err) => return Err(err),
+            Ok(Step::Left) => break Ok(left + 1),
+            Ok(Step::Reached | Step::Missing) => break Ok(left),
+            Err(err) => break Err(err),
         }
-    }
+    };
+    panics.resume();
+    result
 }
 
 impl fmt::Debug for Stack {

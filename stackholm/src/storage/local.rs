@@ -1,9 +1,9 @@
 //! The thread-local state of one storage: the current stack, the stacks
 //! that running scopes have set aside, and spare stacks for new scopes.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 
-use crate::engine::{run_steps, Doomed, FrameId, Panics, Step, Until};
+use crate::engine::{leave_by_steps, Doomed, FrameId, Panics, Step, Until};
 use crate::error::Operation;
 use crate::{Error, Stack};
 
@@ -34,9 +34,9 @@ pub struct Local {
     /// request, behind a layer) does not allocate its frames and slots anew.
     spare: RefCell<Vec<Stack>>,
     /// Carriers for the values of checkpoints being left, kept warm. Taken
-    /// out while a leave runs, so that a destructor leaving checkpoints of
-    /// its own gets a fresh one.
-    doomed: Cell<Doomed>,
+    /// out while their values are dropped, so that a destructor leaving
+    /// checkpoints of its own finds a fresh one.
+    doomed: RefCell<Doomed>,
 }
 
 impl Local {
@@ -48,7 +48,7 @@ impl Local {
             parked: RefCell::new(Vec::new()),
             scopes: Cell::new(0),
             spare: RefCell::new(Vec::new()),
-            doomed: Cell::new(Doomed::new()),
+            doomed: RefCell::new(Doomed::new()),
         }
     }
 
@@ -118,18 +118,34 @@ impl Local {
         Ok(top)
     }
 
-    /// Takes the current stack back out and makes the stack set aside by
-    /// the matching [`install`](Self::install) current again; `None` if the
-    /// state is not reachable.
-    pub(super) fn uninstall(&self) -> Option<Stack> {
+    /// Leaves the checkpoints entered above `top` on the current stack (a
+    /// guard outlived the scope's run), then takes the current stack back
+    /// out and makes the stack set aside by the matching
+    /// [`install`](Self::install) current again. Returns how many
+    /// checkpoints had to be left, and the stack, or `None` if the state is
+    /// not reachable.
+    pub(super) fn uninstall(&self, top: Option<FrameId>) -> (usize, Option<Stack>) {
+        let strayed = self
+            .current
+            .try_borrow()
+            .is_ok_and(|stack| stack.top_id() != top);
+        let strays = if strayed { self.leave_strays(top) } else { 0 };
         let (Ok(mut current), Ok(mut parked)) =
             (self.current.try_borrow_mut(), self.parked.try_borrow_mut())
         else {
-            return None;
+            return (strays, None);
         };
-        let outer = parked.pop()?;
+        let Some(outer) = parked.pop() else {
+            return (strays, None);
+        };
         self.scopes.set(parked.len());
-        Some(std::mem::replace(&mut *current, outer))
+        (strays, Some(std::mem::replace(&mut *current, outer)))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn leave_strays(&self, top: Option<FrameId>) -> usize {
+        self.leave(Until::Top(top)).unwrap_or(0)
     }
 
     /// Leaves checkpoints until `until`, innermost first, and returns how
@@ -145,13 +161,59 @@ impl Local {
     /// A destructor that panics does not stop the others; its panic is
     /// resumed once all are dropped, unless the thread is already
     /// unwinding.
+    #[inline]
     pub(super) fn leave(&self, until: Until) -> Result<usize, Error> {
-        let mut doomed = self.doomed.take();
-        let mut panics = Panics::default();
-        let left = run_steps(&mut doomed, &mut panics, |doomed| self.step(until, doomed));
-        self.doomed.set(doomed);
-        panics.resume();
-        left
+        if let Until::Left(id) = until {
+            if let (Ok(mut current), Ok(mut doomed)) =
+                (self.current.try_borrow_mut(), self.doomed.try_borrow_mut())
+            {
+                if current.leave_top(id, Some(&mut doomed)) {
+                    drop(current);
+                    let mut panics = Panics::default();
+                    self.drain(doomed, &mut panics);
+                    panics.resume();
+                    return Ok(1);
+                }
+            }
+        }
+        self.leave_by_steps(until)
+    }
+
+    /// [`leave`](Self::leave), one checkpoint at a time.
+    #[inline(never)]
+    fn leave_by_steps(&self, until: Until) -> Result<usize, Error> {
+        leave_by_steps(|panics| {
+            let busy = Error::Busy {
+                operation: Operation::Leave,
+            };
+            let mut doomed = self.doomed.try_borrow_mut().map_err(|_| busy)?;
+            let step = self.step(until, &mut doomed)?;
+            self.drain(doomed, panics);
+            Ok(step)
+        })
+    }
+
+    /// Drops the values a leave took off, once no cell is borrowed.
+    #[inline]
+    fn drain(&self, doomed: RefMut<'_, Doomed>, panics: &mut Panics) {
+        if !doomed.is_empty() {
+            self.drop_doomed(doomed, panics);
+        }
+    }
+
+    /// Takes the values out of the cell, drops them with nothing borrowed,
+    /// then puts the carriers back for the next leave.
+    #[cold]
+    #[inline(never)]
+    fn drop_doomed(&self, mut doomed: RefMut<'_, Doomed>, panics: &mut Panics) {
+        let mut taken = std::mem::take(&mut *doomed);
+        drop(doomed);
+        taken.drop_values(panics);
+        if let Ok(mut kept) = self.doomed.try_borrow_mut() {
+            // What a destructor's own leave kept there holds no values: a
+            // leave drops all it takes off before it returns.
+            std::mem::swap(&mut *kept, &mut taken);
+        }
     }
 
     fn step(&self, until: Until, doomed: &mut Doomed) -> Result<Step, Error> {
@@ -162,7 +224,7 @@ impl Local {
             .current
             .try_borrow_mut()
             .map_err(|_| busy)?
-            .step(until, doomed);
+            .step(until, Some(&mut *doomed));
         if step != Step::Missing || !matches!(until, Until::Left(_)) {
             return Ok(step);
         }
@@ -170,7 +232,7 @@ impl Local {
         Ok(parked
             .iter_mut()
             .rev()
-            .map(|stack| stack.step(until, doomed))
+            .map(|stack| stack.step(until, Some(&mut *doomed)))
             .find(|step| *step != Step::Missing)
             .unwrap_or(Step::Missing))
     }

@@ -96,17 +96,16 @@ impl Scope {
     /// first, so the stack is as the call found it.
     #[track_caller]
     pub fn run<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        match self.run_counting_strays(f) {
-            Ok((output, 0)) => output,
-            Ok((_, strays)) => panic!(
-                "stackholm: {strays} checkpoint(s) of {} entered during a scope's run \
-                 were still active when it returned: a guard was held across an \
-                 `.await` (or kept past the call); in async code run the future inside \
-                 the checkpoint with `in_checkpoint` instead",
-                self.name
-            ),
-            Err(err) => panic!("stackholm: {}: {err}", self.name),
+        let name = self.name;
+        let mut installed = self
+            .install()
+            .unwrap_or_else(|err| panic!("stackholm: {name}: {err}"));
+        let output = f();
+        let strays = installed.take_back();
+        if strays > 0 {
+            held_across(name, strays);
         }
+        output
     }
 
     /// Runs `f` with this scope's stack as the storage's task-local stack,
@@ -121,57 +120,27 @@ impl Scope {
     /// storage, [`Error::Destroyed`] if the thread is exiting. `f` is not
     /// called then.
     pub fn try_run<R>(&mut self, f: impl FnOnce() -> R) -> Result<R, Error> {
-        self.run_counting_strays(f).map(|(output, _)| output)
+        let mut installed = self.install()?;
+        let output = f();
+        installed.take_back();
+        Ok(output)
     }
 
-    /// Runs `f` in the scope; also returns how many checkpoints entered
-    /// during the call had to be left after it.
-    fn run_counting_strays<R>(&mut self, f: impl FnOnce() -> R) -> Result<(R, usize), Error> {
-        /// Takes the stack back before the call ends, on return and on
-        /// unwind alike, once the checkpoints that outlived the call are
-        /// left.
-        struct TakeBack<'a> {
-            local: &'static LocalKey<Local>,
-            stack: &'a mut Option<Stack>,
-            top: Option<FrameId>,
-            done: bool,
-        }
-        impl TakeBack<'_> {
-            /// Returns how many checkpoints had to be left.
-            fn finish(&mut self) -> usize {
-                self.done = true;
-                let top = self.top;
-                let taken = self.local.try_with(|local| {
-                    let strays = local.leave(Until::Top(top)).unwrap_or(0);
-                    (strays, local.uninstall())
-                });
-                let (strays, stack) = taken.unwrap_or((0, None));
-                *self.stack = stack;
-                strays
-            }
-        }
-        impl Drop for TakeBack<'_> {
-            fn drop(&mut self) {
-                if !self.done {
-                    self.finish();
-                }
-            }
-        }
-
-        // Two thread-local lookups, install and take-back, measure fewer
-        // instructions than one lookup wrapped around `f`.
+    /// Installs the scope's stack until the returned guard takes it back.
+    ///
+    /// Two thread-local lookups, install and take-back, measure fewer
+    /// instructions than one lookup wrapped around the call.
+    fn install(&mut self) -> Result<Installed<'_>, Error> {
         let local = self.local;
         let top = local
             .try_with(|local| local.install(&mut self.stack))
             .map_err(|_| Error::Destroyed)??;
-        let mut take_back = TakeBack {
+        Ok(Installed {
             local,
             stack: &mut self.stack,
             top,
-            done: false,
-        };
-        let output = f();
-        Ok((output, take_back.finish()))
+            taken_back: false,
+        })
     }
 
     /// The scope's stack, for inspection between runs.
@@ -187,6 +156,52 @@ impl Scope {
     }
 }
 
+/// A scope's stack while it is installed. Takes it back when dropped, also
+/// when the call panics, once the checkpoints that outlived the call are
+/// left.
+struct Installed<'a> {
+    local: &'static LocalKey<Local>,
+    stack: &'a mut Option<Stack>,
+    /// The innermost checkpoint when the stack was installed.
+    top: Option<FrameId>,
+    taken_back: bool,
+}
+
+impl Installed<'_> {
+    /// Takes the stack back; returns how many checkpoints entered during the
+    /// call had to be left.
+    fn take_back(&mut self) -> usize {
+        self.taken_back = true;
+        let top = self.top;
+        let (strays, stack) = self
+            .local
+            .try_with(|local| local.uninstall(top))
+            .unwrap_or((0, None));
+        *self.stack = stack;
+        strays
+    }
+}
+
+impl Drop for Installed<'_> {
+    fn drop(&mut self) {
+        if !self.taken_back {
+            self.take_back();
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn held_across(name: &str, strays: usize) -> ! {
+    panic!(
+        "stackholm: {strays} checkpoint(s) of {name} entered during a scope's run \
+         were still active when it returned: a guard was held across an `.await` \
+         (or kept past the call); in async code run the future inside the \
+         checkpoint with `in_checkpoint` instead"
+    )
+}
+
 impl Drop for Scope {
     /// Leaves the checkpoints still active in the scope, innermost first,
     /// inside the scope: their values' destructors see the scope's stack as
@@ -197,6 +212,9 @@ impl Drop for Scope {
     /// storage, or on an exiting thread) the stack and its values are
     /// dropped as they are, with nothing borrowed.
     fn drop(&mut self) {
+        if let Some(stack) = self.stack.as_mut().filter(|stack| !stack.holds_values()) {
+            stack.clear_empty();
+        }
         if self.stack().depth() > 0 {
             let local = self.local;
             let cleared = self.try_run(|| local.with(|local| local.leave(Until::Top(None))));
