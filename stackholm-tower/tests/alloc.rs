@@ -4,11 +4,9 @@
 //! This binary counts every allocation through its global allocator, so it
 //! holds a single test: nothing else runs while it counts.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -19,32 +17,7 @@ use stackholm::{Error, Key, DEFAULT};
 use stackholm_tower::StackholmLayer;
 use tower::{service_fn, Layer, Service};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+include!("../../stackholm/tests/support/counting_alloc.rs");
 
 /// A value with a destructor, which reads the storage as it goes: it takes
 /// the path of values dropped after their checkpoint is left, inside the
@@ -91,11 +64,11 @@ where
     for id in 0..100 {
         one_request(service, id);
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     for id in 0..1000 {
         one_request(service, id);
     }
-    (ALLOCATIONS.load(Ordering::Relaxed) - before) / 1000
+    (allocations() - before) / 1000
 }
 
 #[test]

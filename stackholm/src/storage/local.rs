@@ -176,12 +176,12 @@ impl Local {
                 }
             }
         }
-        self.leave_by_steps(until)
+        self.leave_stepwise(until)
     }
 
     /// [`leave`](Self::leave), one checkpoint at a time.
     #[inline(never)]
-    fn leave_by_steps(&self, until: Until) -> Result<usize, Error> {
+    fn leave_stepwise(&self, until: Until) -> Result<usize, Error> {
         leave_by_steps(|panics| {
             let busy = Error::Busy {
                 operation: Operation::Leave,
