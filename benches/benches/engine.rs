@@ -223,6 +223,43 @@ fn enter_set_leave_with_drop_glue(c: &mut Criterion) {
     group.finish();
 }
 
+static SNAPSHOT_INHERITED: [stackholm::Key<u64>; 5] = [
+    stackholm::Key::new("i0").inherited(),
+    stackholm::Key::new("i1").inherited(),
+    stackholm::Key::new("i2").inherited(),
+    stackholm::Key::new("i3").inherited(),
+    stackholm::Key::new("i4").inherited(),
+];
+static SNAPSHOT_LOCAL: [stackholm::Key<u64>; 2] =
+    [stackholm::Key::new("l0"), stackholm::Key::new("l1")];
+
+/// A snapshot of 5 visible values: all inherited (what every snapshot took
+/// before keys could stay behind), and 3 inherited beside 2 that are not.
+fn snapshot(c: &mut Criterion) {
+    let mut group = c.benchmark_group("snapshot");
+    let cases: [(&str, Vec<&'static stackholm::Key<u64>>); 2] = [
+        ("5-inherited", SNAPSHOT_INHERITED.iter().collect()),
+        (
+            "3-inherited-2-not",
+            SNAPSHOT_INHERITED[..3]
+                .iter()
+                .chain(&SNAPSHOT_LOCAL)
+                .collect(),
+        ),
+    ];
+    for (id, keys) in cases {
+        group.bench_function(BenchmarkId::new("stackholm-owned", id), |b| {
+            let mut stack = Stack::new();
+            let mut root = stack.enter();
+            for (value, key) in (0..).zip(&keys) {
+                root.set(key, value).unwrap();
+            }
+            b.iter(|| black_box(root.snapshot()));
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = engine;
     config = Criterion::default()
@@ -231,6 +268,6 @@ criterion_group! {
         // Medians are what the report uses; fewer resamples keep the
         // analysis from taking longer than the measurement.
         .nresamples(10_000);
-    targets = enter_and_leave, enter_set_leave_with_drop_glue, read_nearest, remove_nearest, request, layer_per_request
+    targets = enter_and_leave, enter_set_leave_with_drop_glue, read_nearest, remove_nearest, request, snapshot, layer_per_request
 }
 criterion_main!(engine);

@@ -185,7 +185,7 @@ impl<'a> Root<'a> {
     }
 
     /// Sets a checkpoint value in the root: visible to the whole request.
-    pub fn set<T: Send + Sync + 'static>(&mut self, key: &'static Key<T>, value: T) {
+    pub fn set<T: Send + 'static>(&mut self, key: &'static Key<T>, value: T) {
         self.stack
             .set(key, value)
             .unwrap_or_else(|err| unreachable!("the root checkpoint is entered: {err}"));
@@ -193,7 +193,7 @@ impl<'a> Root<'a> {
 
     /// Sets a block value in the root: visible in the root checkpoint only,
     /// not in checkpoints nested in it.
-    pub fn set_block<T: Send + Sync + 'static>(&mut self, key: &'static Key<T>, value: T) {
+    pub fn set_block<T: Send + 'static>(&mut self, key: &'static Key<T>, value: T) {
         self.stack
             .set_block(key, value)
             .unwrap_or_else(|err| unreachable!("the root checkpoint is entered: {err}"));
@@ -201,7 +201,7 @@ impl<'a> Root<'a> {
 
     /// The root's checkpoint value of `key`, if set.
     #[must_use]
-    pub fn get<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
+    pub fn get<T: Send + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
         self.stack.get(key)
     }
 }

@@ -1,8 +1,14 @@
 //! Typed keys: the names under which values are stored.
 
+use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::engine::{share_top, Carrier};
+
+/// How a snapshot shares the nearest value of a key's slot.
+pub(crate) type Share = fn(&mut dyn Any) -> Option<Box<dyn Carrier>>;
 
 /// The next free slot index; slot indexes are never reused.
 static NEXT_INDEX: AtomicU32 = AtomicU32::new(0);
@@ -60,6 +66,8 @@ pub struct Key<T: 'static> {
     // 0 while unassigned, `index + 1` afterwards. Interior mutability is also
     // what keeps a `const` key from being promoted to a `'static` borrow.
     index: AtomicU32,
+    /// Set for inherited keys only: a snapshot shares nothing else.
+    share: Option<Share>,
     _value: PhantomData<fn() -> T>,
 }
 
@@ -78,8 +86,20 @@ impl<T: 'static> Key<T> {
         Self {
             name,
             index: AtomicU32::new(0),
+            share: None,
             _value: PhantomData,
         }
+    }
+
+    /// Whether the key's values are carried into spawned work; see
+    /// [`inherited`](Self::inherited).
+    #[must_use]
+    pub const fn is_inherited(&self) -> bool {
+        self.share.is_some()
+    }
+
+    pub(crate) fn sharing(&'static self) -> Option<Share> {
+        self.share
     }
 
     /// The name the key was declared with.
@@ -114,11 +134,71 @@ impl<T: 'static> Key<T> {
     }
 }
 
+impl<T: Send + Sync + 'static> Key<T> {
+    /// Makes the key's values follow the work a checkpoint spawns:
+    /// [snapshots](crate::Storage::snapshot), and so
+    /// [`spawn`](crate::Storage::spawn), `spawn_blocking`, `spawn_thread` and
+    /// [`inherit`](crate::Storage::inherit), carry its nearest value into
+    /// the child, shared rather than copied.
+    ///
+    /// Keys are not inherited unless they say so: a value crosses into
+    /// other tasks and threads only where its key was declared for it. A
+    /// request id, the acting user or a tenant should follow the request
+    /// into the work it spawns; a database transaction, a per-request
+    /// buffer, a session or a connection must not be used from two tasks at
+    /// once, and stays in the task that set it. Values of inherited keys
+    /// are shared between tasks, so they must be `Sync`; values of other
+    /// keys need only be `Send`, so a buffer touched by one task can be a
+    /// `RefCell` rather than a `Mutex`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), stackholm::Error> {
+    /// use std::cell::RefCell;
+    /// use stackholm::{Checkpoint, Key, DEFAULT};
+    ///
+    /// static REQUEST_ID: Key<u64> = Key::new("request_id").inherited();
+    /// static BUFFER: Key<RefCell<Vec<String>>> = Key::new("buffer");
+    ///
+    /// DEFAULT
+    ///     .scope_with(Checkpoint::new(), async {
+    ///         DEFAULT.set(&REQUEST_ID, 7)?;
+    ///         DEFAULT.set(&BUFFER, RefCell::new(Vec::new()))?;
+    ///         let seen = DEFAULT
+    ///             .spawn(async { (DEFAULT.get(&REQUEST_ID), DEFAULT.contains(&BUFFER)) })
+    ///             .await
+    ///             .unwrap();
+    ///         assert_eq!(seen, (Some(7), false));
+    ///         DEFAULT.with(&BUFFER, |buffer| buffer.unwrap().borrow_mut().push("kept".into()));
+    ///         Ok(())
+    ///     })
+    ///     .await
+    /// # }
+    /// ```
+    ///
+    /// A value that is not `Sync` cannot be inherited:
+    ///
+    /// ```compile_fail
+    /// use std::cell::RefCell;
+    /// use stackholm::Key;
+    ///
+    /// static SHARED_BUFFER: Key<RefCell<Vec<u8>>> = Key::new("buffer").inherited();
+    /// ```
+    #[must_use]
+    pub const fn inherited(self) -> Self {
+        Self {
+            share: Some(share_top::<T>),
+            ..self
+        }
+    }
+}
+
 impl<T: 'static> fmt::Debug for Key<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Key")
             .field("name", &self.name)
             .field("type", &std::any::type_name::<T>())
+            .field("inherited", &self.is_inherited())
             .finish()
     }
 }

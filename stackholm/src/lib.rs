@@ -72,8 +72,10 @@
 //!   `FuturesUnordered`. Guards are for code between awaits; see
 //!   [In asynchronous code](Storage#in-asynchronous-code);
 //! - [`Storage::spawn`] and [`Storage::spawn_blocking`] (`tokio` feature),
-//!   [`Storage::spawn_thread`] and [`Storage::inherit`] carry the values
-//!   visible at the call site into the child, shared rather than copied.
+//!   [`Storage::spawn_thread`] and [`Storage::inherit`] carry the values of
+//!   [inherited](Key::inherited) keys visible at the call site into the
+//!   child, shared rather than copied; every other value stays where it was
+//!   set.
 //!
 //! # Destructors and errors
 //!

@@ -340,10 +340,14 @@ fn debug_output_names_the_keys() -> Result<(), Error> {
 }
 
 #[test]
-fn stack_and_checkpoint_are_send_and_sync() {
+fn stack_and_checkpoint_are_send_keys_and_errors_send_and_sync() {
+    fn assert_send<T: Send>() {}
     fn assert_send_sync<T: Send + Sync>() {}
-    assert_send_sync::<Stack>();
-    assert_send_sync::<Checkpoint>();
+    // Not `Sync`: they may hold values of keys that are not inherited, which
+    // need only be `Send`.
+    assert_send::<Stack>();
+    assert_send::<Checkpoint>();
     assert_send_sync::<Key<String>>();
+    assert_send_sync::<Key<std::cell::RefCell<String>>>();
     assert_send_sync::<Error>();
 }

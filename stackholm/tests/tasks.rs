@@ -17,13 +17,13 @@ use stackholm::{
 };
 
 static TASK_ID: Key<usize> = Key::new("task_id");
-static LEVEL: Key<usize> = Key::new("level");
-static COUNTER: Key<u64> = Key::new("counter");
+static LEVEL: Key<usize> = Key::new("level").inherited();
+static COUNTER: Key<u64> = Key::new("counter").inherited();
 
 /// A value that cannot be cloned: propagation must share it, not copy it.
 #[derive(Debug, PartialEq)]
 struct Unclonable(&'static str);
-static SHARED: Key<Unclonable> = Key::new("shared");
+static SHARED: Key<Unclonable> = Key::new("shared").inherited();
 
 async fn pause(i: usize) {
     if i % 3 == 0 {

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use stackholm::{Checkpoint, CheckpointExt, Error, Key, DEFAULT};
 
-static REQUEST_ID: Key<u32> = Key::new("request_id");
-static USER: Key<&'static str> = Key::new("user");
-static STEP: Key<&'static str> = Key::new("step");
+static REQUEST_ID: Key<u32> = Key::new("request_id").inherited();
+static USER: Key<&'static str> = Key::new("user").inherited();
+static STEP: Key<&'static str> = Key::new("step").inherited();
 
 /// A synchronous helper: it neither knows nor cares whether it runs in a
 /// task or on a plain thread.

@@ -23,15 +23,15 @@ use stackholm_tower::StackholmLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 
 /// The request id: from the `x-request-id` header, or numbered here.
-pub static REQUEST_ID: Key<String> = Key::new("request_id");
+pub static REQUEST_ID: Key<String> = Key::new("request_id").inherited();
 /// The route the request matched, such as `/orders/{id}`.
-pub static ROUTE: Key<String> = Key::new("route");
+pub static ROUTE: Key<String> = Key::new("route").inherited();
 /// The acting user, set by the `authenticate` middleware.
-pub static USER: Key<String> = Key::new("user");
+pub static USER: Key<String> = Key::new("user").inherited();
 /// What the handler is doing; nested checkpoints shadow it.
-pub static STEP: Key<&'static str> = Key::new("step");
+pub static STEP: Key<&'static str> = Key::new("step").inherited();
 /// An audit trail that nested code appends to: one per request.
-pub static TRAIL: Key<Arc<Mutex<Vec<String>>>> = Key::new("trail");
+pub static TRAIL: Key<Arc<Mutex<Vec<String>>>> = Key::new("trail").inherited();
 /// Counts this request among the live ones for as long as its root lives.
 static LIVE: Key<LiveRequest> = Key::new("live");
 

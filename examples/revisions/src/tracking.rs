@@ -21,15 +21,15 @@ use serde_json::Value;
 use stackholm::{Checkpoint, Key, DEFAULT};
 
 /// Who is acting: set from the `x-actor` header for each request.
-pub static ACTOR: Key<String> = Key::new("actor");
+pub static ACTOR: Key<String> = Key::new("actor").inherited();
 /// The revision open for the request.
-pub static REVISION: Key<Arc<OpenRevision>> = Key::new("revision");
+pub static REVISION: Key<Arc<OpenRevision>> = Key::new("revision").inherited();
 /// The deltas recorded in the innermost open transaction level.
 static CHANGES: Key<Arc<Mutex<Vec<Delta>>>> = Key::new("changes");
 /// How many transaction levels are open.
 static LEVEL: Key<u32> = Key::new("transaction_level");
 /// Present (and true) while tracking is disabled.
-static DISABLED: Key<bool> = Key::new("tracking_disabled");
+static DISABLED: Key<bool> = Key::new("tracking_disabled").inherited();
 
 /// What the changes made while handling one request are filed under.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use super::value::Value;
 use crate::Key;
 
 /// A checkpoint's value for one key and kind, or an empty place for it.
-pub(crate) trait Carrier: Any + Send + Sync {
+pub(crate) trait Carrier: Any + Send {
     fn key_index(&self) -> usize;
     fn key_name(&self) -> &'static str;
     fn kind(&self) -> Kind;
@@ -39,7 +39,7 @@ pub(crate) struct Carried<T: 'static> {
     value: Option<Value<T>>,
 }
 
-impl<T: Send + Sync + 'static> Carried<T> {
+impl<T: Send + 'static> Carried<T> {
     pub(crate) fn new(key: &'static Key<T>, kind: Kind, value: Value<T>) -> Self {
         Self {
             key,
@@ -65,7 +65,7 @@ impl<T: Send + Sync + 'static> Carried<T> {
     }
 }
 
-impl<T: Send + Sync + 'static> Carrier for Carried<T> {
+impl<T: Send + 'static> Carrier for Carried<T> {
     fn key_index(&self) -> usize {
         self.key.index()
     }

@@ -52,7 +52,7 @@ impl Checkpoint {
     /// Pre-loads a checkpoint value: visible in the checkpoint and in every
     /// checkpoint nested in it. Replaces a value pre-loaded for the same key.
     #[must_use]
-    pub fn with_value<T: Send + Sync + 'static>(mut self, key: &'static Key<T>, value: T) -> Self {
+    pub fn with_value<T: Send + 'static>(mut self, key: &'static Key<T>, value: T) -> Self {
         self.insert(key, Kind::Checkpoint, value);
         self
     }
@@ -60,24 +60,20 @@ impl Checkpoint {
     /// Pre-loads a block value: visible in this checkpoint only. Replaces a
     /// block value pre-loaded for the same key.
     #[must_use]
-    pub fn with_block_value<T: Send + Sync + 'static>(
-        mut self,
-        key: &'static Key<T>,
-        value: T,
-    ) -> Self {
+    pub fn with_block_value<T: Send + 'static>(mut self, key: &'static Key<T>, value: T) -> Self {
         self.insert(key, Kind::Block, value);
         self
     }
 
     /// A clone of the checkpoint value this checkpoint holds for `key`.
     #[must_use]
-    pub fn get<T: Clone + Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<T> {
+    pub fn get<T: Clone + Send + 'static>(&self, key: &'static Key<T>) -> Option<T> {
         self.find(key, Kind::Checkpoint)?.value().cloned()
     }
 
     /// A clone of the block value this checkpoint holds for `key`.
     #[must_use]
-    pub fn get_block<T: Clone + Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<T> {
+    pub fn get_block<T: Clone + Send + 'static>(&self, key: &'static Key<T>) -> Option<T> {
         self.find(key, Kind::Block)?.value().cloned()
     }
 
@@ -93,7 +89,7 @@ impl Checkpoint {
         self.len() == 0
     }
 
-    fn insert<T: Send + Sync + 'static>(&mut self, key: &'static Key<T>, kind: Kind, value: T) {
+    fn insert<T: Send + 'static>(&mut self, key: &'static Key<T>, kind: Kind, value: T) {
         let value = Value::Owned(value);
         match self.find_mut(key, kind) {
             Some(carried) => carried.replace(value),
@@ -101,16 +97,12 @@ impl Checkpoint {
         }
     }
 
-    fn find<T: Send + Sync + 'static>(
-        &self,
-        key: &'static Key<T>,
-        kind: Kind,
-    ) -> Option<&Carried<T>> {
+    fn find<T: Send + 'static>(&self, key: &'static Key<T>, kind: Kind) -> Option<&Carried<T>> {
         let carrier = &self.carriers[self.position(key.index(), kind)?];
         (carrier.as_ref() as &dyn Any).downcast_ref()
     }
 
-    fn find_mut<T: Send + Sync + 'static>(
+    fn find_mut<T: Send + 'static>(
         &mut self,
         key: &'static Key<T>,
         kind: Kind,

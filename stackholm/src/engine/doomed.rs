@@ -40,7 +40,7 @@ impl Doomed {
     ///
     /// Values without drop glue run no code when dropped, so they are
     /// dropped at once instead.
-    pub(crate) fn keep<T: Send + Sync + 'static>(
+    pub(crate) fn keep<T: Send + 'static>(
         &mut self,
         key: &'static Key<T>,
         kind: Kind,

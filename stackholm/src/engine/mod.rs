@@ -9,8 +9,9 @@ mod slot;
 mod stack;
 mod value;
 
+pub(crate) use carrier::Carrier;
 pub use checkpoint::Checkpoint;
 pub(crate) use doomed::{Doomed, Panics};
-pub(crate) use slot::Kind;
+pub(crate) use slot::{share_top, Kind};
 pub(crate) use stack::{leave_by_steps, FrameId, Step, Until};
 pub use stack::{Stack, StackGuard};

@@ -35,7 +35,7 @@ pub(crate) struct Slot<T: 'static> {
     entries: [Vec<Entry<T>>; 2],
 }
 
-impl<T: Send + Sync + 'static> Slot<T> {
+impl<T: Send + 'static> Slot<T> {
     pub(crate) fn new(key: &'static Key<T>) -> Self {
         Self {
             key,
@@ -70,6 +70,13 @@ impl<T: Send + Sync + 'static> Slot<T> {
         self.entries[kind as usize].pop()
     }
 
+    /// Takes every setting of `kind` out of the slot.
+    pub(crate) fn take_all(&mut self, kind: Kind) -> Vec<Entry<T>> {
+        std::mem::take(&mut self.entries[kind as usize])
+    }
+}
+
+impl<T: Send + Sync + 'static> Slot<T> {
     /// Shares the nearest checkpoint value, for a snapshot.
     fn share_top(&mut self) -> Option<Entry<T>> {
         let entries = &mut self.entries[Kind::Checkpoint as usize];
@@ -81,15 +88,24 @@ impl<T: Send + Sync + 'static> Slot<T> {
             value: Value::Shared(shared),
         })
     }
+}
 
-    /// Takes every setting of `kind` out of the slot.
-    pub(crate) fn take_all(&mut self, kind: Kind) -> Vec<Entry<T>> {
-        std::mem::take(&mut self.entries[kind as usize])
-    }
+/// A carrier sharing the nearest checkpoint value of `slot`, a `Slot<T>`:
+/// what an [inherited](Key::inherited) key shares with snapshots. Only keys
+/// whose values are `Sync` have it, which is what makes a value of any
+/// other key free not to be.
+pub(crate) fn share_top<T: Send + Sync + 'static>(slot: &mut dyn Any) -> Option<Box<dyn Carrier>> {
+    let slot: &mut Slot<T> = downcast(slot.downcast_mut());
+    let entry = slot.share_top()?;
+    Some(Box::new(Carried::new(
+        slot.key,
+        Kind::Checkpoint,
+        entry.value,
+    )))
 }
 
 /// The operations the stack runs on a slot without knowing its value type.
-pub(crate) trait ErasedSlot: Any + Send + Sync {
+pub(crate) trait ErasedSlot: Any + Send {
     /// Moves the innermost setting of `kind` into `doomed`, to be dropped
     /// once the stack is no longer borrowed.
     fn doom_top(&mut self, kind: Kind, doomed: &mut Doomed);
@@ -98,7 +114,8 @@ pub(crate) trait ErasedSlot: Any + Send + Sync {
     /// a popped checkpoint keeps the values set in it.
     fn detach_top(&mut self, kind: Kind) -> Option<Box<dyn Carrier>>;
 
-    /// A carrier sharing the nearest checkpoint value, if there is one.
+    /// A carrier sharing the nearest checkpoint value, if there is one and
+    /// the key is inherited.
     fn share_top_checkpoint_value(&mut self) -> Option<Box<dyn Carrier>>;
 
     /// The name of the slot's key, for `Debug`.
@@ -108,7 +125,7 @@ pub(crate) trait ErasedSlot: Any + Send + Sync {
     fn len(&self, kind: Kind) -> usize;
 }
 
-impl<T: Send + Sync + 'static> ErasedSlot for Slot<T> {
+impl<T: Send + 'static> ErasedSlot for Slot<T> {
     #[inline]
     fn doom_top(&mut self, kind: Kind, doomed: &mut Doomed) {
         if let Some(entry) = self.pop(kind) {
@@ -122,12 +139,8 @@ impl<T: Send + Sync + 'static> ErasedSlot for Slot<T> {
     }
 
     fn share_top_checkpoint_value(&mut self) -> Option<Box<dyn Carrier>> {
-        let entry = self.share_top()?;
-        Some(Box::new(Carried::new(
-            self.key,
-            Kind::Checkpoint,
-            entry.value,
-        )))
+        let share = self.key.sharing()?;
+        share(self)
     }
 
     fn key_name(&self) -> &'static str {
@@ -151,13 +164,13 @@ impl Slots {
     }
 
     #[inline]
-    pub(crate) fn typed<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<&Slot<T>> {
+    pub(crate) fn typed<T: Send + 'static>(&self, key: &'static Key<T>) -> Option<&Slot<T>> {
         let slot: &dyn Any = self.slots.get(key.index())?.as_deref()?;
         Some(downcast(slot.downcast_ref()))
     }
 
     #[inline]
-    pub(crate) fn typed_mut<T: Send + Sync + 'static>(
+    pub(crate) fn typed_mut<T: Send + 'static>(
         &mut self,
         key: &'static Key<T>,
     ) -> Option<&mut Slot<T>> {
@@ -167,7 +180,7 @@ impl Slots {
 
     /// The key's slot, created on the key's first use in this stack.
     #[inline]
-    pub(crate) fn typed_or_insert<T: Send + Sync + 'static>(
+    pub(crate) fn typed_or_insert<T: Send + 'static>(
         &mut self,
         key: &'static Key<T>,
         index: usize,
@@ -185,7 +198,7 @@ impl Slots {
     /// every later set.
     #[cold]
     #[inline(never)]
-    fn insert<T: Send + Sync + 'static>(&mut self, key: &'static Key<T>, index: usize) {
+    fn insert<T: Send + 'static>(&mut self, key: &'static Key<T>, index: usize) {
         if self.slots.len() <= index {
             self.slots.resize_with(index + 1, || None);
         }

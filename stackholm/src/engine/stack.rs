@@ -270,7 +270,7 @@ impl Stack {
     /// [`Error::NoCheckpoint`] if no checkpoint is active; the error hands
     /// the value back.
     #[inline]
-    pub fn set<T: Send + Sync + 'static>(
+    pub fn set<T: Send + 'static>(
         &mut self,
         key: &'static Key<T>,
         value: T,
@@ -284,7 +284,7 @@ impl Stack {
     /// no checkpoint is active at all.
     #[inline]
     #[must_use]
-    pub fn get<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
+    pub fn get<T: Send + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
         Some(self.slots.typed(key)?.top(Kind::Checkpoint)?.value.get())
     }
 
@@ -294,17 +294,14 @@ impl Stack {
     /// # Errors
     ///
     /// [`Error::NoCheckpoint`] if no checkpoint is active.
-    pub fn try_get<T: Send + Sync + 'static>(
-        &self,
-        key: &'static Key<T>,
-    ) -> Result<Option<&T>, Error> {
+    pub fn try_get<T: Send + 'static>(&self, key: &'static Key<T>) -> Result<Option<&T>, Error> {
         self.current_depth(key, Operation::Read)?;
         Ok(self.get(key))
     }
 
     /// Whether `key` has a checkpoint value visible here.
     #[must_use]
-    pub fn contains<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> bool {
+    pub fn contains<T: Send + 'static>(&self, key: &'static Key<T>) -> bool {
         self.get(key).is_some()
     }
 
@@ -318,10 +315,7 @@ impl Stack {
     /// # Errors
     ///
     /// [`Error::NoCheckpoint`] if no checkpoint is active.
-    pub fn remove<T: Send + Sync + 'static>(
-        &mut self,
-        key: &'static Key<T>,
-    ) -> Result<bool, Error> {
+    pub fn remove<T: Send + 'static>(&mut self, key: &'static Key<T>) -> Result<bool, Error> {
         Ok(self
             .take_nearest(key, Kind::Checkpoint, Operation::Remove)?
             .is_some())
@@ -329,15 +323,12 @@ impl Stack {
 
     /// Removes every setting of `key` in every active checkpoint (the Python
     /// `reset_checkpoint_value`) and returns how many there were.
-    pub fn reset<T: Send + Sync + 'static>(&mut self, key: &'static Key<T>) -> usize {
+    pub fn reset<T: Send + 'static>(&mut self, key: &'static Key<T>) -> usize {
         self.take_all(key).len()
     }
 
     /// Takes every setting of `key` off the stack, for the caller to drop.
-    pub(crate) fn take_all<T: Send + Sync + 'static>(
-        &mut self,
-        key: &'static Key<T>,
-    ) -> Vec<Entry<T>> {
+    pub(crate) fn take_all<T: Send + 'static>(&mut self, key: &'static Key<T>) -> Vec<Entry<T>> {
         let Some(slot) = self.slots.typed_mut(key) else {
             return Vec::new();
         };
@@ -360,7 +351,7 @@ impl Stack {
     ///
     /// [`Error::NoCheckpoint`] if no checkpoint is active; the error hands
     /// the value back.
-    pub fn set_block<T: Send + Sync + 'static>(
+    pub fn set_block<T: Send + 'static>(
         &mut self,
         key: &'static Key<T>,
         value: T,
@@ -373,7 +364,7 @@ impl Stack {
     /// checkpoint set one.
     #[inline]
     #[must_use]
-    pub fn get_block<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
+    pub fn get_block<T: Send + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
         let top = self.slots.typed(key)?.top(Kind::Block)?;
         (top.depth as usize + 1 == self.depth).then(|| top.value.get())
     }
@@ -384,17 +375,15 @@ impl Stack {
     /// # Errors
     ///
     /// [`Error::NoCheckpoint`] if no checkpoint is active.
-    pub fn remove_block<T: Send + Sync + 'static>(
-        &mut self,
-        key: &'static Key<T>,
-    ) -> Result<bool, Error> {
+    pub fn remove_block<T: Send + 'static>(&mut self, key: &'static Key<T>) -> Result<bool, Error> {
         Ok(self
             .take_nearest(key, Kind::Block, Operation::RemoveBlock)?
             .is_some())
     }
 
-    /// A checkpoint pre-loaded with every checkpoint value visible here: the
-    /// nearest setting of each key, shared rather than copied.
+    /// A checkpoint pre-loaded with the checkpoint values visible here of
+    /// every [inherited](Key::inherited) key: the nearest setting of each,
+    /// shared rather than copied. Values of other keys stay here.
     ///
     /// Entering it on another stack (a spawned task's, another thread's)
     /// gives code there the values visible here; what it sets there stays
@@ -403,7 +392,7 @@ impl Stack {
     ///
     /// ```
     /// # use stackholm::{Key, Stack};
-    /// static USER: Key<String> = Key::new("user");
+    /// static USER: Key<String> = Key::new("user").inherited();
     ///
     /// let mut parent = Stack::new();
     /// let mut root = parent.enter();
@@ -581,7 +570,7 @@ impl Stack {
     /// Sets a value in the innermost checkpoint; returns the value it
     /// replaces there, for the caller to drop.
     #[inline]
-    pub(crate) fn replace<T: Send + Sync + 'static>(
+    pub(crate) fn replace<T: Send + 'static>(
         &mut self,
         key: &'static Key<T>,
         kind: Kind,
@@ -607,7 +596,7 @@ impl Stack {
 
     /// Takes the nearest setting of `key` off the stack (for a block value,
     /// only if the innermost checkpoint holds it), for the caller to drop.
-    pub(crate) fn take_nearest<T: Send + Sync + 'static>(
+    pub(crate) fn take_nearest<T: Send + 'static>(
         &mut self,
         key: &'static Key<T>,
         kind: Kind,

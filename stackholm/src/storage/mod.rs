@@ -285,7 +285,7 @@ impl<M: Mode> Storage<M> {
     /// [`task`](Self::task) handle outside any scope, [`Error::Destroyed`] if
     /// the thread is exiting. The error hands the value back.
     #[inline]
-    pub fn set<T: Send + Sync + 'static>(
+    pub fn set<T: Send + 'static>(
         &self,
         key: &'static Key<T>,
         value: T,
@@ -301,7 +301,7 @@ impl<M: Mode> Storage<M> {
     /// `None`.
     #[must_use]
     #[inline]
-    pub fn get<T: Clone + Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<T> {
+    pub fn get<T: Clone + Send + 'static>(&self, key: &'static Key<T>) -> Option<T> {
         self.with(key, |value| value.cloned())
     }
 
@@ -309,7 +309,7 @@ impl<M: Mode> Storage<M> {
     /// or `None` if no active checkpoint set it or none is active (or there
     /// is no stack to read, as for [`get`](Self::get)).
     #[inline]
-    pub fn with<T: Send + Sync + 'static, R>(
+    pub fn with<T: Send + 'static, R>(
         &self,
         key: &'static Key<T>,
         f: impl FnOnce(Option<&T>) -> R,
@@ -325,7 +325,7 @@ impl<M: Mode> Storage<M> {
     /// [`Error::NoCheckpoint`] if no checkpoint is active,
     /// [`Error::NoScope`] on a [`task`](Self::task) handle outside any
     /// scope, [`Error::Destroyed`] if the thread is exiting.
-    pub fn try_get<T: Clone + Send + Sync + 'static>(
+    pub fn try_get<T: Clone + Send + 'static>(
         &self,
         key: &'static Key<T>,
     ) -> Result<Option<T>, Error> {
@@ -338,7 +338,7 @@ impl<M: Mode> Storage<M> {
     /// # Errors
     ///
     /// As [`try_get`](Self::try_get).
-    pub fn try_with<T: Send + Sync + 'static, R>(
+    pub fn try_with<T: Send + 'static, R>(
         &self,
         key: &'static Key<T>,
         f: impl FnOnce(Option<&T>) -> R,
@@ -348,7 +348,7 @@ impl<M: Mode> Storage<M> {
 
     /// Whether `key` has a checkpoint value visible here.
     #[must_use]
-    pub fn contains<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> bool {
+    pub fn contains<T: Send + 'static>(&self, key: &'static Key<T>) -> bool {
         self.with(key, |value| value.is_some())
     }
 
@@ -359,7 +359,7 @@ impl<M: Mode> Storage<M> {
     ///
     /// As [`set`](Self::set).
     #[inline]
-    pub fn remove<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Result<bool, Error> {
+    pub fn remove<T: Send + 'static>(&self, key: &'static Key<T>) -> Result<bool, Error> {
         self.take_nearest(key, Kind::Checkpoint, Operation::Remove)
     }
 
@@ -371,7 +371,7 @@ impl<M: Mode> Storage<M> {
     /// [`Error::Busy`] inside a [`with`](Self::with) closure,
     /// [`Error::NoScope`] on a [`task`](Self::task) handle outside any
     /// scope, [`Error::Destroyed`] if the thread is exiting.
-    pub fn reset<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Result<usize, Error> {
+    pub fn reset<T: Send + 'static>(&self, key: &'static Key<T>) -> Result<usize, Error> {
         // Dropped here, after the storage is released.
         let removed = self.write(Operation::Reset, |stack| stack.take_all(key))?;
         Ok(removed.len())
@@ -383,7 +383,7 @@ impl<M: Mode> Storage<M> {
     /// # Errors
     ///
     /// As [`set`](Self::set).
-    pub fn set_block<T: Send + Sync + 'static>(
+    pub fn set_block<T: Send + 'static>(
         &self,
         key: &'static Key<T>,
         value: T,
@@ -393,12 +393,12 @@ impl<M: Mode> Storage<M> {
 
     /// A clone of the innermost checkpoint's block value of `key`.
     #[must_use]
-    pub fn get_block<T: Clone + Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<T> {
+    pub fn get_block<T: Clone + Send + 'static>(&self, key: &'static Key<T>) -> Option<T> {
         self.with_block(key, |value| value.cloned())
     }
 
     /// Calls `f` with the innermost checkpoint's block value of `key`.
-    pub fn with_block<T: Send + Sync + 'static, R>(
+    pub fn with_block<T: Send + 'static, R>(
         &self,
         key: &'static Key<T>,
         f: impl FnOnce(Option<&T>) -> R,
@@ -411,10 +411,7 @@ impl<M: Mode> Storage<M> {
     /// # Errors
     ///
     /// As [`set`](Self::set).
-    pub fn remove_block<T: Send + Sync + 'static>(
-        &self,
-        key: &'static Key<T>,
-    ) -> Result<bool, Error> {
+    pub fn remove_block<T: Send + 'static>(&self, key: &'static Key<T>) -> Result<bool, Error> {
         self.take_nearest(key, Kind::Block, Operation::RemoveBlock)
     }
 
@@ -452,7 +449,7 @@ impl<M: Mode> Storage<M> {
     /// Sets a value; the value it replaces is dropped once the storage is
     /// released.
     #[inline]
-    fn replace<T: Send + Sync + 'static>(
+    fn replace<T: Send + 'static>(
         &self,
         key: &'static Key<T>,
         kind: Kind,
@@ -481,7 +478,7 @@ impl<M: Mode> Storage<M> {
 
     /// Removes the nearest setting; its value is dropped once the storage is
     /// released.
-    fn take_nearest<T: Send + Sync + 'static>(
+    fn take_nearest<T: Send + 'static>(
         &self,
         key: &'static Key<T>,
         kind: Kind,
@@ -536,7 +533,7 @@ impl<M: Mode> Storage<M> {
     /// nothing. The stack is only ever borrowed mutably while no user code
     /// runs, so a read cannot find it busy.
     #[inline]
-    fn read_value<T: Send + Sync + 'static, R>(
+    fn read_value<T: Send + 'static, R>(
         &self,
         key: &'static Key<T>,
         get: for<'a> fn(&'a Stack, &'static Key<T>) -> Option<&'a T>,

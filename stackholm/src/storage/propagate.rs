@@ -8,9 +8,9 @@ use crate::futures::Scoped;
 use crate::{Checkpoint, Error, Stack};
 
 impl Storage {
-    /// A checkpoint pre-loaded with every checkpoint value visible here, to
-    /// enter somewhere else; see [`Stack::snapshot`]. Empty where no
-    /// checkpoint is active.
+    /// A checkpoint pre-loaded with the checkpoint values visible here of
+    /// every [inherited](crate::Key::inherited) key, to enter somewhere
+    /// else; see [`Stack::snapshot`]. Empty where no checkpoint is active.
     ///
     /// # Panics
     ///
@@ -23,7 +23,8 @@ impl Storage {
         self.try_snapshot().unwrap_or_else(|err| self.fail(err))
     }
 
-    /// A checkpoint pre-loaded with every checkpoint value visible here.
+    /// A checkpoint pre-loaded with the values visible here of every
+    /// inherited key.
     ///
     /// # Errors
     ///
@@ -37,7 +38,7 @@ impl Storage {
     }
 
     /// Runs `future` in a task-local scope of this storage whose root holds
-    /// the values visible here: what [`spawn`](Self::spawn) hands to
+    /// the values of [inherited](crate::Key::inherited) keys visible here: what [`spawn`](Self::spawn) hands to
     /// `tokio::spawn`, for every other way of running a future elsewhere
     /// (`JoinSet::spawn`, `spawn_local`, another executor).
     ///
@@ -46,7 +47,7 @@ impl Storage {
     /// # async fn main() -> Result<(), stackholm::Error> {
     /// use stackholm::{Key, DEFAULT};
     ///
-    /// static TENANT: Key<u32> = Key::new("tenant");
+    /// static TENANT: Key<u32> = Key::new("tenant").inherited();
     ///
     /// let _request = DEFAULT.enter();
     /// DEFAULT.set(&TENANT, 7)?;
@@ -69,15 +70,16 @@ impl Storage {
         self.scope_with(self.snapshot(), future)
     }
 
-    /// Spawns a thread whose stack starts with the values visible here, in
-    /// one checkpoint; like `std::thread::spawn`, which starts with nothing.
+    /// Spawns a thread whose stack starts with the values of
+    /// [inherited](crate::Key::inherited) keys visible here, in one
+    /// checkpoint; like `std::thread::spawn`, which starts with nothing.
     ///
     /// What the thread sets stays in the thread.
     ///
     /// ```
     /// use stackholm::{Key, DEFAULT};
     ///
-    /// static USER: Key<String> = Key::new("user");
+    /// static USER: Key<String> = Key::new("user").inherited();
     ///
     /// let _request = DEFAULT.enter();
     /// DEFAULT.set(&USER, "alice".to_owned())?;
@@ -113,8 +115,8 @@ impl Storage {
     }
 
     /// Spawns a tokio task that runs in a task-local scope of this storage
-    /// whose root holds the values visible here; like `tokio::spawn`, which
-    /// starts with nothing.
+    /// whose root holds the values of [inherited](crate::Key::inherited)
+    /// keys visible here; like `tokio::spawn`, which starts with nothing.
     ///
     /// What the task sets stays in the task.
     ///
@@ -123,7 +125,7 @@ impl Storage {
     /// # async fn main() -> Result<(), stackholm::Error> {
     /// use stackholm::{Checkpoint, Key, DEFAULT};
     ///
-    /// static TRACE: Key<u64> = Key::new("trace");
+    /// static TRACE: Key<u64> = Key::new("trace").inherited();
     ///
     /// DEFAULT
     ///     .scope_with(Checkpoint::new(), async {
@@ -157,7 +159,8 @@ impl Storage {
     }
 
     /// Runs `f` on tokio's blocking pool in a task-local scope of this
-    /// storage whose root holds the values visible here; like
+    /// storage whose root holds the values of
+    /// [inherited](crate::Key::inherited) keys visible here; like
     /// `tokio::task::spawn_blocking`, which starts with nothing.
     ///
     /// # Panics

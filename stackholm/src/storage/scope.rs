@@ -146,8 +146,8 @@ impl Scope {
     /// The scope's stack, for inspection between runs.
     #[must_use]
     pub fn stack(&self) -> &Stack {
-        static EMPTY: Stack = Stack::new();
-        self.stack.as_ref().unwrap_or(&EMPTY)
+        const EMPTY: &Stack = &Stack::new();
+        self.stack.as_ref().unwrap_or(EMPTY)
     }
 
     /// The scope's stack, to change it between runs.

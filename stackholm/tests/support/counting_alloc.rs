@@ -1,15 +1,25 @@
 // A global allocator that counts allocations, for the tests that prove a
-// path allocates nothing; `include!`d by each such test binary, which then
-// holds that one test so that nothing else allocates while it counts.
+// path allocates nothing; `include!`d by each such test binary. It counts
+// per thread, so that what the test harness's own threads allocate while a
+// test runs is not taken for the test's.
 
 struct Counting;
 
-static ALLOCATIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+thread_local! {
+    // Const-initialised and without a destructor: reaching it never
+    // allocates, which an allocator's counter must not.
+    static ALLOCATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn count_one() {
+    // A thread being torn down has no counter left; it is not the test's.
+    let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
+}
 
 // SAFETY: every call is forwarded unchanged to the system allocator.
 unsafe impl std::alloc::GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        count_one();
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
         unsafe { std::alloc::System.alloc(layout) }
     }
@@ -20,7 +30,7 @@ unsafe impl std::alloc::GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        count_one();
         // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
         unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
     }
@@ -29,7 +39,7 @@ unsafe impl std::alloc::GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// How many allocations the process has made so far.
+/// How many allocations this thread has made so far.
 fn allocations() -> usize {
-    ALLOCATIONS.load(std::sync::atomic::Ordering::Relaxed)
+    ALLOCATIONS.with(std::cell::Cell::get)
 }
