@@ -28,6 +28,8 @@ pin_project! {
             let this = this.project();
             let mut body = this.body;
             if let Some(scope) = this.scope {
+                // Dropped before its end: the response was not sent whole.
+                scope.cancel();
                 if scope.try_run(|| body.set(None)).is_ok() {
                     return;
                 }

@@ -120,6 +120,8 @@ pub enum Operation {
     Snapshot,
     /// Running code inside a task-local scope.
     RunScope,
+    /// Registering an exit hook.
+    OnExit,
 }
 
 impl fmt::Display for Operation {
@@ -136,6 +138,7 @@ impl fmt::Display for Operation {
             Self::Reset => "reset",
             Self::Snapshot => "take a snapshot",
             Self::RunScope => "run a scope",
+            Self::OnExit => "register an exit hook",
         })
     }
 }

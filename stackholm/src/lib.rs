@@ -94,12 +94,14 @@
 
 mod engine;
 mod error;
+mod exit;
 pub mod futures;
 mod key;
 mod storage;
 
 pub use engine::{Checkpoint, Stack, StackGuard};
 pub use error::{Error, Operation, SetError};
+pub use exit::Outcome;
 pub use futures::CheckpointExt;
 pub use key::Key;
 pub use storage::{Ambient, CheckpointGuard, Mode, Scope, Storage, TaskOnly};

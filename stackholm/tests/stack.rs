@@ -334,7 +334,7 @@ fn debug_output_names_the_keys() -> Result<(), Error> {
     let checkpoint = Checkpoint::new().with_value(&NAME, String::new());
     assert_eq!(
         format!("{checkpoint:?}"),
-        "Checkpoint { values: [\"name\"], block_values: [] }"
+        "Checkpoint { name: None, values: [\"name\"], block_values: [] }"
     );
     Ok(())
 }

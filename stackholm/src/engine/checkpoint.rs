@@ -6,6 +6,7 @@ use std::fmt;
 use super::carrier::{Carried, Carrier};
 use super::slot::Kind;
 use super::value::Value;
+use crate::exit::Hooks;
 use crate::Key;
 
 /// A checkpoint that is not on a stack: the values it brings when entered.
@@ -38,6 +39,10 @@ use crate::Key;
 #[derive(Default)]
 pub struct Checkpoint {
     pub(super) carriers: Vec<Box<dyn Carrier>>,
+    pub(super) name: Option<&'static str>,
+    /// Exit hooks registered while it was entered, kept while it is off the
+    /// stack (a checkpointed future between polls).
+    pub(super) hooks: Hooks,
 }
 
 impl Checkpoint {
@@ -46,7 +51,40 @@ impl Checkpoint {
     pub const fn new() -> Self {
         Self {
             carriers: Vec::new(),
+            name: None,
+            hooks: Hooks::new(),
         }
+    }
+
+    /// An empty checkpoint named `name`; see [`with_name`](Self::with_name).
+    #[must_use]
+    pub const fn named(name: &'static str) -> Self {
+        Self::new().with_name(name)
+    }
+
+    /// Names the checkpoint: the names of the active checkpoints, outermost
+    /// first, can be read with [`Stack::names`](crate::Stack::names) and
+    /// [`Storage::names`](crate::Storage::names), for logs and errors that
+    /// say where they happened.
+    ///
+    /// ```
+    /// use stackholm::{Checkpoint, DEFAULT};
+    ///
+    /// let _request = DEFAULT.enter_with(Checkpoint::named("request"));
+    /// let _unnamed = DEFAULT.enter();
+    /// let _tx = DEFAULT.enter_with(Checkpoint::named("transaction"));
+    /// assert_eq!(DEFAULT.names(), ["request", "transaction"]);
+    /// ```
+    #[must_use]
+    pub const fn with_name(mut self, name: &'static str) -> Self {
+        self.name = Some(name);
+        self
+    }
+
+    /// The checkpoint's name, if it has one.
+    #[must_use]
+    pub const fn name(&self) -> Option<&'static str> {
+        self.name
     }
 
     /// Pre-loads a checkpoint value: visible in the checkpoint and in every
@@ -134,6 +172,7 @@ impl fmt::Debug for Checkpoint {
                 .map(|c| c.key_name())
         };
         f.debug_struct("Checkpoint")
+            .field("name", &self.name)
             .field("values", &names(Kind::Checkpoint).collect::<Vec<_>>())
             .field("block_values", &names(Kind::Block).collect::<Vec<_>>())
             .finish()

@@ -9,6 +9,7 @@ use super::doomed::{Doomed, Panics};
 use super::slot::{Entry, Kind, Slots};
 use super::value::Value;
 use crate::error::{Operation, SetError};
+use crate::exit::{Hook, Hooks, Outcome};
 use crate::{Error, Key};
 
 /// A LIFO stack of checkpoints and the values set in them.
@@ -71,7 +72,9 @@ pub struct Stack {
 #[derive(Debug, Default)]
 struct Frame {
     id: FrameId,
+    name: Option<&'static str>,
     settings: Vec<Setting>,
+    hooks: Hooks,
 }
 
 /// A key index and a kind in one word: a setting a frame holds.
@@ -171,17 +174,18 @@ impl Stack {
         self.depth
     }
 
-    /// Whether any active checkpoint holds a value.
-    pub(crate) fn holds_values(&self) -> bool {
+    /// Whether no active checkpoint holds a value or an exit hook: leaving
+    /// them all runs no code then.
+    pub(crate) fn is_bare(&self) -> bool {
         self.frames[..self.depth]
             .iter()
-            .any(|frame| !frame.settings.is_empty())
+            .all(|frame| frame.settings.is_empty() && frame.hooks.is_empty())
     }
 
-    /// Leaves every checkpoint of a stack whose checkpoints hold no values:
-    /// there is nothing to drop, so nothing that needs the stack installed.
-    pub(crate) fn clear_empty(&mut self) {
-        debug_assert!(!self.holds_values(), "values are dropped by leaving");
+    /// Leaves every checkpoint of a [bare](Self::is_bare) stack: there is
+    /// nothing to drop or run, so nothing that needs the stack installed.
+    pub(crate) fn clear_bare(&mut self) {
+        debug_assert!(self.is_bare(), "values and hooks are seen to by leaving");
         self.depth = 0;
     }
 
@@ -414,6 +418,7 @@ impl Stack {
                 .iter_mut()
                 .filter_map(|slot| slot.share_top_checkpoint_value())
                 .collect(),
+            ..Checkpoint::new()
         }
     }
 
@@ -425,10 +430,13 @@ impl Stack {
         id
     }
 
-    /// Moves the checkpoint's values into the innermost frame.
+    /// Moves the checkpoint's values, name and hooks into the innermost
+    /// frame.
     fn attach_all(&mut self, checkpoint: &mut Checkpoint) {
         let depth = self.depth - 1;
         let frame = &mut self.frames[depth];
+        frame.name = checkpoint.name;
+        frame.hooks.append(&mut checkpoint.hooks);
         for carrier in &mut checkpoint.carriers {
             if carrier.attach(&mut self.slots, depth as u32) {
                 frame
@@ -451,7 +459,9 @@ impl Stack {
         if self.depth == self.frames.len() {
             self.frames.push(Frame::default());
         }
-        self.frames[self.depth].id = id;
+        let frame = &mut self.frames[self.depth];
+        frame.id = id;
+        frame.name = None;
         self.depth += 1;
     }
 
@@ -460,6 +470,8 @@ impl Stack {
     pub(crate) fn pop_into(&mut self, checkpoint: &mut Checkpoint) -> Option<FrameId> {
         self.depth = self.depth.checked_sub(1)?;
         let frame = &mut self.frames[self.depth];
+        checkpoint.name = frame.name;
+        checkpoint.hooks.append(&mut frame.hooks);
         for setting in frame.settings.drain(..) {
             let (index, kind) = (setting.index(), setting.kind());
             match checkpoint.carrier_mut(index as usize, kind) {
@@ -486,7 +498,7 @@ impl Stack {
     #[inline]
     pub(crate) fn leave_top(&mut self, id: FrameId, doomed: Option<&mut Doomed>) -> bool {
         let top = self.depth.checked_sub(1);
-        if top.is_some_and(|top| self.frames[top].id == id) {
+        if top.is_some_and(|top| self.frames[top].id == id && self.frames[top].hooks.is_empty()) {
             self.pop_discard(doomed);
             true
         } else {
@@ -497,10 +509,22 @@ impl Stack {
     /// Takes one frame off the stack on the way to `until`, moving its
     /// values into `doomed`, or into the stack's own place for them if
     /// `None`.
-    pub(crate) fn step(&mut self, until: Until, doomed: Option<&mut Doomed>) -> Step {
+    ///
+    /// A frame with exit hooks is not taken off at once: its hooks are moved
+    /// into `hooks` first, for the caller to run while the frame's values
+    /// are still visible.
+    pub(crate) fn step(
+        &mut self,
+        until: Until,
+        doomed: Option<&mut Doomed>,
+        hooks: &mut Hooks,
+    ) -> Step {
         let top = self.top_id();
         let target = match until {
             Until::Left(id) if top == Some(id) => {
+                if self.take_top_hooks(hooks) {
+                    return Step::Hooks;
+                }
                 self.pop_discard(doomed);
                 return Step::Left;
             }
@@ -510,11 +534,43 @@ impl Stack {
         };
         match target {
             Some(id) if self.position_of(id).is_none() => Step::Missing,
+            _ if self.take_top_hooks(hooks) => Step::Hooks,
             _ => {
                 self.pop_discard(doomed);
                 Step::More
             }
         }
+    }
+
+    /// Moves the innermost frame's exit hooks into `hooks`; returns whether
+    /// it had any.
+    fn take_top_hooks(&mut self, hooks: &mut Hooks) -> bool {
+        match self.depth.checked_sub(1) {
+            Some(top) if !self.frames[top].hooks.is_empty() => {
+                hooks.append(&mut self.frames[top].hooks);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Registers an exit hook on the innermost checkpoint, or on the
+    /// outermost one if `root`.
+    pub(crate) fn on_exit(&mut self, hook: Hook, root: bool) -> Result<(), Hook> {
+        let depth = match (self.depth, root) {
+            (0, _) => return Err(hook),
+            (_, true) => 0,
+            (depth, false) => depth - 1,
+        };
+        self.frames[depth].hooks.push(hook);
+        Ok(())
+    }
+
+    /// The names of the active checkpoints that have one, outermost first.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.frames[..self.depth]
+            .iter()
+            .filter_map(|frame| frame.name)
     }
 
     /// Leaves checkpoints, innermost first, until `until`, dropping each
@@ -524,7 +580,7 @@ impl Stack {
     /// A destructor that panics does not stop the others, nor the leaving;
     /// its panic is resumed afterwards (see [`Panics::resume`]).
     #[inline]
-    pub(crate) fn leave_until(&mut self, until: Until) -> usize {
+    pub(crate) fn leave_until(&mut self, until: Until, outcome: Outcome) -> usize {
         if let Until::Left(id) = until {
             if self.leave_top(id, None) {
                 let mut panics = Panics::default();
@@ -533,8 +589,8 @@ impl Stack {
                 return 1;
             }
         }
-        let left = leave_by_steps(|panics| {
-            let step = self.step(until, None);
+        let left = leave_by_steps(outcome, |panics, hooks| {
+            let step = self.step(until, None, hooks);
             self.doomed.drop_values(panics);
             Ok::<_, Error>(step)
         });
@@ -658,6 +714,9 @@ pub(crate) enum Until {
 pub(crate) enum Step {
     /// Took a frame off; there are more to go.
     More,
+    /// Took the innermost frame's exit hooks, to run before it is taken
+    /// off.
+    Hooks,
     /// Took the target's frame off: done.
     Left,
     /// The target is the innermost checkpoint: done, nothing taken off.
@@ -670,14 +729,20 @@ pub(crate) enum Step {
 /// off. Each step drops the values it took off before the next, with no
 /// stack borrowed; a destructor that panics does not stop the steps, and
 /// the first such panic is resumed once they are over.
+///
+/// Exit hooks a step hands out run, with `outcome`, before the next step,
+/// with no stack borrowed either; a panicking hook does not stop the rest.
 #[inline]
 pub(crate) fn leave_by_steps<E>(
-    mut step: impl FnMut(&mut Panics) -> Result<Step, E>,
+    outcome: Outcome,
+    mut step: impl FnMut(&mut Panics, &mut Hooks) -> Result<Step, E>,
 ) -> Result<usize, E> {
     let mut panics = Panics::default();
+    let mut hooks = Hooks::new();
     let mut left = 0;
     let result = loop {
-        match step(&mut panics) {
+        match step(&mut panics, &mut hooks) {
+            Ok(Step::Hooks) => hooks.run(Outcome::now(outcome), &mut panics),
             Ok(Step::More) => left += 1,
             Ok(Step::Left) => break Ok(left + 1),
             Ok(Step::Reached | Step::Missing) => break Ok(left),
@@ -737,7 +802,8 @@ impl DerefMut for StackGuard<'_> {
 impl Drop for StackGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.stack.leave_until(Until::Left(self.id));
+        self.stack
+            .leave_until(Until::Left(self.id), Outcome::now(Outcome::Left));
     }
 }
 

@@ -9,6 +9,7 @@ use pin_project_lite::pin_project;
 
 use crate::engine::{FrameId, Until};
 use crate::error::Operation;
+use crate::exit::Outcome;
 use crate::{Checkpoint, Error, Storage};
 
 pin_project! {
@@ -55,7 +56,7 @@ pin_project! {
                 .and_then(|checkpoint| enter(*this.storage, checkpoint).ok());
             inner.set(None);
             if let Some(id) = entered {
-                let _ = this.storage.leave(id);
+                let _ = this.storage.leave(id, Outcome::Cancelled);
             }
         }
     }
@@ -182,7 +183,10 @@ impl Entered<'_> {
         if self.storage.write(Operation::Leave, suspend) == Ok(true) {
             return 0;
         }
-        let strays = self.storage.leave_until(Until::Top(Some(id))).unwrap_or(0);
+        let strays = self
+            .storage
+            .leave_until(Until::Top(Some(id)), Outcome::Cancelled)
+            .unwrap_or(0);
         let checkpoint = &mut *self.checkpoint;
         let _ = self
             .storage
@@ -195,8 +199,11 @@ impl Entered<'_> {
     fn leave(&mut self) -> usize {
         self.done = true;
         let id = self.id;
-        let strays = self.storage.leave_until(Until::Top(Some(id))).unwrap_or(0);
-        let _ = self.storage.leave(id);
+        let strays = self
+            .storage
+            .leave_until(Until::Top(Some(id)), Outcome::Cancelled)
+            .unwrap_or(0);
+        let _ = self.storage.leave(id, Outcome::Left);
         strays
     }
 }

@@ -39,7 +39,10 @@ pin_project! {
                 return;
             }
             let dropped = match this.scope {
-                Some(scope) => scope.try_run(|| future.set(None)).is_ok(),
+                Some(scope) => {
+                    scope.cancel();
+                    scope.try_run(|| future.set(None)).is_ok()
+                }
                 None => false,
             };
             if !dropped {

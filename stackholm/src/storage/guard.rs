@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 
 use super::{Ambient, Mode, Storage};
 use crate::engine::FrameId;
+use crate::exit::Outcome;
 
 /// A checkpoint entered on a [`Storage`]; dropping the guard leaves it.
 ///
@@ -80,7 +81,7 @@ impl<M: Mode> Drop for CheckpointGuard<M> {
     fn drop(&mut self) {
         // Every error means the checkpoint cannot be reached from here; see
         // the type's docs for why each is left as it is.
-        let _ = self.storage.leave(self.id);
+        let _ = self.storage.leave(self.id, Outcome::Left);
     }
 }
 

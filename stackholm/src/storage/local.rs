@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell, RefMut};
 
 use crate::engine::{leave_by_steps, Doomed, FrameId, Panics, Step, Until};
 use crate::error::Operation;
+use crate::exit::{Hooks, Outcome};
 use crate::{Error, Stack};
 
 /// One storage's state on one thread; public only for
@@ -145,7 +146,8 @@ impl Local {
     #[cold]
     #[inline(never)]
     fn leave_strays(&self, top: Option<FrameId>) -> usize {
-        self.leave(Until::Top(top)).unwrap_or(0)
+        // Their guards did not leave them: as if dropped unfinished.
+        self.leave(Until::Top(top), Outcome::Cancelled).unwrap_or(0)
     }
 
     /// Leaves checkpoints until `until`, innermost first, and returns how
@@ -161,8 +163,12 @@ impl Local {
     /// A destructor that panics does not stop the others; its panic is
     /// resumed once all are dropped, unless the thread is already
     /// unwinding.
+    ///
+    /// Exit hooks of each checkpoint run first, told `outcome` (or
+    /// [`Outcome::Unwound`] if a panic is unwinding), while the checkpoint is
+    /// still on the stack and nothing is borrowed.
     #[inline]
-    pub(super) fn leave(&self, until: Until) -> Result<usize, Error> {
+    pub(super) fn leave(&self, until: Until, outcome: Outcome) -> Result<usize, Error> {
         if let Until::Left(id) = until {
             if let (Ok(mut current), Ok(mut doomed)) =
                 (self.current.try_borrow_mut(), self.doomed.try_borrow_mut())
@@ -176,18 +182,18 @@ impl Local {
                 }
             }
         }
-        self.leave_stepwise(until)
+        self.leave_stepwise(until, outcome)
     }
 
     /// [`leave`](Self::leave), one checkpoint at a time.
     #[inline(never)]
-    fn leave_stepwise(&self, until: Until) -> Result<usize, Error> {
-        leave_by_steps(|panics| {
+    fn leave_stepwise(&self, until: Until, outcome: Outcome) -> Result<usize, Error> {
+        leave_by_steps(outcome, |panics, hooks| {
             let busy = Error::Busy {
                 operation: Operation::Leave,
             };
             let mut doomed = self.doomed.try_borrow_mut().map_err(|_| busy)?;
-            let step = self.step(until, &mut doomed)?;
+            let step = self.step(until, &mut doomed, hooks)?;
             self.drain(doomed, panics);
             Ok(step)
         })
@@ -216,15 +222,15 @@ impl Local {
         }
     }
 
-    fn step(&self, until: Until, doomed: &mut Doomed) -> Result<Step, Error> {
+    fn step(&self, until: Until, doomed: &mut Doomed, hooks: &mut Hooks) -> Result<Step, Error> {
         let busy = Error::Busy {
             operation: Operation::Leave,
         };
-        let step = self
-            .current
-            .try_borrow_mut()
-            .map_err(|_| busy)?
-            .step(until, Some(&mut *doomed));
+        let step =
+            self.current
+                .try_borrow_mut()
+                .map_err(|_| busy)?
+                .step(until, Some(&mut *doomed), hooks);
         if step != Step::Missing || !matches!(until, Until::Left(_)) {
             return Ok(step);
         }
@@ -232,7 +238,7 @@ impl Local {
         Ok(parked
             .iter_mut()
             .rev()
-            .map(|stack| stack.step(until, Some(&mut *doomed)))
+            .map(|stack| stack.step(until, Some(&mut *doomed), hooks))
             .find(|step| *step != Step::Missing)
             .unwrap_or(Step::Missing))
     }

@@ -18,6 +18,7 @@ pub use scope::Scope;
 
 use crate::engine::{FrameId, Kind, Until};
 use crate::error::{Operation, SetError};
+use crate::exit::{Hook, Outcome};
 use crate::{Checkpoint, Error, Key, Stack};
 
 /// Declares an independent ambient [`Storage`].
@@ -415,6 +416,101 @@ impl<M: Mode> Storage<M> {
         self.take_nearest(key, Kind::Block, Operation::RemoveBlock)
     }
 
+    /// Registers `hook` to run when the innermost checkpoint ends, told how
+    /// it ended.
+    ///
+    /// This is how code at any depth has something done when the checkpoint
+    /// it runs in is over (commit or roll back, flush a journal, emit a
+    /// metric) without a guard threaded down to it. Hooks run when their
+    /// checkpoint is left, the last registered first, before the
+    /// checkpoint's values are dropped: a hook reads them, and the rest of
+    /// the stack, as code inside the checkpoint would. Nothing is borrowed
+    /// while a hook runs, so it may use the storage freely.
+    ///
+    /// A hook that panics does not keep the others from running, nor the
+    /// checkpoint from being left; its panic is resumed once they have run
+    /// and the values are dropped, unless the thread is already unwinding
+    /// (a second panic would abort the process), in which case the panic
+    /// hook has reported it and it goes no further.
+    ///
+    /// A hook of a checkpointed future
+    /// ([`in_checkpoint`](crate::CheckpointExt::in_checkpoint)) stays with
+    /// the future between polls, and runs when the future completes
+    /// ([`Outcome::Left`]) or is dropped before ([`Outcome::Cancelled`]).
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use stackholm::{Key, Outcome, DEFAULT};
+    ///
+    /// static TX: Key<&'static str> = Key::new("transaction");
+    ///
+    /// let log = Arc::new(Mutex::new(Vec::new()));
+    /// {
+    ///     let _work = DEFAULT.enter();
+    ///     DEFAULT.set(&TX, "tx-1")?;
+    ///     let sink = Arc::clone(&log);
+    ///     DEFAULT.on_exit(move |outcome| {
+    ///         let action = if outcome == Outcome::Left { "commit" } else { "roll back" };
+    ///         // The checkpoint's values are still there.
+    ///         sink.lock().unwrap().push(format!("{action} {}", DEFAULT.get(&TX).unwrap()));
+    ///     })?;
+    /// }
+    /// assert_eq!(*log.lock().unwrap(), ["commit tx-1"]);
+    /// # Ok::<(), stackholm::Error>(())
+    /// ```
+    ///
+    /// Registering allocates the hook's box (unless it captures nothing) and,
+    /// for a checkpoint's first hook, its list.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoCheckpoint`] if no checkpoint is active, and as
+    /// [`set`](Self::set); the hook is dropped then, without running.
+    pub fn on_exit(&self, hook: impl FnOnce(Outcome) + Send + 'static) -> Result<(), Error> {
+        self.register_exit(Box::new(hook), false)
+    }
+
+    /// Registers `hook` to run when the outermost checkpoint of the current
+    /// stack ends: the request's root under a layer that opens one per
+    /// request, the task's root in a scope. See [`on_exit`](Self::on_exit).
+    ///
+    /// # Errors
+    ///
+    /// As [`on_exit`](Self::on_exit).
+    pub fn on_root_exit(&self, hook: impl FnOnce(Outcome) + Send + 'static) -> Result<(), Error> {
+        self.register_exit(Box::new(hook), true)
+    }
+
+    fn register_exit(&self, hook: Hook, root: bool) -> Result<(), Error> {
+        let mut hook = Some(hook);
+        let registered = self.write(Operation::OnExit, |stack| {
+            let hook = hook.take().expect("stackholm: the hook is registered once");
+            stack.on_exit(hook, root)
+        });
+        // A refused hook is dropped here, with nothing borrowed.
+        drop(hook);
+        match registered {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(refused)) => {
+                drop(refused);
+                Err(Error::NoCheckpoint {
+                    operation: Operation::OnExit,
+                    key: None,
+                })
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The names of the active checkpoints of the current stack that have
+    /// one, outermost first; see [`Checkpoint::with_name`]. Empty where
+    /// there is no stack.
+    #[must_use]
+    pub fn names(&self) -> Vec<&'static str> {
+        self.read(Operation::Read, |stack| stack.names().collect())
+            .unwrap_or_default()
+    }
+
     /// How many checkpoints are active on the current stack: the task's
     /// inside a scope of this storage, the thread's elsewhere. 0 where there
     /// is no stack (outside any scope on a [`task`](Self::task) handle, or on
@@ -434,16 +530,16 @@ impl<M: Mode> Storage<M> {
     /// Leaves checkpoints until `until`, wherever they are on this thread;
     /// returns how many were left. See [`Local::leave`].
     #[inline]
-    pub(crate) fn leave_until(&self, until: Until) -> Result<usize, Error> {
+    pub(crate) fn leave_until(&self, until: Until, outcome: Outcome) -> Result<usize, Error> {
         self.local
-            .try_with(|local| local.leave(until))
+            .try_with(|local| local.leave(until, outcome))
             .unwrap_or(Err(Error::Destroyed))
     }
 
     /// Leaves the checkpoint `id` and any still active inside it.
     #[inline]
-    pub(crate) fn leave(&self, id: FrameId) -> Result<usize, Error> {
-        self.leave_until(Until::Left(id))
+    pub(crate) fn leave(&self, id: FrameId, outcome: Outcome) -> Result<usize, Error> {
+        self.leave_until(Until::Left(id), outcome)
     }
 
     /// Sets a value; the value it replaces is dropped once the storage is

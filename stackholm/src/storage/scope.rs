@@ -7,6 +7,7 @@ use std::thread::LocalKey;
 
 use super::{Local, Mode, Storage};
 use crate::engine::{FrameId, Until};
+use crate::exit::Outcome;
 use crate::futures::Scoped;
 use crate::{Checkpoint, Error, Stack};
 
@@ -47,6 +48,8 @@ pub struct Scope {
     /// `None` only while the stack is installed, or if taking it back
     /// failed, in which case the scope goes on with an empty one.
     stack: Option<Stack>,
+    /// What the checkpoints still active when the scope is dropped are told.
+    ending: Outcome,
 }
 
 impl Scope {
@@ -62,7 +65,17 @@ impl Scope {
                     .try_with(Local::take_spare)
                     .unwrap_or_default(),
             ),
+            ending: Outcome::Left,
         }
+    }
+
+    /// Marks the scope's work as dropped unfinished: the exit hooks of the
+    /// checkpoints still active in it when it is dropped are told
+    /// [`Outcome::Cancelled`] instead of [`Outcome::Left`]. What owns a
+    /// scope calls it when the work it runs there is dropped before it
+    /// completes (a future, a response body).
+    pub fn cancel(&mut self) {
+        self.ending = Outcome::Cancelled;
     }
 
     /// A scope whose stack has `root` entered: its values are visible to
@@ -212,12 +225,14 @@ impl Drop for Scope {
     /// storage, or on an exiting thread) the stack and its values are
     /// dropped as they are, with nothing borrowed.
     fn drop(&mut self) {
-        if let Some(stack) = self.stack.as_mut().filter(|stack| !stack.holds_values()) {
-            stack.clear_empty();
+        if let Some(stack) = self.stack.as_mut().filter(|stack| stack.is_bare()) {
+            stack.clear_bare();
         }
         if self.stack().depth() > 0 {
             let local = self.local;
-            let cleared = self.try_run(|| local.with(|local| local.leave(Until::Top(None))));
+            let outcome = self.ending;
+            let cleared =
+                self.try_run(|| local.with(|local| local.leave(Until::Top(None), outcome)));
             if cleared.is_err() {
                 return;
             }
