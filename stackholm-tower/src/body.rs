@@ -8,6 +8,8 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use stackholm::Scope;
 
+use crate::end::RequestEnd;
+
 pin_project! {
     /// A response body polled inside its request's scope, so that streaming
     /// bodies (server-sent events, chunked downloads) read the request's
@@ -94,7 +96,9 @@ impl<B: Body> Body for ScopedBody<B> {
         if let Poll::Ready(None) = polled {
             // The response is complete: the request's values go now, not
             // whenever the connection gets round to dropping the body.
-            *this.scope = None;
+            if let Some(mut scope) = this.scope.take() {
+                RequestEnd::record(scope.stack_mut(), |end| end.body_complete = true);
+            }
         }
         polled
     }

@@ -9,6 +9,7 @@ use pin_project_lite::pin_project;
 use stackholm::futures::Scoped;
 
 use crate::body::ScopedBody;
+use crate::end::RequestEnd;
 
 pin_project! {
     /// The response future of [`StackholmService`](crate::StackholmService).
@@ -39,7 +40,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut inner = self.project().inner;
         let result = ready!(inner.as_mut().poll(cx));
-        let scope = inner.take_scope();
+        let mut scope = inner.take_scope();
+        if let (Ok(response), Some(scope)) = (&result, &mut scope) {
+            let status = response.status();
+            RequestEnd::record(scope.stack_mut(), |end| end.status = Some(status));
+        }
         Poll::Ready(result.map(|response| response.map(|body| ScopedBody::new(body, scope))))
     }
 }

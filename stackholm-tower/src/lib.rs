@@ -44,11 +44,13 @@
 #![forbid(unsafe_code)]
 
 mod body;
+mod end;
 mod future;
 mod layer;
 mod service;
 
 pub use body::ScopedBody;
+pub use end::RequestEnd;
 pub use future::ResponseFuture;
 pub use layer::{EmptyRoot, Root, SeedRoot, StackholmLayer};
 pub use service::StackholmService;

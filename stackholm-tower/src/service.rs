@@ -9,6 +9,7 @@ use stackholm::{Checkpoint, Scope, Storage};
 use tower_service::Service;
 
 use crate::body::ScopedBody;
+use crate::end::RequestEnd;
 use crate::future::ResponseFuture;
 use crate::layer::{Root, SeedRoot};
 
@@ -62,6 +63,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let (parts, body) = request.into_parts();
         let mut scope = Scope::with_root(self.storage, Checkpoint::new());
+        RequestEnd::record(scope.stack_mut(), |_| ());
         self.seed.seed(&parts, &mut Root::new(scope.stack_mut()));
         let request = Request::from_parts(parts, body);
         let future = scope.run(|| self.inner.call(request));

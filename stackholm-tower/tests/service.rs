@@ -401,3 +401,83 @@ async fn the_scoped_body_gives_access_to_its_inner_body() {
     // Taken out of the scope, the body no longer sees the request.
     assert_eq!(body_text(body.into_inner()).await, "none;");
 }
+
+type Endings = Arc<std::sync::Mutex<Vec<(stackholm::Outcome, Option<u16>, bool)>>>;
+
+/// Registers a root exit hook that records how the request ended.
+fn record_ending(endings: &Endings) {
+    let endings = Arc::clone(endings);
+    DEFAULT
+        .on_root_exit(move |outcome| {
+            let end = stackholm_tower::RequestEnd::current().expect("inside the request");
+            endings.lock().unwrap().push((
+                outcome,
+                end.status().map(|status| status.as_u16()),
+                end.body_complete(),
+            ));
+        })
+        .unwrap();
+}
+
+#[tokio::test]
+async fn root_hooks_see_how_each_request_ended() {
+    use stackholm::Outcome::{Cancelled, Left, Unwound};
+    use stackholm_tower::RequestEnd;
+
+    let endings = Endings::default();
+    let sink = Arc::clone(&endings);
+    let service = seeded().layer(service_fn(move |request: Request<Empty<Bytes>>| {
+        record_ending(&sink);
+        let mode = request.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        async move {
+            match mode.as_str() {
+                "error" => return Err(Refused("no")),
+                "panic" => panic!("the handler failed"),
+                "hang" => std::future::pending::<()>().await,
+                _ => {}
+            }
+            let status = if mode == "fail" { 500 } else { 200 };
+            let mut response = Response::new(Reporting { frames: 2 });
+            *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            Ok(response)
+        }
+    }));
+    let last = || endings.lock().unwrap().pop().expect("a hook ran");
+
+    // Answered and sent to the end: the one success.
+    let response = service.clone().oneshot(request("ok")).await.unwrap();
+    body_text(response.into_body()).await;
+    assert_eq!(last(), (Left, Some(200), true));
+
+    let response = service.clone().oneshot(request("fail")).await.unwrap();
+    body_text(response.into_body()).await;
+    assert_eq!(last(), (Left, Some(500), true));
+
+    // The client went away during the body, or before the answer.
+    let response = service.clone().oneshot(request("ok")).await.unwrap();
+    drop(response);
+    assert_eq!(last(), (Cancelled, Some(200), false));
+    let mut pending = Box::pin(service.clone().oneshot(request("hang")));
+    assert!(futures_util::poll!(pending.as_mut()).is_pending());
+    drop(pending);
+    assert_eq!(last(), (Cancelled, None, false));
+
+    // No response at all.
+    assert!(service.clone().oneshot(request("error")).await.is_err());
+    assert_eq!(last(), (Left, None, false));
+    let panicked = std::panic::AssertUnwindSafe(service.oneshot(request("panic")));
+    assert!(futures_util::FutureExt::catch_unwind(panicked)
+        .await
+        .is_err());
+    assert_eq!(last(), (Unwound, None, false));
+
+    assert!(endings.lock().unwrap().is_empty());
+    assert_eq!(RequestEnd::current(), None, "outside any request");
+    assert!(
+        !RequestEnd::default().succeeded(),
+        "no response, no success"
+    );
+}

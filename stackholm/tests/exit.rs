@@ -225,3 +225,24 @@ async fn a_checkpointed_future_keeps_its_name_between_polls() {
     assert_eq!(names, ["step"]);
     assert!(DEFAULT.names().is_empty());
 }
+
+#[tokio::test]
+async fn a_checkpointed_future_whose_poll_panicked_reports_unwound_when_dropped() {
+    use futures_util::FutureExt;
+
+    let log = Log::default();
+    let mut work = Box::pin(
+        async {
+            DEFAULT.on_exit(logging(&log, "hook")).unwrap();
+            tokio::task::yield_now().await;
+            panic!("the work failed");
+        }
+        .in_checkpoint(Checkpoint::new()),
+    );
+    assert!(futures_util::poll!(work.as_mut()).is_pending());
+    let polled = AssertUnwindSafe(work.as_mut()).catch_unwind().await;
+    assert!(polled.is_err());
+    // Caught, then dropped: not cancelled, but ended by the panic.
+    drop(work);
+    assert_eq!(taken(&log), ["hook: unwound by a panic (-)"]);
+}

@@ -121,6 +121,9 @@ pub(crate) trait ErasedSlot: Any + Send {
     /// The name of the slot's key, for `Debug`.
     fn key_name(&self) -> &'static str;
 
+    /// Whether dropping a value of the slot's type may run code.
+    fn has_drop_glue(&self) -> bool;
+
     /// How many settings of `kind` the slot holds.
     fn len(&self, kind: Kind) -> usize;
 }
@@ -145,6 +148,10 @@ impl<T: Send + 'static> ErasedSlot for Slot<T> {
 
     fn key_name(&self) -> &'static str {
         self.key.name()
+    }
+
+    fn has_drop_glue(&self) -> bool {
+        std::mem::needs_drop::<T>()
     }
 
     fn len(&self, kind: Kind) -> usize {
@@ -203,6 +210,11 @@ impl Slots {
             self.slots.resize_with(index + 1, || None);
         }
         self.slots[index] = Some(Box::new(Slot::new(key)));
+    }
+
+    #[inline]
+    pub(crate) fn erased(&self, index: u32) -> Option<&dyn ErasedSlot> {
+        self.slots.get(index as usize)?.as_deref()
     }
 
     #[inline]

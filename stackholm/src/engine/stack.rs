@@ -174,19 +174,29 @@ impl Stack {
         self.depth
     }
 
-    /// Whether no active checkpoint holds a value or an exit hook: leaving
-    /// them all runs no code then.
+    /// Whether no active checkpoint holds an exit hook or a value whose
+    /// drop runs code: leaving them all runs no code then.
     pub(crate) fn is_bare(&self) -> bool {
-        self.frames[..self.depth]
-            .iter()
-            .all(|frame| frame.settings.is_empty() && frame.hooks.is_empty())
+        self.frames[..self.depth].iter().all(|frame| {
+            frame.hooks.is_empty()
+                && frame.settings.iter().all(|setting| {
+                    self.slots
+                        .erased(setting.index())
+                        .is_none_or(|slot| !slot.has_drop_glue())
+                })
+        })
     }
 
-    /// Leaves every checkpoint of a [bare](Self::is_bare) stack: there is
-    /// nothing to drop or run, so nothing that needs the stack installed.
+    /// Leaves every checkpoint of a [bare](Self::is_bare) stack: its values
+    /// are dropped here, but that runs no code, so nothing needs the stack
+    /// installed.
     pub(crate) fn clear_bare(&mut self) {
         debug_assert!(self.is_bare(), "values and hooks are seen to by leaving");
-        self.depth = 0;
+        let mut doomed = Doomed::new();
+        while self.depth > 0 {
+            self.pop_discard(Some(&mut doomed));
+        }
+        debug_assert!(doomed.is_empty(), "bare values are dropped in place");
     }
 
     /// The id of the innermost checkpoint, if one is active.

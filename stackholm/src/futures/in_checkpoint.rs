@@ -39,6 +39,9 @@ pin_project! {
         storage: Storage,
         // `None` once left for good.
         checkpoint: Option<Checkpoint>,
+        // Set when a poll panicked: dropped later, the future was unwound,
+        // not cancelled.
+        unwound: bool,
     }
 
     impl<F> PinnedDrop for InCheckpoint<F> {
@@ -56,7 +59,12 @@ pin_project! {
                 .and_then(|checkpoint| enter(*this.storage, checkpoint).ok());
             inner.set(None);
             if let Some(id) = entered {
-                let _ = this.storage.leave(id, Outcome::Cancelled);
+                let outcome = if *this.unwound {
+                    Outcome::Unwound
+                } else {
+                    Outcome::Cancelled
+                };
+                let _ = this.storage.leave(id, outcome);
             }
         }
     }
@@ -68,6 +76,7 @@ impl<F> InCheckpoint<F> {
             inner: Some(inner),
             storage,
             checkpoint: Some(checkpoint),
+            unwound: false,
         }
     }
 
@@ -123,6 +132,7 @@ impl<F: Future> Future for InCheckpoint<F> {
         let mut entered = Entered {
             storage,
             checkpoint,
+            unwound: this.unwound,
             id,
             done: false,
         };
@@ -167,6 +177,7 @@ impl<F> fmt::Debug for InCheckpoint<F> {
 struct Entered<'a> {
     storage: Storage,
     checkpoint: &'a mut Checkpoint,
+    unwound: &'a mut bool,
     id: FrameId,
     done: bool,
 }
@@ -211,6 +222,8 @@ impl Entered<'_> {
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
         if !self.done {
+            // The poll is unwinding.
+            *self.unwound = true;
             self.suspend();
         }
     }

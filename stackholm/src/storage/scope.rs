@@ -74,8 +74,13 @@ impl Scope {
     /// [`Outcome::Cancelled`] instead of [`Outcome::Left`]. What owns a
     /// scope calls it when the work it runs there is dropped before it
     /// completes (a future, a response body).
+    ///
+    /// A scope whose [`run`](Self::run) panicked tells them
+    /// [`Outcome::Unwound`], and keeps doing so.
     pub fn cancel(&mut self) {
-        self.ending = Outcome::Cancelled;
+        if self.ending == Outcome::Left {
+            self.ending = Outcome::Cancelled;
+        }
     }
 
     /// A scope whose stack has `root` entered: its values are visible to
@@ -151,6 +156,7 @@ impl Scope {
         Ok(Installed {
             local,
             stack: &mut self.stack,
+            ending: &mut self.ending,
             top,
             taken_back: false,
         })
@@ -175,6 +181,7 @@ impl Scope {
 struct Installed<'a> {
     local: &'static LocalKey<Local>,
     stack: &'a mut Option<Stack>,
+    ending: &'a mut Outcome,
     /// The innermost checkpoint when the stack was installed.
     top: Option<FrameId>,
     taken_back: bool,
@@ -198,6 +205,9 @@ impl Installed<'_> {
 impl Drop for Installed<'_> {
     fn drop(&mut self) {
         if !self.taken_back {
+            // The call is unwinding: the scope's work ends with the panic,
+            // even if whoever catches it drops the scope later.
+            *self.ending = Outcome::Unwound;
             self.take_back();
         }
     }
