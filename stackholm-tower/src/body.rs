@@ -41,14 +41,21 @@ pin_project! {
     }
 }
 
-impl<B> ScopedBody<B> {
-    pub(crate) fn new(body: B, scope: Option<Scope>) -> Self {
+impl<B: Body> ScopedBody<B> {
+    /// A body that is empty from the start (a `204`, a `HEAD` response) may
+    /// never be polled: its request ends with its head.
+    pub(crate) fn new(body: B, mut scope: Option<Scope>) -> Self {
+        if body.is_end_stream() {
+            end(&mut scope);
+        }
         Self {
             body: Some(body),
             scope,
         }
     }
+}
 
+impl<B> ScopedBody<B> {
     /// The inner body.
     pub fn get_ref(&self) -> &B {
         self.body.as_ref().expect(PRESENT)
@@ -79,6 +86,14 @@ impl<B> ScopedBody<B> {
 
 const PRESENT: &str = "the inner body is present until `ScopedBody` is dropped";
 
+/// The response is complete: the request's values go now, not whenever the
+/// connection gets round to dropping the body.
+fn end(scope: &mut Option<Scope>) {
+    if let Some(mut scope) = scope.take() {
+        RequestEnd::record(scope.stack_mut(), |end| end.body_complete = true);
+    }
+}
+
 impl<B: Body> Body for ScopedBody<B> {
     type Data = B::Data;
     type Error = B::Error;
@@ -88,17 +103,20 @@ impl<B: Body> Body for ScopedBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let body = this.body.as_pin_mut().expect(PRESENT);
+        let mut body = this.body.as_pin_mut().expect(PRESENT);
         let polled = match this.scope.as_mut() {
-            Some(scope) => scope.run(|| body.poll_frame(cx)),
-            None => body.poll_frame(cx),
+            Some(scope) => scope.run(|| body.as_mut().poll_frame(cx)),
+            None => body.as_mut().poll_frame(cx),
         };
-        if let Poll::Ready(None) = polled {
-            // The response is complete: the request's values go now, not
-            // whenever the connection gets round to dropping the body.
-            if let Some(mut scope) = this.scope.take() {
-                RequestEnd::record(scope.stack_mut(), |end| end.body_complete = true);
-            }
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            // A server need not poll a body again once it says it is at its
+            // end (hyper does not, for a body of known length).
+            Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+            _ => false,
+        };
+        if ended {
+            end(this.scope);
         }
         polled
     }

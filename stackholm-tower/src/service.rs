@@ -49,6 +49,7 @@ impl<S, R> StackholmService<S, R> {
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for StackholmService<S, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: http_body::Body,
     R: SeedRoot,
 {
     type Response = Response<ScopedBody<ResBody>>;

@@ -481,3 +481,41 @@ async fn root_hooks_see_how_each_request_ended() {
         "no response, no success"
     );
 }
+
+#[tokio::test]
+async fn a_body_at_its_end_ends_the_request_without_another_poll() {
+    use stackholm::Outcome::Left;
+
+    let endings = Endings::default();
+    let sink = Arc::clone(&endings);
+    let service = seeded().layer(service_fn(move |request: Request<Empty<Bytes>>| {
+        record_ending(&sink);
+        let empty = request.headers()["x-request-id"] == "empty";
+        async move {
+            let text = if empty { "" } else { "all of it" };
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
+        }
+    }));
+
+    // A body of known length says it is at its end with its last frame, and
+    // a server need not poll it again (hyper does not).
+    let mut body = service
+        .clone()
+        .oneshot(request("full"))
+        .await
+        .unwrap()
+        .into_body();
+    assert!(body.scope().is_some());
+    let frame = body.frame().await.unwrap().unwrap();
+    assert_eq!(frame.into_data().unwrap(), "all of it");
+    assert!(
+        body.scope().is_none(),
+        "the request ended with its last frame"
+    );
+    assert_eq!(endings.lock().unwrap().pop(), Some((Left, Some(200), true)));
+
+    // An empty body may never be polled at all.
+    let body = service.oneshot(request("empty")).await.unwrap().into_body();
+    assert!(body.scope().is_none(), "the request ended with its head");
+    assert_eq!(endings.lock().unwrap().pop(), Some((Left, Some(200), true)));
+}

@@ -108,6 +108,8 @@ pub enum Operation {
     Set,
     /// Setting a block value.
     SetBlock,
+    /// Setting a value in the outermost checkpoint.
+    SetRoot,
     /// Reading a value.
     Read,
     /// Removing the nearest setting of a checkpoint value.
@@ -132,6 +134,7 @@ impl fmt::Display for Operation {
             Self::Pop => "pop a checkpoint",
             Self::Set => "set",
             Self::SetBlock => "set block value",
+            Self::SetRoot => "set in the root checkpoint",
             Self::Read => "read",
             Self::Remove => "remove",
             Self::RemoveBlock => "remove block value",

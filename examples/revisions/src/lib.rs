@@ -8,9 +8,14 @@
 //! nested checkpoints, so a rolled-back savepoint discards exactly its own
 //! deltas; the outermost commit writes the revision with its deltas in the
 //! same database transaction. See [`tracking`] for the mechanism.
+//!
+//! [`request_tx`] is the other pattern a request's root exit hook makes
+//! simple: a database transaction opened lazily at any depth and committed
+//! only if the request succeeded.
 
 pub mod accounts;
 pub mod api;
+pub mod request_tx;
 pub mod tracking;
 
 pub use api::{router, ApiError, Db};

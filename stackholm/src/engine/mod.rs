@@ -15,3 +15,4 @@ pub(crate) use doomed::{Doomed, Panics};
 pub(crate) use slot::{share_top, Kind};
 pub(crate) use stack::{leave_by_steps, FrameId, Step, Until};
 pub use stack::{Stack, StackGuard};
+pub(crate) use value::Value;

@@ -65,6 +65,20 @@ impl<T: Send + 'static> Slot<T> {
         }
     }
 
+    /// Sets the value of the outermost checkpoint (depth 0), under any
+    /// settings of nested ones; returns the value it replaces, as
+    /// [`set`](Self::set) does.
+    pub(crate) fn set_root(&mut self, kind: Kind, value: Value<T>) -> Option<Value<T>> {
+        let entries = &mut self.entries[kind as usize];
+        match entries.first_mut() {
+            Some(first) if first.depth == 0 => Some(std::mem::replace(&mut first.value, value)),
+            _ => {
+                entries.insert(0, Entry { depth: 0, value });
+                None
+            }
+        }
+    }
+
     #[inline]
     pub(crate) fn pop(&mut self, kind: Kind) -> Option<Entry<T>> {
         self.entries[kind as usize].pop()

@@ -660,6 +660,30 @@ impl Stack {
         Ok(replaced)
     }
 
+    /// Sets a checkpoint value in the outermost checkpoint, under any
+    /// setting nested checkpoints made; returns the value it replaces there,
+    /// for the caller to drop.
+    pub(crate) fn replace_root<T: Send + 'static>(
+        &mut self,
+        key: &'static Key<T>,
+        value: T,
+    ) -> Result<Option<Value<T>>, SetError<T>> {
+        if let Err(err) = self.current_depth(key, Operation::SetRoot) {
+            return Err(SetError::new(value, err));
+        }
+        let index = key.index();
+        let replaced = self
+            .slots
+            .typed_or_insert(key, index)
+            .set_root(Kind::Checkpoint, Value::Owned(value));
+        if replaced.is_none() {
+            self.frames[0]
+                .settings
+                .push(Setting::new(index, Kind::Checkpoint));
+        }
+        Ok(replaced)
+    }
+
     /// Takes the nearest setting of `key` off the stack (for a block value,
     /// only if the innermost checkpoint holds it), for the caller to drop.
     pub(crate) fn take_nearest<T: Send + 'static>(

@@ -16,7 +16,7 @@ pub use local::Local;
 pub use mode::{Ambient, Mode, TaskOnly};
 pub use scope::Scope;
 
-use crate::engine::{FrameId, Kind, Until};
+use crate::engine::{FrameId, Kind, Until, Value};
 use crate::error::{Operation, SetError};
 use crate::exit::{Hook, Outcome};
 use crate::{Checkpoint, Error, Key, Stack};
@@ -416,6 +416,42 @@ impl<M: Mode> Storage<M> {
         self.take_nearest(key, Kind::Block, Operation::RemoveBlock)
     }
 
+    /// Sets a checkpoint value in the outermost checkpoint of the current
+    /// stack (the request's root under a layer that opens one per request),
+    /// whatever checkpoints are nested in it: the form for something opened
+    /// lazily, at any depth, for the whole request, such as a database
+    /// transaction. A nested checkpoint that set the same key still shadows
+    /// it until it is left.
+    ///
+    /// ```
+    /// use stackholm::{Key, DEFAULT};
+    ///
+    /// static TX: Key<u32> = Key::new("transaction");
+    ///
+    /// let _root = DEFAULT.enter();
+    /// {
+    ///     let _deep = DEFAULT.enter();
+    ///     DEFAULT.set_root(&TX, 1)?;
+    /// }
+    /// assert_eq!(DEFAULT.get(&TX), Some(1));
+    /// # Ok::<(), stackholm::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    pub fn set_root<T: Send + 'static>(
+        &self,
+        key: &'static Key<T>,
+        value: T,
+    ) -> Result<(), SetError<T>> {
+        let mut value = Some(value);
+        let replaced = self.write(Operation::SetRoot, |stack| {
+            stack.replace_root(key, value.take().expect("stackholm: the value is set once"))
+        });
+        settle(replaced, value)
+    }
+
     /// Registers `hook` to run when the innermost checkpoint ends, told how
     /// it ended.
     ///
@@ -557,19 +593,7 @@ impl<M: Mode> Storage<M> {
             let value = value.take().expect("stackholm: the value is set once");
             stack.replace(key, kind, value, operation)
         });
-        match replaced {
-            Ok(Ok(old)) => {
-                drop(old);
-                Ok(())
-            }
-            Ok(Err(err)) => Err(err),
-            Err(err) => Err(SetError::new(
-                value
-                    .take()
-                    .expect("stackholm: an unreachable stack takes no value"),
-                err,
-            )),
-        }
+        settle(replaced, value)
     }
 
     /// Removes the nearest setting; its value is dropped once the storage is
@@ -642,6 +666,28 @@ impl<M: Mode> Storage<M> {
             Err(_) => call(None),
         };
         output.expect("stackholm: the read closure runs exactly once")
+    }
+}
+
+/// The end of a set: drops the value it replaced, now that the storage is
+/// released, or hands the value back with the error (from `unset` if the
+/// stack could not be reached at all).
+fn settle<T>(
+    replaced: Result<Result<Option<Value<T>>, SetError<T>>, Error>,
+    mut unset: Option<T>,
+) -> Result<(), SetError<T>> {
+    match replaced {
+        Ok(Ok(old)) => {
+            drop(old);
+            Ok(())
+        }
+        Ok(Err(err)) => Err(err),
+        Err(err) => Err(SetError::new(
+            unset
+                .take()
+                .expect("stackholm: an unreachable stack takes no value"),
+            err,
+        )),
     }
 }
 
