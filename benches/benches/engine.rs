@@ -260,6 +260,38 @@ fn snapshot(c: &mut Criterion) {
     group.finish();
 }
 
+/// Registering one exit hook on a checkpoint and running it as the
+/// checkpoint is left, beside entering and leaving alone.
+fn exit_hook(c: &mut Criterion) {
+    let mut group = c.benchmark_group("exit_hook");
+    group.bench_function(BenchmarkId::new("stackholm-thread", "none"), |b| {
+        b.iter(|| drop(black_box(DEFAULT.enter())));
+    });
+    group.bench_function(BenchmarkId::new("stackholm-thread", "capture-free"), |b| {
+        b.iter(|| {
+            let _guard = DEFAULT.enter();
+            DEFAULT
+                .on_exit(|outcome| {
+                    black_box(outcome);
+                })
+                .unwrap();
+        });
+    });
+    group.bench_function(BenchmarkId::new("stackholm-thread", "capturing"), |b| {
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        b.iter(|| {
+            let _guard = DEFAULT.enter();
+            let seen = std::sync::Arc::clone(&seen);
+            DEFAULT
+                .on_exit(move |_| {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                })
+                .unwrap();
+        });
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = engine;
     config = Criterion::default()
@@ -268,6 +300,6 @@ criterion_group! {
         // Medians are what the report uses; fewer resamples keep the
         // analysis from taking longer than the measurement.
         .nresamples(10_000);
-    targets = enter_and_leave, enter_set_leave_with_drop_glue, read_nearest, remove_nearest, request, snapshot, layer_per_request
+    targets = enter_and_leave, enter_set_leave_with_drop_glue, read_nearest, remove_nearest, request, snapshot, exit_hook, layer_per_request
 }
 criterion_main!(engine);

@@ -12,7 +12,8 @@
 //! written in that same database transaction. Nothing is ever diffed after
 //! the fact.
 
-use std::sync::{Arc, Mutex};
+use std::cell::RefCell;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection};
@@ -24,8 +25,10 @@ use stackholm::{Checkpoint, Key, DEFAULT};
 pub static ACTOR: Key<String> = Key::new("actor").inherited();
 /// The revision open for the request.
 pub static REVISION: Key<Arc<OpenRevision>> = Key::new("revision").inherited();
-/// The deltas recorded in the innermost open transaction level.
-static CHANGES: Key<Arc<Mutex<Vec<Delta>>>> = Key::new("changes");
+/// The deltas recorded in the innermost open transaction level. Not
+/// inherited: a level lives in the one task that runs its transaction, so
+/// its buffer is a plain `RefCell`, no `Arc<Mutex<..>>`.
+static CHANGES: Key<RefCell<Vec<Delta>>> = Key::new("changes");
 /// How many transaction levels are open.
 static LEVEL: Key<u32> = Key::new("transaction_level");
 /// Present (and true) while tracking is disabled.
@@ -68,7 +71,7 @@ pub fn record(entity: &'static str, entity_id: i64, field: &'static str, old: Va
     }
     DEFAULT.with(&CHANGES, |changes| {
         let changes = changes.expect("writes happen inside `transaction`");
-        changes.lock().unwrap().push(Delta {
+        changes.borrow_mut().push(Delta {
             entity,
             entity_id,
             field,
@@ -101,16 +104,19 @@ pub fn transaction<R, E: From<rusqlite::Error>>(
 ) -> Result<R, E> {
     let level = DEFAULT.get(&LEVEL).unwrap_or(0);
     let mut sql = SqlLevel::begin(conn, level)?;
-    let changes = Arc::new(Mutex::new(Vec::new()));
-    let output = {
+    let (output, changes) = {
         let _level = DEFAULT.enter_with(
             Checkpoint::new()
                 .with_value(&LEVEL, level + 1)
-                .with_value(&CHANGES, Arc::clone(&changes)),
+                .with_value(&CHANGES, RefCell::default()),
         );
-        f(conn)?
+        let output = f(conn)?;
+        // This level's buffer is the nearest until the level is left.
+        let changes = DEFAULT.with(&CHANGES, |changes| {
+            changes.expect("the level's own buffer").take()
+        });
+        (output, changes)
     };
-    let changes = std::mem::take(&mut *changes.lock().unwrap());
     if level == 0 {
         // In the same database transaction as the changes it records.
         write_revision(conn, &changes)?;
@@ -123,8 +129,7 @@ pub fn transaction<R, E: From<rusqlite::Error>>(
         DEFAULT.with(&CHANGES, |outer| {
             outer
                 .expect("an enclosing level is open")
-                .lock()
-                .unwrap()
+                .borrow_mut()
                 .extend(changes);
         });
     }
