@@ -1,8 +1,7 @@
 //! The layer allocates nothing per request once the worker is warm, also
 //! with a seeded root whose values have destructors.
 //!
-//! This binary counts every allocation through its global allocator, so it
-//! holds a single test: nothing else runs while it counts.
+//! The allocator counts allocations per thread, so the count is the test's.
 
 use std::convert::Infallible;
 use std::future::Future;

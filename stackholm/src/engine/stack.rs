@@ -553,15 +553,19 @@ impl Stack {
     }
 
     /// Moves the innermost frame's exit hooks into `hooks`; returns whether
-    /// it had any.
+    /// it had any. Otherwise `hooks`, emptied by running them, gives its
+    /// buffer back to the frame, which keeps it for the next checkpoint
+    /// entered there: registering hooks allocates no list once warm.
     fn take_top_hooks(&mut self, hooks: &mut Hooks) -> bool {
-        match self.depth.checked_sub(1) {
-            Some(top) if !self.frames[top].hooks.is_empty() => {
-                hooks.append(&mut self.frames[top].hooks);
-                true
-            }
-            _ => false,
+        let Some(top) = self.depth.checked_sub(1) else {
+            return false;
+        };
+        let frame_hooks = &mut self.frames[top].hooks;
+        let taken = !frame_hooks.is_empty();
+        if taken || hooks.is_empty() {
+            std::mem::swap(frame_hooks, hooks);
         }
+        taken
     }
 
     /// Registers an exit hook on the innermost checkpoint, or on the
