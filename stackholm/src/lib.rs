@@ -77,6 +77,16 @@
 //!   child, shared rather than copied; every other value stays where it was
 //!   set.
 //!
+//! # When checkpoints end
+//!
+//! [`Storage::on_exit`] and [`Storage::on_root_exit`] register hooks that
+//! run when the innermost or the outermost checkpoint ends, told how it
+//! ended ([`Outcome`]: left, unwound by a panic, or cancelled), while its
+//! values are still there: commit or roll back, flush a journal, emit a
+//! metric, from any depth. Checkpoints may carry a name
+//! ([`Checkpoint::named`]), and [`Storage::names`] gives the chain of names
+//! from the root.
+//!
 //! # Destructors and errors
 //!
 //! A value is dropped once its checkpoint is off the stack and the storage is
