@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::path::Path as FsPath;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::StatusCode;
@@ -12,16 +12,34 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
-use stackholm::{CheckpointExt, DEFAULT};
-use stackholm_tower::StackholmLayer;
+use stackholm::{Key, Outcome, DEFAULT};
+use stackholm_tower::{RequestEnd, StackholmLayer};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::accounts::{self, Account, AccountPatch, NewAccount};
-use crate::tracking::{self, open_revision, transaction, untracked, StoredRevision};
+use crate::tracking::{self, transaction, untracked, OpenRevision, StoredRevision};
 
-/// The database: one SQLite connection, used from tokio's blocking pool.
+/// The database: one SQLite connection, held by one request at a time for
+/// the length of its transaction.
 #[derive(Clone, Debug)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
+}
+
+/// The request's database transaction: the connection, held from the
+/// request's first use of the database to the request's end. Not inherited:
+/// nothing the request spawns can reach it. A handle that code takes out of
+/// the storage, so that the storage is free (to enter savepoints'
+/// checkpoints) while the connection is used.
+type RequestConn = Arc<std::sync::Mutex<OwnedMutexGuard<Connection>>>;
+static REQUEST_DB: Key<RequestConn> = Key::new("request_db");
+
+/// Locks the request's connection; a panic that poisoned it rolled back
+/// the savepoint it was in, so the connection is consistent.
+fn lock(conn: &RequestConn) -> std::sync::MutexGuard<'_, OwnedMutexGuard<Connection>> {
+    conn.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Db {
@@ -43,22 +61,52 @@ impl Db {
         })
     }
 
-    /// Runs `f` on the connection in tokio's blocking pool, carrying the
-    /// request's checkpoint values (actor, open revision) along.
-    async fn run<R: Send + 'static>(
+    /// Runs `f` on the connection, inside the request's transaction, which
+    /// the first call opens.
+    ///
+    /// SQLite is called right here, on the request's task: the transaction
+    /// belongs to the request, and a value that is not inherited does not
+    /// cross into a blocking task. Fine for one local SQLite connection; a
+    /// service on a remote database would use an async driver the same way.
+    async fn run<R>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<R, ApiError> + Send + 'static,
+        f: impl FnOnce(&Connection) -> Result<R, ApiError>,
     ) -> Result<R, ApiError> {
-        let conn = Arc::clone(&self.conn);
+        let conn = match DEFAULT.get(&REQUEST_DB) {
+            Some(conn) => conn,
+            None => self.begin_request().await?,
+        };
+        let conn = lock(&conn);
+        f(&conn)
+    }
+
+    /// Opens the request's transaction, keeps it in the request's root, and
+    /// registers the root exit hook that ends it: the revision is written
+    /// and everything committed only if the request succeeded.
+    async fn begin_request(&self) -> Result<RequestConn, ApiError> {
+        let conn = Arc::clone(&self.conn).lock_owned().await;
+        tracking::begin(&conn)?;
+        let conn = Arc::new(std::sync::Mutex::new(conn));
+        let no_root = |err: stackholm::Error| {
+            ApiError::Internal(format!("{err}: StackholmLayer must wrap the app"))
+        };
         DEFAULT
-            .spawn_blocking(move || {
-                // A panic mid-transaction rolled it back on its way out, so
-                // the connection is consistent even if the lock is poisoned.
-                let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                f(&conn)
+            .set_root(&REQUEST_DB, Arc::clone(&conn))
+            .map_err(|err| no_root(err.error()))?;
+        DEFAULT
+            .on_root_exit(|outcome| {
+                let succeeded = outcome == Outcome::Left
+                    && RequestEnd::current().is_some_and(|end| end.succeeded());
+                let conn = DEFAULT
+                    .get(&REQUEST_DB)
+                    .expect("the transaction is in the root until it ends");
+                let ended = tracking::finish(&lock(&conn), succeeded);
+                if let Err(err) = ended {
+                    eprintln!("revisions: ending a request's transaction failed: {err}");
+                }
             })
-            .await
-            .map_err(|err| ApiError::Internal(format!("the database task failed: {err}")))?
+            .map_err(no_root)?;
+        Ok(conn)
     }
 }
 
@@ -77,6 +125,9 @@ pub fn router(db: Db) -> Router {
         .route("/transfers", post(transfer))
         .layer(middleware::from_fn(open_request_revision))
         .layer(StackholmLayer::new())
+        // Outermost, so that a panic unwinds through the layer, whose root
+        // exit hook then rolls the request back.
+        .layer(CatchPanicLayer::new())
         .with_state(db)
 }
 
@@ -94,18 +145,24 @@ async fn open_request_revision(request: Request, next: Next) -> Response {
         |path| path.as_str().to_owned(),
     );
     let description = format!("{} {route}", request.method());
-    if DEFAULT.task().depth() == 0 {
-        return ApiError::Internal(
-            "no request root: StackholmLayer must wrap this middleware".into(),
-        )
-        .into_response();
+    // In the request's root, where its exit hook finds them when it writes
+    // the revision.
+    let revision = Arc::new(OpenRevision { description });
+    let opened = DEFAULT
+        .task()
+        .set(&tracking::ACTOR, actor)
+        .map_err(|err| err.error())
+        .and_then(|()| {
+            DEFAULT
+                .task()
+                .set(&tracking::REVISION, revision)
+                .map_err(|err| err.error())
+        });
+    if let Err(err) = opened {
+        return ApiError::Internal(format!("{err}: StackholmLayer must wrap this middleware"))
+            .into_response();
     }
-    // The rest of the request runs inside the revision's checkpoint, entered
-    // on each of its polls: right however the handlers below interleave
-    // their awaits.
-    next.run(request)
-        .in_checkpoint(open_revision(actor, description))
-        .await
+    next.run(request).await
 }
 
 async fn create_account(

@@ -2,16 +2,18 @@
 //! job the original stackholm was made for, done with stackholm for Rust.
 //!
 //! Every request gets a root checkpoint from
-//! [`StackholmLayer`](stackholm_tower::StackholmLayer); a middleware opens a
-//! revision for the acting user; every write records its field-level deltas
-//! into the nearest open transaction level as it happens; savepoints map to
-//! nested checkpoints, so a rolled-back savepoint discards exactly its own
-//! deltas; the outermost commit writes the revision with its deltas in the
-//! same database transaction. See [`tracking`] for the mechanism.
+//! [`StackholmLayer`](stackholm_tower::StackholmLayer); a middleware sets the
+//! acting user and the revision in it; the request's first use of the
+//! database opens its transaction, kept in the root; every write records its
+//! field-level deltas into the nearest open transaction level as it
+//! happens; savepoints map to nested checkpoints, so a rolled-back savepoint
+//! discards exactly its own deltas; and a root exit hook writes the revision
+//! with its deltas and commits, in the same database transaction, only if
+//! the request succeeded. See [`tracking`] for the mechanism.
 //!
-//! [`request_tx`] is the other pattern a request's root exit hook makes
-//! simple: a database transaction opened lazily at any depth and committed
-//! only if the request succeeded.
+//! [`request_tx`] is the same pattern on its own, the one `axum-sqlx-tx`
+//! users reach for: a database transaction opened lazily at any depth and
+//! committed only if the request succeeded.
 
 pub mod accounts;
 pub mod api;

@@ -2,15 +2,17 @@
 //! checkpoints.
 //!
 //! The request's root checkpoint holds the acting user and the open
-//! revision (see [`open_revision`]). Each transaction level is a nested
-//! checkpoint holding a buffer of the changes recorded inside it; every
-//! write records its field-level deltas into the nearest buffer as it
-//! happens ([`record`]). When a savepoint is released its buffer is merged
-//! into the enclosing level's; when it is rolled back the buffer is simply
-//! dropped with its checkpoint, taking exactly its own deltas with it. When
-//! the outermost transaction commits, the revision and its deltas are
-//! written in that same database transaction. Nothing is ever diffed after
-//! the fact.
+//! revision (see [`open_revision`]), and, once [`begin`] opened the
+//! request's database transaction, the request's buffer of changes. Each
+//! [`transaction`] level inside it is a savepoint and a nested checkpoint
+//! holding a buffer of the changes recorded inside it; every write records
+//! its field-level deltas into the nearest buffer as it happens
+//! ([`record`]). When a savepoint is released its buffer is merged into the
+//! enclosing level's; when it is rolled back the buffer is simply dropped
+//! with its checkpoint, taking exactly its own deltas with it. When the
+//! request ends, [`finish`] writes the revision and its deltas and commits,
+//! in that same database transaction, or rolls everything back. Nothing is
+//! ever diffed after the fact.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -25,12 +27,13 @@ use stackholm::{Checkpoint, Key, DEFAULT};
 pub static ACTOR: Key<String> = Key::new("actor").inherited();
 /// The revision open for the request.
 pub static REVISION: Key<Arc<OpenRevision>> = Key::new("revision").inherited();
-/// The deltas recorded in the innermost open transaction level. Not
+/// The deltas recorded in the innermost open transaction level: the
+/// request's own in its root, a savepoint's in its checkpoint. Not
 /// inherited: a level lives in the one task that runs its transaction, so
 /// its buffer is a plain `RefCell`, no `Arc<Mutex<..>>`.
 static CHANGES: Key<RefCell<Vec<Delta>>> = Key::new("changes");
-/// How many transaction levels are open.
-static LEVEL: Key<u32> = Key::new("transaction_level");
+/// How many savepoints are open.
+static LEVEL: Key<u32> = Key::new("savepoint_level");
 /// Present (and true) while tracking is disabled.
 static DISABLED: Key<bool> = Key::new("tracking_disabled").inherited();
 
@@ -88,12 +91,46 @@ pub fn untracked<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Runs `f` in a transaction, or in a savepoint if one is already open.
+/// Opens the request's database transaction, and its buffer of changes in
+/// the request's root checkpoint, whatever checkpoint this is called from.
 ///
-/// On success a savepoint is released and its deltas join the enclosing
-/// level's; the outermost transaction writes the revision and all its deltas
-/// before committing. On error (or panic) the level is rolled back and its
-/// deltas are dropped.
+/// # Errors
+///
+/// The database's; or if there is no checkpoint to hold the buffer.
+pub fn begin(conn: &Connection) -> rusqlite::Result<()> {
+    DEFAULT
+        .set_root(&CHANGES, RefCell::default())
+        .map_err(|err| rusqlite::Error::InvalidParameterName(err.to_string()))?;
+    conn.execute_batch("BEGIN IMMEDIATE")
+}
+
+/// Ends the request's database transaction: if `commit`, writes the
+/// revision with every delta the request recorded, in the same transaction,
+/// and commits; otherwise rolls back, changes and deltas alike.
+///
+/// # Errors
+///
+/// The database's; the transaction is rolled back then.
+pub fn finish(conn: &Connection, commit: bool) -> rusqlite::Result<()> {
+    let changes = DEFAULT.with(&CHANGES, |changes| {
+        changes.map(RefCell::take).unwrap_or_default()
+    });
+    let committed = if commit {
+        write_revision(conn, &changes).and_then(|()| conn.execute_batch("COMMIT"))
+    } else {
+        Ok(())
+    };
+    if !commit || committed.is_err() {
+        conn.execute_batch("ROLLBACK")?;
+    }
+    committed
+}
+
+/// Runs `f` in a savepoint of the request's transaction (see [`begin`]).
+///
+/// On success the savepoint is released and its deltas join the enclosing
+/// level's, up to the request's own buffer. On error (or panic) it is
+/// rolled back and its deltas are dropped.
 ///
 /// # Errors
 ///
@@ -102,12 +139,12 @@ pub fn transaction<R, E: From<rusqlite::Error>>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<R, E>,
 ) -> Result<R, E> {
-    let level = DEFAULT.get(&LEVEL).unwrap_or(0);
-    let mut sql = SqlLevel::begin(conn, level)?;
+    let level = DEFAULT.get(&LEVEL).unwrap_or(0) + 1;
+    let mut savepoint = Savepoint::begin(conn, level)?;
     let (output, changes) = {
         let _level = DEFAULT.enter_with(
             Checkpoint::new()
-                .with_value(&LEVEL, level + 1)
+                .with_value(&LEVEL, level)
                 .with_value(&CHANGES, RefCell::default()),
         );
         let output = f(conn)?;
@@ -117,40 +154,30 @@ pub fn transaction<R, E: From<rusqlite::Error>>(
         });
         (output, changes)
     };
-    if level == 0 {
-        // In the same database transaction as the changes it records.
-        write_revision(conn, &changes)?;
-        sql.commit()?;
-    } else {
-        // Merged only once the savepoint is released, so that a failed
-        // release leaves the enclosing revision as it was.
-        sql.commit()?;
-        // Back in the enclosing level: its buffer is the nearest again.
-        DEFAULT.with(&CHANGES, |outer| {
-            outer
-                .expect("an enclosing level is open")
-                .borrow_mut()
-                .extend(changes);
-        });
-    }
+    // Merged only once the savepoint is released, so that a failed release
+    // leaves the enclosing level as it was.
+    savepoint.release()?;
+    // Back in the enclosing level: its buffer is the nearest again.
+    DEFAULT.with(&CHANGES, |outer| {
+        outer
+            .expect("`begin` opened the request's buffer")
+            .borrow_mut()
+            .extend(changes);
+    });
     Ok(output)
 }
 
-/// The SQL side of one transaction level; rolled back unless committed,
-/// so an error or a panic in between leaves the database as it was.
-struct SqlLevel<'c> {
+/// The SQL side of one savepoint; rolled back unless released, so an error
+/// or a panic in between leaves the database as it was.
+struct Savepoint<'c> {
     conn: &'c Connection,
     level: u32,
     done: bool,
 }
 
-impl<'c> SqlLevel<'c> {
+impl<'c> Savepoint<'c> {
     fn begin(conn: &'c Connection, level: u32) -> rusqlite::Result<Self> {
-        if level == 0 {
-            conn.execute_batch("BEGIN IMMEDIATE")?;
-        } else {
-            conn.execute_batch(&format!("SAVEPOINT level_{level}"))?;
-        }
+        conn.execute_batch(&format!("SAVEPOINT level_{level}"))?;
         Ok(Self {
             conn,
             level,
@@ -158,29 +185,22 @@ impl<'c> SqlLevel<'c> {
         })
     }
 
-    fn commit(&mut self) -> rusqlite::Result<()> {
-        let committed = if self.level == 0 {
-            self.conn.execute_batch("COMMIT")
-        } else {
-            self.conn
-                .execute_batch(&format!("RELEASE level_{}", self.level))
-        };
-        // A failed commit still needs the rollback of `Drop`.
-        self.done = committed.is_ok();
-        committed
+    fn release(&mut self) -> rusqlite::Result<()> {
+        let released = self
+            .conn
+            .execute_batch(&format!("RELEASE level_{}", self.level));
+        // A failed release still needs the rollback of `Drop`.
+        self.done = released.is_ok();
+        released
     }
 }
 
-impl Drop for SqlLevel<'_> {
+impl Drop for Savepoint<'_> {
     fn drop(&mut self) {
         if self.done {
             return;
         }
-        let sql = if self.level == 0 {
-            "ROLLBACK".to_owned()
-        } else {
-            format!("ROLLBACK TO level_{0}; RELEASE level_{0}", self.level)
-        };
+        let sql = format!("ROLLBACK TO level_{0}; RELEASE level_{0}", self.level);
         // A failure here leaves nothing better to do: the connection
         // reports it on its next use.
         let _ = self.conn.execute_batch(&sql);
@@ -355,6 +375,7 @@ mod tests {
     fn savepoints_keep_or_discard_exactly_their_own_deltas() {
         let conn = db();
         DEFAULT.sync_scope_with(open_revision("alice".into(), "test".into()), || {
+            begin(&conn).unwrap();
             transaction(&conn, |tx| {
                 record("account", 1, "outer", json!(0), json!(1));
                 transaction(tx, |_| {
@@ -375,6 +396,7 @@ mod tests {
                 Ok::<_, rusqlite::Error>(())
             })
             .unwrap();
+            finish(&conn, true).unwrap();
         });
         let recorded: Vec<String> = fields(&conn).into_iter().map(|(field, _)| field).collect();
         assert_eq!(recorded, ["outer", "kept"]);
@@ -385,15 +407,38 @@ mod tests {
     }
 
     #[test]
+    fn a_request_that_does_not_commit_records_nothing() {
+        let conn = db();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        DEFAULT.sync_scope_with(open_revision("carol".into(), "test".into()), || {
+            begin(&conn).unwrap();
+            transaction(&conn, |tx| {
+                tx.execute("INSERT INTO t (x) VALUES (1)", [])?;
+                record("account", 3, "balance", json!(1), json!(2));
+                Ok::<_, rusqlite::Error>(())
+            })
+            .unwrap();
+            finish(&conn, false).unwrap();
+        });
+        assert!(fields(&conn).is_empty());
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 0, "the change went with the revision");
+    }
+
+    #[test]
     fn a_failed_outer_transaction_records_nothing() {
         let conn = db();
         DEFAULT.sync_scope_with(open_revision("bob".into(), "test".into()), || {
+            begin(&conn).unwrap();
             let failed: Result<(), rusqlite::Error> = transaction(&conn, |_| {
                 record("account", 2, "balance", json!(1), json!(2));
                 Err(rusqlite::Error::InvalidQuery)
             });
             assert!(failed.is_err());
             assert_eq!(DEFAULT.depth(), 1, "the level's checkpoint was left");
+            finish(&conn, true).unwrap();
         });
         assert!(fields(&conn).is_empty());
         let revisions: i64 = conn
