@@ -76,6 +76,10 @@ impl NotesDb {
 /// Runs `f` on the request's transaction, opening it first if this is the
 /// request's first use of it.
 ///
+/// `f` runs while the storage lends the transaction to it: it may read the
+/// storage, not enter checkpoints (see [`crate::api`]'s `Db::run` for a
+/// handle taken out of the storage instead, which savepoints need).
+///
 /// # Errors
 ///
 /// The database's; or an error if called outside a request of the layer.
