@@ -1,0 +1,176 @@
+//! Which keys are logged, under which names, and how they render.
+
+use std::fmt;
+use std::sync::Arc;
+
+use stackholm::{Key, Storage, DEFAULT};
+
+use crate::format::WithContext;
+
+/// The keys whose values every log line carries, under their field names:
+/// declared once, where the subscriber is set up.
+///
+/// Values render through `Display` ([`display`](Self::display)) or `Debug`
+/// ([`debug`](Self::debug)), as declared; a key with no value visible where
+/// the event happens is left out of that line. Nothing that was not
+/// declared is ever logged. Cloning is cheap: the declarations are shared.
+#[derive(Clone)]
+pub struct LogContext {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
+    storage: Storage,
+    fields: Vec<Field>,
+    chain: Option<&'static str>,
+}
+
+/// One declared field: its name, and how to find and render its value.
+#[derive(Clone)]
+struct Field {
+    name: &'static str,
+    render: Arc<dyn Fn(Storage, &'static str, &mut dyn Sink) + Send + Sync>,
+}
+
+/// Where rendered fields go: a text line or a JSON object.
+pub(crate) trait Sink {
+    /// Writes one field; `debug` tells a `Debug` rendering, which the text
+    /// format shows as `tracing` shows such fields.
+    fn field(&mut self, name: &str, value: &dyn fmt::Display, debug: bool);
+}
+
+impl LogContext {
+    /// No fields yet, read from [`DEFAULT`].
+    #[must_use]
+    pub fn new() -> Self {
+        Self::on(DEFAULT)
+    }
+
+    /// No fields yet, read from `storage`.
+    #[must_use]
+    pub fn on(storage: Storage) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                storage,
+                fields: Vec::new(),
+                chain: None,
+            }),
+        }
+    }
+
+    /// Logs the nearest value of `key` as the field `name`, through its
+    /// `Display` implementation.
+    #[must_use]
+    pub fn display<T: fmt::Display + Send + 'static>(
+        self,
+        name: &'static str,
+        key: &'static Key<T>,
+    ) -> Self {
+        self.field(name, move |storage, name, sink| {
+            storage.with(key, |value| {
+                if let Some(value) = value {
+                    sink.field(name, value, false);
+                }
+            });
+        })
+    }
+
+    /// Logs the nearest value of `key` as the field `name`, through its
+    /// `Debug` implementation.
+    #[must_use]
+    pub fn debug<T: fmt::Debug + Send + 'static>(
+        self,
+        name: &'static str,
+        key: &'static Key<T>,
+    ) -> Self {
+        self.field(name, move |storage, name, sink| {
+            storage.with(key, |value| {
+                if let Some(value) = value {
+                    sink.field(name, &AsDebug(value), true);
+                }
+            });
+        })
+    }
+
+    /// Logs the names of the active checkpoints, outermost first and joined
+    /// by `/`, as the field `name`; see
+    /// [`Checkpoint::named`](stackholm::Checkpoint::named).
+    #[must_use]
+    pub fn chain(mut self, name: &'static str) -> Self {
+        self.inner_mut().chain = Some(name);
+        self
+    }
+
+    /// Wraps a text formatter (`tracing_subscriber::fmt::format()`, or its
+    /// `compact()` form): the context's fields follow the event's own.
+    #[must_use]
+    pub fn text<F>(&self, inner: F) -> WithContext<F> {
+        WithContext::new(inner, self.clone(), false)
+    }
+
+    /// Wraps the JSON formatter (`tracing_subscriber::fmt::format().json()`):
+    /// the context's fields are top-level members of each line's object.
+    #[must_use]
+    pub fn json<F>(&self, inner: F) -> WithContext<F> {
+        WithContext::new(inner, self.clone(), true)
+    }
+
+    /// Writes the declared fields that have a value here into `sink`.
+    pub(crate) fn render(&self, sink: &mut dyn Sink) {
+        let inner = &*self.inner;
+        for field in &inner.fields {
+            (field.render)(inner.storage, field.name, sink);
+        }
+        if let Some(name) = inner.chain {
+            let names = inner.storage.names();
+            if !names.is_empty() {
+                sink.field(name, &names.join("/"), false);
+            }
+        }
+    }
+
+    fn field(
+        mut self,
+        name: &'static str,
+        render: impl Fn(Storage, &'static str, &mut dyn Sink) + Send + Sync + 'static,
+    ) -> Self {
+        self.inner_mut().fields.push(Field {
+            name,
+            render: Arc::new(render),
+        });
+        self
+    }
+
+    /// The declarations, to add to while building: copied first only if a
+    /// clone of this context shares them.
+    fn inner_mut(&mut self) -> &mut Inner {
+        Arc::make_mut(&mut self.inner)
+    }
+}
+
+impl Default for LogContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for LogContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<_> = self.inner.fields.iter().map(|field| field.name).collect();
+        f.debug_struct("LogContext")
+            .field("storage", &self.inner.storage.name())
+            .field("fields", &names)
+            .field("chain", &self.inner.chain)
+            .finish()
+    }
+}
+
+/// Shows a value's `Debug` form where a `Display` is expected.
+struct AsDebug<'a, T>(&'a T);
+
+impl<T: fmt::Debug> fmt::Display for AsDebug<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0, f)
+    }
+}
