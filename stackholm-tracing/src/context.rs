@@ -26,11 +26,15 @@ struct Inner {
     chain: Option<&'static str>,
 }
 
+/// Finds a declared key's value in a storage and writes it, under the
+/// given name, into a sink.
+type Render = dyn Fn(Storage, &'static str, &mut dyn Sink) + Send + Sync;
+
 /// One declared field: its name, and how to find and render its value.
 #[derive(Clone)]
 struct Field {
     name: &'static str,
-    render: Arc<dyn Fn(Storage, &'static str, &mut dyn Sink) + Send + Sync>,
+    render: Arc<Render>,
 }
 
 /// Where rendered fields go: a text line or a JSON object.
