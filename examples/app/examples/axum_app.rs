@@ -7,6 +7,9 @@
 //! `cargo run --example axum_app -- --serve` keeps it running on
 //! 127.0.0.1:3000 and prints `curl` commands to try instead.
 //!
+//! Its log lines (on stderr) each carry the request's id, user and step,
+//! from `stackholm-tracing`.
+//!
 //! The app itself is in `src/axum_app.rs`.
 
 use std::net::SocketAddr;
@@ -17,6 +20,18 @@ use stackholm_examples::client::{Client, Error};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    // Every log line of the app carries its request's id, user and step,
+    // with no per-call-site work: see `log_context`.
+    tracing_subscriber::fmt()
+        .event_format(
+            stackholm_examples::axum_app::log_context().text(
+                tracing_subscriber::fmt::format()
+                    .without_time()
+                    .with_target(false),
+            ),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     if std::env::args().any(|arg| arg == "--serve") {
         return serve().await;
     }

@@ -116,8 +116,18 @@ pub fn describe() -> String {
     )
 }
 
-/// Appends to the request's audit trail, from wherever it is called.
+/// What the app's log lines carry: declared once, for the subscriber.
+pub fn log_context() -> stackholm_tracing::LogContext {
+    stackholm_tracing::LogContext::new()
+        .display("request_id", &REQUEST_ID)
+        .display("user", &USER)
+        .display("step", &STEP)
+}
+
+/// Appends to the request's audit trail, from wherever it is called, and
+/// logs it: the line carries the request's id, user and step.
 fn audit(event: &str) {
+    tracing::info!(target: "axum_app", "{event}");
     DEFAULT.with(&TRAIL, |trail| {
         if let Some(trail) = trail {
             trail
