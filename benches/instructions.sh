@@ -36,3 +36,7 @@ echo "| per request | plain | with the layer |"
 echo "|---|---:|---:|"
 echo "| in process | $(per_run in_process/plain 2000) | $(per_run in_process/layer 2000) |"
 echo "| loopback, client and server, user space | $(per_run loopback/plain 500) | $(per_run loopback/layer 500) |"
+echo
+echo "| logging a request (3 polls, an event each, 3 context fields) | stackholm-tracing | a span per request |"
+echo "|---|---:|---:|"
+echo "| instructions | $(per_run log_request/stackholm-tracing 2000) | $(per_run log_request/span 2000) |"

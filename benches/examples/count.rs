@@ -123,6 +123,24 @@ fn in_process(app: Router, count: usize) {
     });
 }
 
+/// `count` requests logging an event per poll, the context carried by
+/// stackholm-tracing or by a span per request.
+fn log_requests(name: &str, count: usize) {
+    use stackholm_benches::logging::{
+        span_request, span_subscriber, stackholm_request, stackholm_subscriber,
+    };
+    let (dispatch, request): (_, fn()) = match name {
+        "stackholm-tracing" => (stackholm_subscriber(), stackholm_request),
+        "span" => (span_subscriber(), span_request),
+        other => panic!("unknown implementation `{other}`"),
+    };
+    tracing::dispatcher::with_default(&dispatch, || {
+        for _ in 0..count {
+            request();
+        }
+    });
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(what), Some(count)) = (args.next(), args.next()) else {
@@ -137,6 +155,7 @@ fn main() {
         "request_like" => on(name, RequestLike(count)),
         "enter_set_leave" => on(name, EnterSetLeave(count)),
         "read_nearest" => on(name, ReadDeep(count)),
+        "log_request" => log_requests(name, count),
         "in_process" => in_process(app(name), count),
         "loopback" => loopback(app(name), count),
         other => panic!("unknown workload `{other}`"),

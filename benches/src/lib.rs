@@ -6,6 +6,8 @@
 //! bottom check that they all compute the same results, so that no
 //! implementation is fast because it is wrong.
 
+pub mod logging;
+
 use std::any::Any;
 use std::cell::RefCell;
 use std::fmt;
