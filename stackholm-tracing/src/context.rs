@@ -6,6 +6,7 @@ use std::sync::Arc;
 use stackholm::{Key, Storage, DEFAULT};
 
 use crate::format::WithContext;
+use crate::spans::SpanFields;
 
 /// The keys whose values every log line carries, under their field names:
 /// declared once, where the subscriber is set up.
@@ -118,6 +119,13 @@ impl LogContext {
     #[must_use]
     pub fn json<F>(&self, inner: F) -> WithContext<F> {
         WithContext::new(inner, self.clone(), true)
+    }
+
+    /// A layer that fills the declared fields of each span created inside a
+    /// checkpoint; see [`SpanFields`].
+    #[must_use]
+    pub fn spans(&self) -> SpanFields {
+        SpanFields::new(self.clone())
     }
 
     /// Writes the declared fields that have a value here into `sink`.

@@ -60,11 +60,20 @@
 //! wraps the JSON formatter: the fields are top-level members of each
 //! line's object. The wrapped formatter writes into a buffer first, so its
 //! output has no ANSI colours.
+//!
+//! # Spans
+//!
+//! [`LogContext::spans`] is a layer that fills the context fields a span
+//! declares empty as the span is created inside a checkpoint, so that the
+//! layers exporting spans (`tracing-opentelemetry`) record them as
+//! attributes.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 mod context;
 mod format;
+mod spans;
 
 pub use context::LogContext;
 pub use format::WithContext;
+pub use spans::SpanFields;

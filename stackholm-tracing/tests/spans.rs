@@ -1,0 +1,83 @@
+//! Spans created inside a checkpoint carry the context's values, as an
+//! exporting layer (`tracing-opentelemetry`) sees them: a layer here records
+//! what every span was created with and what was recorded into it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use stackholm::{Key, DEFAULT};
+use stackholm_tracing::LogContext;
+use tracing::field::{Empty, Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::Subscriber;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+
+static REQUEST_ID: Key<String> = Key::new("request_id");
+static USER: Key<&'static str> = Key::new("user");
+
+/// Every span's fields as an exporter would turn them into attributes.
+#[derive(Clone, Default)]
+struct Exporter(Arc<Mutex<BTreeMap<String, BTreeMap<String, String>>>>);
+
+struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+impl Visit for Fields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Exporter {
+    fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
+        let mut spans = self.0.lock().unwrap();
+        let fields = spans.entry(attrs.metadata().name().to_owned()).or_default();
+        attrs.record(&mut Fields(fields));
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let name = ctx.metadata(id).expect("a live span").name();
+        let mut spans = self.0.lock().unwrap();
+        values.record(&mut Fields(spans.entry(name.to_owned()).or_default()));
+    }
+}
+
+#[test]
+fn spans_created_in_a_checkpoint_record_the_context() {
+    let exporter = Exporter::default();
+    let context = LogContext::new()
+        .display("request_id", &REQUEST_ID)
+        .debug("user", &USER);
+    // The exporter inside: it sees the span created, then the record.
+    let subscriber = tracing_subscriber::registry()
+        .with(exporter.clone())
+        .with(context.spans());
+    tracing::subscriber::with_default(subscriber, || {
+        let _outside = tracing::info_span!("outside", request_id = Empty);
+        let _request = DEFAULT.enter();
+        DEFAULT.set(&REQUEST_ID, "r-9".to_owned()).unwrap();
+        DEFAULT.set(&USER, "dora").unwrap();
+        let _query =
+            tracing::info_span!("query", table = "notes", request_id = Empty, user = Empty);
+        // A span that does not declare a field does not get it.
+        let _other = tracing::info_span!("undeclared", table = "notes");
+        // A value the span sets itself is replaced by the context's.
+        let _own = tracing::info_span!("own", request_id = "mine");
+    });
+    let spans = exporter.0.lock().unwrap();
+    assert_eq!(
+        spans["outside"].get("request_id"),
+        None,
+        "no checkpoint, no value"
+    );
+    assert_eq!(spans["query"]["request_id"], "r-9");
+    assert_eq!(spans["query"]["user"], "\"dora\"");
+    assert_eq!(spans["query"]["table"], "notes");
+    assert_eq!(spans["undeclared"].get("request_id"), None);
+    assert_eq!(spans["own"]["request_id"], "r-9");
+}
