@@ -3,6 +3,7 @@
 use std::io;
 use std::sync::{Arc, Mutex};
 
+use futures_util::StreamExt;
 use stackholm::{Checkpoint, CheckpointExt, Key, DEFAULT};
 use stackholm_tracing::LogContext;
 use tracing_subscriber::fmt::format;
@@ -243,4 +244,52 @@ async fn spawned_and_blocking_work_log_inherited_keys() {
         "{}",
         lines[2]
     );
+}
+
+#[tokio::test]
+async fn a_streaming_body_logs_in_its_requests_context() {
+    use axum::body::Body;
+    use axum::routing::get;
+    use stackholm_tower::StackholmLayer;
+    use tower::ServiceExt;
+
+    async fn stream() -> Body {
+        let chunks = futures_util::stream::iter(0..3).map(|n| {
+            // Polled by the server after the handler returned.
+            tracing::info!(chunk = n, "streaming");
+            Ok::<_, std::convert::Infallible>(format!("{n};"))
+        });
+        Body::from_stream(chunks)
+    }
+
+    let out = Captured::default();
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .event_format(context().text(format().without_time().with_target(false)))
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let app = axum::Router::new()
+        .route("/", get(stream))
+        .layer(StackholmLayer::new().seed(|parts, root| {
+            let id = parts.headers["x-request-id"].to_str().unwrap();
+            root.set(&REQUEST_ID, id.to_owned());
+        }));
+    let request = http::Request::get("/")
+        .header("x-request-id", "r-4")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .unwrap();
+    assert_eq!(body, "0;1;2;");
+    let lines = out.lines();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    for (n, line) in lines.iter().enumerate() {
+        assert!(
+            line.ends_with(&format!("streaming chunk={n} request_id=r-4")),
+            "{line}"
+        );
+    }
 }
