@@ -7,12 +7,14 @@ use stackholm::{Key, Storage, DEFAULT};
 
 use crate::format::WithContext;
 use crate::spans::SpanFields;
+use crate::value::Recorded;
 
 /// The keys whose values every log line carries, under their field names:
 /// declared once, where the subscriber is set up.
 ///
-/// Values render through `Display` ([`display`](Self::display)) or `Debug`
-/// ([`debug`](Self::debug)), as declared; a key with no value visible where
+/// Values render through `Display` ([`display`](Self::display)), `Debug`
+/// ([`debug`](Self::debug)) or `tracing::Value` ([`value`](Self::value)), as
+/// declared; a key with no value visible where
 /// the event happens is left out of that line. Nothing that was not
 /// declared is ever logged. Cloning is cheap: the declarations are shared.
 #[derive(Clone)]
@@ -43,6 +45,12 @@ pub(crate) trait Sink {
     /// Writes one field; `debug` tells a `Debug` rendering, which the text
     /// format shows as `tracing` shows such fields.
     fn field(&mut self, name: &str, value: &dyn fmt::Display, debug: bool);
+
+    /// Writes one field recorded as `tracing` records values, keeping its
+    /// type where the format can.
+    fn recorded(&mut self, name: &str, value: &Recorded) {
+        self.field(name, value, false);
+    }
 }
 
 impl LogContext {
@@ -93,6 +101,23 @@ impl LogContext {
             storage.with(key, |value| {
                 if let Some(value) = value {
                     sink.field(name, &AsDebug(value), true);
+                }
+            });
+        })
+    }
+
+    /// Logs the nearest value of `key` as the field `name`, as `tracing`
+    /// records it: numbers and booleans stay numbers and booleans in JSON.
+    #[must_use]
+    pub fn value<T: tracing_core::field::Value + Send + 'static>(
+        self,
+        name: &'static str,
+        key: &'static Key<T>,
+    ) -> Self {
+        self.field(name, move |storage, name, sink| {
+            storage.with(key, |value| {
+                if let Some(recorded) = value.and_then(|value| Recorded::of(value)) {
+                    sink.recorded(name, &recorded);
                 }
             });
         })

@@ -9,6 +9,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::context::{LogContext, Sink};
+use crate::value::Recorded;
 
 /// A `tracing-subscriber` event formatter that writes what `F` writes, with
 /// the declared context fields added; made by [`LogContext::text`] and
@@ -105,6 +106,12 @@ fn add_to_json(line: &mut String, context: &LogContext) {
                 return;
             };
             let _ = write!(self.members, ",{name}:{value}");
+        }
+
+        fn recorded(&mut self, name: &str, value: &Recorded) {
+            if let Ok(name) = serde_json::to_string(name) {
+                let _ = write!(self.members, ",{name}:{}", value.to_json());
+            }
         }
     }
     let mut members = Members {

@@ -73,6 +73,7 @@
 mod context;
 mod format;
 mod spans;
+mod value;
 
 pub use context::LogContext;
 pub use format::WithContext;

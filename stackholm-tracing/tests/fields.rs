@@ -293,3 +293,45 @@ async fn a_streaming_body_logs_in_its_requests_context() {
         );
     }
 }
+
+#[test]
+fn values_declared_as_tracing_values_keep_their_type() {
+    static ATTEMPT: Key<u32> = Key::new("attempt");
+    static DRY_RUN: Key<bool> = Key::new("dry_run");
+    static TENANT: Key<&'static str> = Key::new("tenant");
+    let context = LogContext::new()
+        .value("attempt", &ATTEMPT)
+        .value("dry_run", &DRY_RUN)
+        .value("tenant", &TENANT);
+    let emit = || {
+        let _request = DEFAULT.enter();
+        DEFAULT.set(&ATTEMPT, 3).unwrap();
+        DEFAULT.set(&DRY_RUN, true).unwrap();
+        DEFAULT.set(&TENANT, "acme").unwrap();
+        tracing::info!("typed");
+    };
+
+    let out = Captured::default();
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .event_format(context.json(format().json()))
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, emit);
+    let line: serde_json::Value = serde_json::from_str(&out.lines()[0]).unwrap();
+    assert_eq!(line["attempt"], 3);
+    assert_eq!(line["dry_run"], true);
+    assert_eq!(line["tenant"], "acme");
+
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .event_format(context.text(format().without_time().with_target(false)))
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, emit);
+    let line = &out.lines()[0];
+    assert!(
+        line.ends_with(r#"typed attempt=3 dry_run=true tenant="acme""#),
+        "{line}"
+    );
+}
