@@ -1,41 +1,15 @@
 //! The declared context fields on every event, in text and JSON.
 
-use std::io;
-use std::sync::{Arc, Mutex};
+mod support;
 
 use futures_util::StreamExt;
 use stackholm::{Checkpoint, CheckpointExt, Key, DEFAULT};
 use stackholm_tracing::LogContext;
-use tracing_subscriber::fmt::format;
+use support::Captured;
 
 static REQUEST_ID: Key<String> = Key::new("request_id").inherited();
 static USER: Key<&'static str> = Key::new("user");
 static SECRET: Key<&'static str> = Key::new("secret");
-
-/// A `MakeWriter` into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<String> {
-        let bytes = std::mem::take(&mut *self.0.lock().unwrap());
-        String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
 
 fn context() -> LogContext {
     LogContext::new()
@@ -44,27 +18,17 @@ fn context() -> LogContext {
         .chain("checkpoints")
 }
 
-/// Runs `f` with a text subscriber writing into the returned buffer.
+/// Runs `f` with a text subscriber; the lines it logged.
 fn text(f: impl FnOnce()) -> Vec<String> {
     let out = Captured::default();
-    let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .event_format(context().text(format().without_time().with_target(false)))
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, f);
+    tracing::subscriber::with_default(out.text_subscriber(&context()), f);
     out.lines()
 }
 
 /// Runs `f` with a JSON subscriber; each line parsed.
 fn json(f: impl FnOnce()) -> Vec<serde_json::Value> {
     let out = Captured::default();
-    let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .event_format(context().json(format().json().without_time()))
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, f);
+    tracing::subscriber::with_default(out.json_subscriber(&context()), f);
     out.lines()
         .iter()
         .map(|line| serde_json::from_str(line).expect("every line is a JSON object"))
@@ -140,15 +104,7 @@ fn json_lines_carry_the_context_as_top_level_members() {
 fn values_are_escaped_in_json() {
     static NOTE: Key<&'static str> = Key::new("note");
     let out = Captured::default();
-    let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .event_format(
-            LogContext::new()
-                .display("note", &NOTE)
-                .json(format().json()),
-        )
-        .with_writer(move || writer.clone())
-        .finish();
+    let subscriber = out.json_subscriber(&LogContext::new().display("note", &NOTE));
     tracing::subscriber::with_default(subscriber, || {
         let _request = DEFAULT.enter();
         DEFAULT.set(&NOTE, "a \"quoted\"\nline").unwrap();
@@ -198,12 +154,7 @@ fn destructors_and_exit_hooks_log_in_context() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawned_and_blocking_work_log_inherited_keys() {
     let out = Captured::default();
-    let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .event_format(context().text(format().without_time().with_target(false)))
-        .with_writer(move || writer.clone())
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = tracing::subscriber::set_default(out.text_subscriber(&context()));
     let dispatch = tracing::dispatcher::get_default(Clone::clone);
     DEFAULT
         .scope_with(Checkpoint::new(), async {
@@ -263,12 +214,7 @@ async fn a_streaming_body_logs_in_its_requests_context() {
     }
 
     let out = Captured::default();
-    let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .event_format(context().text(format().without_time().with_target(false)))
-        .with_writer(move || writer.clone())
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = tracing::subscriber::set_default(out.text_subscriber(&context()));
     let app = axum::Router::new()
         .route("/", get(stream))
         .layer(StackholmLayer::new().seed(|parts, root| {
@@ -312,23 +258,13 @@ fn values_declared_as_tracing_values_keep_their_type() {
     };
 
     let out = Captured::default();
-    let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .event_format(context.json(format().json()))
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, emit);
+    tracing::subscriber::with_default(out.json_subscriber(&context), emit);
     let line: serde_json::Value = serde_json::from_str(&out.lines()[0]).unwrap();
     assert_eq!(line["attempt"], 3);
     assert_eq!(line["dry_run"], true);
     assert_eq!(line["tenant"], "acme");
 
-    let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .event_format(context.text(format().without_time().with_target(false)))
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, emit);
+    tracing::subscriber::with_default(out.text_subscriber(&context), emit);
     let line = &out.lines()[0];
     assert!(
         line.ends_with(r#"typed attempt=3 dry_run=true tenant="acme""#),
