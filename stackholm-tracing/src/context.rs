@@ -42,14 +42,13 @@ struct Field {
 
 /// Where rendered fields go: a text line or a JSON object.
 pub(crate) trait Sink {
-    /// Writes one field; `debug` tells a `Debug` rendering, which the text
-    /// format shows as `tracing` shows such fields.
-    fn field(&mut self, name: &str, value: &dyn fmt::Display, debug: bool);
+    /// Writes one field.
+    fn field(&mut self, name: &str, value: &dyn fmt::Display);
 
     /// Writes one field recorded as `tracing` records values, keeping its
     /// type where the format can.
     fn recorded(&mut self, name: &str, value: &Recorded) {
-        self.field(name, value, false);
+        self.field(name, value);
     }
 }
 
@@ -80,13 +79,7 @@ impl LogContext {
         name: &'static str,
         key: &'static Key<T>,
     ) -> Self {
-        self.field(name, move |storage, name, sink| {
-            storage.with(key, |value| {
-                if let Some(value) = value {
-                    sink.field(name, value, false);
-                }
-            });
-        })
+        self.key(name, key, |value, name, sink| sink.field(name, value))
     }
 
     /// Logs the nearest value of `key` as the field `name`, through its
@@ -97,12 +90,8 @@ impl LogContext {
         name: &'static str,
         key: &'static Key<T>,
     ) -> Self {
-        self.field(name, move |storage, name, sink| {
-            storage.with(key, |value| {
-                if let Some(value) = value {
-                    sink.field(name, &AsDebug(value), true);
-                }
-            });
+        self.key(name, key, |value, name, sink| {
+            sink.field(name, &AsDebug(value))
         })
     }
 
@@ -114,12 +103,10 @@ impl LogContext {
         name: &'static str,
         key: &'static Key<T>,
     ) -> Self {
-        self.field(name, move |storage, name, sink| {
-            storage.with(key, |value| {
-                if let Some(recorded) = value.and_then(|value| Recorded::of(value)) {
-                    sink.recorded(name, &recorded);
-                }
-            });
+        self.key(name, key, |value, name, sink| {
+            if let Some(recorded) = Recorded::of(value) {
+                sink.recorded(name, &recorded);
+            }
         })
     }
 
@@ -162,9 +149,26 @@ impl LogContext {
         if let Some(name) = inner.chain {
             let names = inner.storage.names();
             if !names.is_empty() {
-                sink.field(name, &names.join("/"), false);
+                sink.field(name, &names.join("/"));
             }
         }
+    }
+
+    /// Declares a field for `key`, written by `write` where the key has a
+    /// value.
+    fn key<T: Send + 'static>(
+        self,
+        name: &'static str,
+        key: &'static Key<T>,
+        write: fn(&T, &'static str, &mut dyn Sink),
+    ) -> Self {
+        self.field(name, move |storage, name, sink| {
+            storage.with(key, |value| {
+                if let Some(value) = value {
+                    write(value, name, sink);
+                }
+            });
+        })
     }
 
     fn field(

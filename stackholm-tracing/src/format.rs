@@ -74,7 +74,7 @@ where
 fn add_to_text(line: &mut String, context: &LogContext) {
     struct Text<'a>(&'a mut String);
     impl Sink for Text<'_> {
-        fn field(&mut self, name: &str, value: &dyn fmt::Display, _debug: bool) {
+        fn field(&mut self, name: &str, value: &dyn fmt::Display) {
             let _ = write!(self.0, " {name}={value}");
         }
     }
@@ -96,7 +96,7 @@ fn add_to_json(line: &mut String, context: &LogContext) {
         scratch: String,
     }
     impl Sink for Members {
-        fn field(&mut self, name: &str, value: &dyn fmt::Display, _debug: bool) {
+        fn field(&mut self, name: &str, value: &dyn fmt::Display) {
             self.scratch.clear();
             let _ = write!(self.scratch, "{value}");
             let (Ok(name), Ok(value)) = (

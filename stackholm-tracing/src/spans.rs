@@ -73,7 +73,7 @@ impl<S: Subscriber> Layer<S> for SpanFields {
             subscriber: &'a Dispatch,
         }
         impl Sink for Fill<'_> {
-            fn field(&mut self, name: &str, value: &dyn fmt::Display, _debug: bool) {
+            fn field(&mut self, name: &str, value: &dyn fmt::Display) {
                 let fields = self.attrs.metadata().fields();
                 let Some(field) = fields.field(name) else {
                     return;
