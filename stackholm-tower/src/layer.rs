@@ -118,8 +118,9 @@ impl<R> fmt::Debug for StackholmLayer<R> {
 /// What fills a request's root checkpoint; see [`StackholmLayer::seed`]
 /// and [`StackholmLayer::seed_with`].
 ///
-/// Implemented for every `Fn(&Parts, &mut Root<'_>)`, and by
-/// [`EmptyRoot`]. Implement it on a type of your own to name the layer's
+/// Implemented for every `Fn(&Parts, &mut Root<'_>)`, by [`EmptyRoot`],
+/// by [`Propagation`](crate::propagation::Propagation) (declared headers
+/// and baggage members), and by pairs of seeds. Implement it on a type of your own to name the layer's
 /// type, as tower-http's `MakeRequestId` allows:
 ///
 /// ```
@@ -157,6 +158,16 @@ where
 {
     fn seed(&self, parts: &Parts, root: &mut Root<'_>) {
         self(parts, root);
+    }
+}
+
+/// Two seeds, the first then the second: a
+/// [`Propagation`](crate::propagation::Propagation) and a seed of your own,
+/// say.
+impl<A: SeedRoot, B: SeedRoot> SeedRoot for (A, B) {
+    fn seed(&self, parts: &Parts, root: &mut Root<'_>) {
+        self.0.seed(parts, root);
+        self.1.seed(parts, root);
     }
 }
 

@@ -47,6 +47,7 @@ mod body;
 mod end;
 mod future;
 mod layer;
+pub mod propagation;
 mod service;
 
 pub use body::ScopedBody;

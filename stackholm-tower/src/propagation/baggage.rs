@@ -1,0 +1,394 @@
+//! The W3C Baggage grammar: reading list-members within the limits, and
+//! writing values percent-encoded.
+//!
+//! <https://www.w3.org/TR/baggage/#header-content>
+
+use std::borrow::Cow;
+
+/// The most list-members read from, or written to, one request: the
+/// specification's minimum, which is also what OpenTelemetry SDKs keep.
+pub(crate) const MAX_MEMBERS: usize = 64;
+
+/// The most bytes of `baggage` read from, or written to, one request,
+/// separators included.
+pub(crate) const MAX_BYTES: usize = 8192;
+
+/// One list-member, trimmed of the optional white space around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Member<'a> {
+    /// The member's key: a token.
+    pub(crate) key: &'a str,
+    /// The value as written, still percent-encoded.
+    pub(crate) value: &'a str,
+    /// The whole member, properties included, as it may be passed on.
+    pub(crate) raw: &'a str,
+    /// Whether the whole member, properties included, follows the grammar,
+    /// so that it may be passed on unchanged. Values with a `"` or `\`
+    /// (which some producers do not encode) are read but not passed on.
+    pub(crate) strict: bool,
+}
+
+/// What one comma-separated element of a `baggage` header holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Item<'a> {
+    Member(Member<'a>),
+    Malformed,
+}
+
+/// Reads the list-members of the `baggage` header values, in order, while
+/// they fit in [`MAX_MEMBERS`] and [`MAX_BYTES`].
+///
+/// A member that would cross a limit ends the reading: it and everything
+/// after it are dropped whole. Scanning stops there too, so a hostile header
+/// costs at most [`MAX_BYTES`] bytes of work however long it is.
+#[derive(Debug)]
+pub(crate) struct Reader<'a, I> {
+    values: I,
+    rest: &'a [u8],
+    members: usize,
+    bytes: usize,
+    truncated: bool,
+}
+
+impl<'a, I: Iterator<Item = &'a [u8]>> Reader<'a, I> {
+    pub(crate) fn new(values: I) -> Self {
+        Self {
+            values,
+            rest: &[],
+            members: 0,
+            bytes: 0,
+            truncated: false,
+        }
+    }
+
+    /// Whether members were dropped for crossing a limit.
+    pub(crate) fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    fn stop(&mut self) -> Option<Item<'a>> {
+        self.truncated = true;
+        self.rest = &[];
+        None
+    }
+}
+
+impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for Reader<'a, I> {
+    type Item = Item<'a>;
+
+    fn next(&mut self) -> Option<Item<'a>> {
+        if self.truncated {
+            return None;
+        }
+        loop {
+            while self.rest.is_empty() {
+                self.rest = self.values.next()?;
+            }
+            // Look no further than the budget left: a member that does not
+            // end inside it is over the limit whatever follows.
+            let budget = MAX_BYTES.saturating_sub(self.bytes);
+            let window = &self.rest[..self.rest.len().min(budget + 1)];
+            let (element, consumed) = match window.iter().position(|&b| b == b',') {
+                Some(comma) => (&self.rest[..comma], comma + 1),
+                None if window.len() == self.rest.len() => (self.rest, self.rest.len()),
+                None => return self.stop(),
+            };
+            let element = trim_ows(element);
+            if element.is_empty() {
+                // Empty list elements are allowed by RFC 9110's list syntax.
+                self.rest = &self.rest[consumed..];
+                continue;
+            }
+            let separator = usize::from(self.members > 0);
+            if self.members == MAX_MEMBERS || self.bytes + separator + element.len() > MAX_BYTES {
+                return self.stop();
+            }
+            self.rest = &self.rest[consumed..];
+            self.members += 1;
+            self.bytes += separator + element.len();
+            return Some(parse_member(element).map_or(Item::Malformed, Item::Member));
+        }
+    }
+}
+
+fn parse_member(element: &[u8]) -> Option<Member<'_>> {
+    let raw = std::str::from_utf8(element).ok()?;
+    let (head, properties) = match raw.find(';') {
+        Some(semicolon) => (&raw[..semicolon], Some(&raw[semicolon + 1..])),
+        None => (raw, None),
+    };
+    let (key, value) = head.split_once('=')?;
+    let (key, value) = (trim_str(key), trim_str(value));
+    if !is_token(key) || !value.bytes().all(is_lenient_octet) {
+        return None;
+    }
+    let strict = value.bytes().all(is_baggage_octet)
+        && properties.is_none_or(|properties| properties.split(';').all(is_property));
+    Some(Member {
+        key,
+        value,
+        raw,
+        strict,
+    })
+}
+
+fn is_property(property: &str) -> bool {
+    match property.split_once('=') {
+        Some((key, value)) => {
+            is_token(trim_str(key)) && trim_str(value).bytes().all(is_baggage_octet)
+        }
+        None => is_token(trim_str(property)),
+    }
+}
+
+/// RFC 9110's `token`: what a baggage key is.
+pub(crate) fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
+}
+
+/// `baggage-octet`: printable US-ASCII but for `"`, `,`, `;` and `\`.
+fn is_baggage_octet(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+}
+
+/// What a value may hold on input: also `"` and `\`, which some producers
+/// (OpenTelemetry's among them) write unencoded.
+fn is_lenient_octet(b: u8) -> bool {
+    is_baggage_octet(b) || b == b'"' || b == b'\\'
+}
+
+fn is_ows(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|&b| !is_ows(b))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| !is_ows(b))
+        .map_or(start, |last| last + 1);
+    &bytes[start..end]
+}
+
+fn trim_str(text: &str) -> &str {
+    text.trim_matches([' ', '\t'])
+}
+
+/// Percent-decodes a value: `%XX` becomes its byte, a `%` not followed by
+/// two hex digits stays as it is, and byte sequences that are not UTF-8
+/// become U+FFFD, as the specification asks.
+pub(crate) fn decode(value: &str) -> Cow<'_, str> {
+    if !value.contains('%') {
+        return Cow::Borrowed(value);
+    }
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| Some((hex(*bytes.get(i + 1)?)?, hex(*bytes.get(i + 2)?)?)))
+            .flatten();
+        match escaped {
+            Some((high, low)) => {
+                out.push(high << 4 | low);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(
+        String::from_utf8(out)
+            .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned()),
+    )
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Appends `value` percent-encoded: every byte outside `baggage-octet`, and
+/// `%` and `=`, which readers split on (OpenTelemetry's does).
+pub(crate) fn encode_into(value: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in value.as_bytes() {
+        if is_baggage_octet(b) && b != b'%' && b != b'=' {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xF)]));
+        }
+    }
+}
+
+/// The length `value` takes once encoded by [`encode_into`].
+pub(crate) fn encoded_len(value: &str) -> usize {
+    value
+        .bytes()
+        .map(|b| {
+            if is_baggage_octet(b) && b != b'%' && b != b'=' {
+                1
+            } else {
+                3
+            }
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(values: &[&str]) -> (Vec<Item<'static>>, bool) {
+        let values: Vec<&'static [u8]> = values
+            .iter()
+            .map(|v| &*Box::leak(v.as_bytes().to_vec().into_boxed_slice()))
+            .collect();
+        let mut reader = Reader::new(values.into_iter());
+        let items = reader.by_ref().collect();
+        (items, reader.truncated())
+    }
+
+    fn member(
+        key: &'static str,
+        value: &'static str,
+        raw: &'static str,
+        strict: bool,
+    ) -> Item<'static> {
+        Item::Member(Member {
+            key,
+            value,
+            raw,
+            strict,
+        })
+    }
+
+    #[test]
+    fn reads_the_specifications_examples() {
+        let (items, truncated) = read(&[
+            "key1=value1;property1;property2, key2 = value2, key3=value3; propertyKey=propertyValue",
+        ]);
+        assert!(!truncated);
+        assert_eq!(
+            items,
+            [
+                member("key1", "value1", "key1=value1;property1;property2", true),
+                member("key2", "value2", "key2 = value2", true),
+                member(
+                    "key3",
+                    "value3",
+                    "key3=value3; propertyKey=propertyValue",
+                    true
+                ),
+            ]
+        );
+        let (items, _) = read(&[
+            "userId =   alice",
+            "serverNode = DF%2028, isProduction = false",
+        ]);
+        assert_eq!(items.len(), 3);
+        assert_eq!(decode("DF%2028"), "DF 28");
+    }
+
+    #[test]
+    fn values_may_hold_equal_signs_and_empty_elements_are_skipped() {
+        let (items, _) = read(&[",a=b=c,, ,"]);
+        assert_eq!(items, [member("a", "b=c", "a=b=c", true)]);
+    }
+
+    #[test]
+    fn malformed_members_are_told_apart() {
+        let (items, _) = read(&["novalue,=v,k y=v,k=v v,k=\u{e9},ok=1"]);
+        assert_eq!(items[..5], [Item::Malformed; 5]);
+        assert_eq!(items[5], member("ok", "1", "ok=1", true));
+    }
+
+    #[test]
+    fn lenient_values_and_bad_properties_are_read_but_not_strict() {
+        let (items, _) = read(&["a=\"q\\\",b=1;bad prop,c=1;p=\"x\""]);
+        assert_eq!(
+            items,
+            [
+                member("a", "\"q\\\"", "a=\"q\\\"", false),
+                member("b", "1", "b=1;bad prop", false),
+                member("c", "1", "c=1;p=\"x\"", false),
+            ]
+        );
+    }
+
+    #[test]
+    fn members_beyond_the_limits_are_dropped_whole() {
+        let many = (0..100)
+            .map(|i| format!("k{i}=v"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let (items, truncated) = read(&[&many]);
+        assert_eq!(items.len(), MAX_MEMBERS);
+        assert!(truncated);
+
+        // 8192 bytes exactly fit; one byte more drops the member that crosses.
+        let value = "v".repeat(MAX_BYTES - 2 - 4);
+        let fits = format!("a=1,b={value}");
+        assert_eq!(fits.len(), MAX_BYTES);
+        let (items, truncated) = read(&[&fits, "c=1"]);
+        assert_eq!(items.len(), 2);
+        assert!(truncated);
+        let over = format!("a=1,b={value}v");
+        let (items, truncated) = read(&[&over]);
+        assert_eq!(items.len(), 1);
+        assert!(truncated);
+    }
+
+    #[test]
+    fn percent_decoding_keeps_stray_percents_and_replaces_bad_utf8() {
+        assert_eq!(decode("100%"), "100%");
+        assert_eq!(decode("%zz%4"), "%zz%4");
+        assert_eq!(decode("%C3%A9t%C3%A9"), "été");
+        assert_eq!(decode("%FF"), "\u{fffd}");
+    }
+
+    #[test]
+    fn encoding_round_trips_and_writes_only_baggage_octets() {
+        for text in ["plain", "a b,c;d=e%f\"g\\h", "été ✓", "\u{0}\u{7f}"] {
+            let mut out = String::new();
+            encode_into(text, &mut out);
+            assert_eq!(out.len(), encoded_len(text));
+            assert!(
+                out.bytes().all(|b| is_baggage_octet(b) && b != b'='),
+                "{out}"
+            );
+            assert_eq!(decode(&out), text);
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! Context across services: declared keys in and out of HTTP headers and
+//! the W3C `baggage` header.
+//!
+//! A [`Propagation`] lists the keys that cross this service's boundary,
+//! each with its wire name and its [`Direction`]. Nothing undeclared is ever
+//! read from a request or written to one. The same declaration seeds each
+//! request's root checkpoint (it is a [`SeedRoot`] for
+//! [`StackholmLayer`](crate::StackholmLayer)) and fills outgoing requests,
+//! through [`PropagateLayer`] for tower clients or
+//! [`Propagation::inject`] for any other.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use axum::{routing::get, Router};
+//! use stackholm::{Key, DEFAULT};
+//! use stackholm_tower::propagation::{Direction, Propagation};
+//! use stackholm_tower::StackholmLayer;
+//! use tower::ServiceExt;
+//!
+//! static REQUEST_ID: Key<String> = Key::new("request_id").inherited();
+//! static TENANT: Key<String> = Key::new("tenant").inherited();
+//! static USER: Key<String> = Key::new("user").inherited();
+//!
+//! let propagation = Propagation::new()
+//!     .header("x-request-id", &REQUEST_ID, Direction::Both)
+//!     .member("tenant", &TENANT, Direction::Both)
+//!     // Sent to the services behind this one, never taken from a client.
+//!     .member("user", &USER, Direction::Outbound);
+//!
+//! let outgoing = propagation.clone();
+//! let handler = move || {
+//!     let outgoing = outgoing.clone();
+//!     async move {
+//!         DEFAULT.set(&USER, "alice".to_owned()).unwrap();
+//!         let mut headers = http::HeaderMap::new();
+//!         outgoing.inject(&mut headers);
+//!         format!("{headers:?}")
+//!     }
+//! };
+//! let app = Router::new()
+//!     .route("/", get(handler))
+//!     .layer(StackholmLayer::new().seed_with(propagation));
+//!
+//! let request = http::Request::get("/")
+//!     .header("x-request-id", "r-1")
+//!     .header("baggage", "tenant=acme,user=mallory,other=kept;p=1")
+//!     .body(axum::body::Body::empty())
+//!     .unwrap();
+//! let response = app.oneshot(request).await.unwrap();
+//! let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+//! assert_eq!(
+//!     body,
+//!     r#"{"x-request-id": "r-1", "baggage": "tenant=acme,user=alice,other=kept;p=1"}"#
+//! );
+//! # }
+//! ```
+//!
+//! # Baggage
+//!
+//! Values are percent-encoded on the way out and decoded on the way in.
+//! Members this service did not declare are passed on unchanged, properties
+//! included, to the requests it makes while handling the request that
+//! brought them (turn that off with [`Propagation::forward`]). A name this
+//! service declares is its own: an incoming member of that name is never
+//! passed on, and it is sent only from the context. No name is written
+//! twice: a member already on the outgoing request wins, then the context's
+//! value, then one passed on.
+//!
+//! The limits are the specification's: at most 64 members and 8192 bytes
+//! are read from a request and written to one; members beyond them are
+//! dropped whole, never cut, and reading stops there, so a hostile header
+//! costs bounded time and memory. A member given twice for a declared name
+//! is not accepted at all.
+//!
+//! Nothing here fails a request: what is skipped is told to the
+//! [`on_reject`](Propagation::on_reject) hook.
+
+mod baggage;
+mod codec;
+mod field;
+mod inbound;
+mod outbound;
+mod reject;
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderName;
+use stackholm::{Key, Storage, DEFAULT};
+
+pub use codec::{BoxError, Codec, Text};
+pub use outbound::{Propagate, PropagateLayer};
+pub use reject::{Direction, Place, Reason, Rejection};
+
+use field::{Field, Typed};
+
+/// The name of the W3C Baggage header.
+pub const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+
+type RejectHook = dyn Fn(&Rejection) + Send + Sync;
+
+/// The keys that cross this service's boundary, and how: see the
+/// [module docs](self).
+///
+/// Cloning is cheap: the declarations are shared.
+#[derive(Clone)]
+pub struct Propagation {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
+    storage: Storage,
+    headers_in: Vec<HeaderField>,
+    headers_out: Vec<HeaderField>,
+    members_in: Vec<MemberField>,
+    members_out: Vec<MemberField>,
+    forward: bool,
+    on_reject: Option<Arc<RejectHook>>,
+}
+
+#[derive(Clone)]
+struct HeaderField {
+    name: HeaderName,
+    label: &'static str,
+    field: Arc<dyn Field>,
+}
+
+#[derive(Clone)]
+struct MemberField {
+    name: &'static str,
+    field: Arc<dyn Field>,
+}
+
+impl Propagation {
+    /// Declares nothing: nothing is read from or written to headers.
+    ///
+    /// Outgoing requests read the context of [`DEFAULT`].
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                storage: DEFAULT,
+                headers_in: Vec::new(),
+                headers_out: Vec::new(),
+                members_in: Vec::new(),
+                members_out: Vec::new(),
+                forward: true,
+                on_reject: None,
+            }),
+        }
+    }
+
+    /// Reads the context of outgoing requests from `storage` instead of
+    /// [`DEFAULT`]. (Incoming values go to the storage of the
+    /// [`StackholmLayer`](crate::StackholmLayer) this seeds.)
+    #[must_use]
+    pub fn storage(mut self, storage: Storage) -> Self {
+        self.inner_mut().storage = storage;
+        self
+    }
+
+    /// Declares `key` as a header of its own, `name` (such as
+    /// `x-request-id`), with the [`Text`] codec.
+    ///
+    /// Header values are visible ASCII: a value that is not is skipped on
+    /// the way out (and told to [`on_reject`](Self::on_reject)). Use
+    /// [`member`](Self::member) for free text.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is not a valid header name, is `baggage`, or is already
+    /// declared in that direction; or if `key` is already declared inbound
+    /// (a key comes in from one place).
+    #[must_use]
+    #[track_caller]
+    pub fn header<T>(self, name: &'static str, key: &'static Key<T>, direction: Direction) -> Self
+    where
+        T: std::str::FromStr + fmt::Display + Send + Sync + 'static,
+        T::Err: Into<BoxError>,
+    {
+        self.header_with(name, key, direction, Text)
+    }
+
+    /// [`header`](Self::header) with a codec of your own.
+    ///
+    /// # Panics
+    ///
+    /// As [`header`](Self::header).
+    #[must_use]
+    #[track_caller]
+    pub fn header_with<T, C>(
+        mut self,
+        name: &'static str,
+        key: &'static Key<T>,
+        direction: Direction,
+        codec: C,
+    ) -> Self
+    where
+        T: Send + Sync + 'static,
+        C: Codec<T>,
+    {
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .unwrap_or_else(|err| panic!("`{name}` cannot be declared as a header: {err}"));
+        assert!(
+            header != BAGGAGE,
+            "declare baggage members with `Propagation::member`, not as a header"
+        );
+        let field: Arc<dyn Field> = Arc::new(Typed { key, codec });
+        self.check_inbound_key(direction, &*field);
+        let declared = HeaderField {
+            name: header,
+            label: name,
+            field,
+        };
+        let inner = self.inner_mut();
+        for (wanted, list) in [
+            (direction.inbound(), &mut inner.headers_in),
+            (direction.outbound(), &mut inner.headers_out),
+        ] {
+            if wanted {
+                assert!(
+                    list.iter().all(|other| other.name != declared.name),
+                    "the header `{name}` is already declared in this direction"
+                );
+                list.push(declared.clone());
+            }
+        }
+        self
+    }
+
+    /// Declares `key` as the member `name` of the `baggage` header, with
+    /// the [`Text`] codec.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is not a token (RFC 9110: letters, digits and
+    /// ``!#$%&'*+-.^_`|~``), or is already declared in that direction; if
+    /// `key` is already declared inbound; or if a direction would have more
+    /// than 64 members, which is all one request carries.
+    #[must_use]
+    #[track_caller]
+    pub fn member<T>(self, name: &'static str, key: &'static Key<T>, direction: Direction) -> Self
+    where
+        T: std::str::FromStr + fmt::Display + Send + Sync + 'static,
+        T::Err: Into<BoxError>,
+    {
+        self.member_with(name, key, direction, Text)
+    }
+
+    /// [`member`](Self::member) with a codec of your own.
+    ///
+    /// # Panics
+    ///
+    /// As [`member`](Self::member).
+    #[must_use]
+    #[track_caller]
+    pub fn member_with<T, C>(
+        mut self,
+        name: &'static str,
+        key: &'static Key<T>,
+        direction: Direction,
+        codec: C,
+    ) -> Self
+    where
+        T: Send + Sync + 'static,
+        C: Codec<T>,
+    {
+        assert!(
+            baggage::is_token(name),
+            "`{name}` cannot be a baggage member's name: it is not a token"
+        );
+        let field: Arc<dyn Field> = Arc::new(Typed { key, codec });
+        self.check_inbound_key(direction, &*field);
+        let declared = MemberField { name, field };
+        let inner = self.inner_mut();
+        for (wanted, list) in [
+            (direction.inbound(), &mut inner.members_in),
+            (direction.outbound(), &mut inner.members_out),
+        ] {
+            if wanted {
+                assert!(
+                    list.iter().all(|other| other.name != name),
+                    "the baggage member `{name}` is already declared in this direction"
+                );
+                assert!(
+                    list.len() < baggage::MAX_MEMBERS,
+                    "at most {} baggage members can be declared in one direction",
+                    baggage::MAX_MEMBERS
+                );
+                list.push(declared.clone());
+            }
+        }
+        self
+    }
+
+    /// Whether baggage members this service does not declare are passed on
+    /// to the requests it makes (the default), as the specification asks of
+    /// a service in the middle. With `false`, only declared members are
+    /// sent.
+    #[must_use]
+    pub fn forward(mut self, forward: bool) -> Self {
+        self.inner_mut().forward = forward;
+        self
+    }
+
+    /// Calls `hook` for every value skipped on the way in or out: one that
+    /// does not decode, is given twice, is over the limits, or cannot be
+    /// written. Log them here; nothing else reports them.
+    ///
+    /// The hook runs inside the request, with its context readable; it
+    /// should not panic (a panic goes up to the caller, the layer's poll or
+    /// the outgoing `call`).
+    ///
+    /// ```
+    /// use stackholm_tower::propagation::Propagation;
+    ///
+    /// let propagation = Propagation::new().on_reject(|rejection| {
+    ///     eprintln!("{rejection}"); // or tracing::warn!(%rejection)
+    /// });
+    /// # let _ = propagation;
+    /// ```
+    #[must_use]
+    pub fn on_reject(mut self, hook: impl Fn(&Rejection) + Send + Sync + 'static) -> Self {
+        self.inner_mut().on_reject = Some(Arc::new(hook));
+        self
+    }
+
+    fn inner_mut(&mut self) -> &mut Inner {
+        Arc::make_mut(&mut self.inner)
+    }
+
+    #[track_caller]
+    fn check_inbound_key(&self, direction: Direction, field: &dyn Field) {
+        if !direction.inbound() {
+            return;
+        }
+        let inner = &*self.inner;
+        let taken = inner
+            .headers_in
+            .iter()
+            .map(|h| &h.field)
+            .chain(inner.members_in.iter().map(|m| &m.field));
+        for other in taken {
+            assert!(
+                other.key_addr() != field.key_addr(),
+                "the key `{}` is already declared inbound: a key comes in from one place",
+                field.key_name()
+            );
+        }
+    }
+
+    fn reject(&self, direction: Direction, place: Place, reason: Reason) {
+        if let Some(hook) = &self.inner.on_reject {
+            hook(&Rejection::new(direction, place, reason));
+        }
+    }
+
+    /// Whether `name` is a member this service declares, either way: such
+    /// members are never passed on as they came.
+    fn declares_member(&self, name: &str) -> bool {
+        let inner = &*self.inner;
+        inner
+            .members_in
+            .iter()
+            .chain(&inner.members_out)
+            .any(|m| m.name == name)
+    }
+}
+
+impl Default for Propagation {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Propagation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Fields<'a, I>(&'a [I]);
+        impl fmt::Debug for Fields<'_, HeaderField> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map()
+                    .entries(self.0.iter().map(|h| (h.label, h.field.key_name())))
+                    .finish()
+            }
+        }
+        impl fmt::Debug for Fields<'_, MemberField> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map()
+                    .entries(self.0.iter().map(|m| (m.name, m.field.key_name())))
+                    .finish()
+            }
+        }
+        let inner = &*self.inner;
+        f.debug_struct("Propagation")
+            .field("storage", &inner.storage)
+            .field("headers_in", &Fields(&inner.headers_in))
+            .field("headers_out", &Fields(&inner.headers_out))
+            .field("members_in", &Fields(&inner.members_in))
+            .field("members_out", &Fields(&inner.members_out))
+            .field("forward", &inner.forward)
+            .field("on_reject", &inner.on_reject.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,273 @@
+//! Outgoing requests: the current context's declared values into headers
+//! and `baggage`, by a function or a tower layer.
+
+use std::task::{Context, Poll};
+
+use http::{HeaderMap, HeaderValue, Request};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::baggage::{self, Item, Reader};
+use super::inbound::FORWARDED;
+use super::{Direction, Place, Propagation, Reason, BAGGAGE};
+
+/// The `baggage` header being written: members in order, their names to
+/// keep each name once, within the limits.
+struct Writer<'a> {
+    text: String,
+    names: [&'a str; baggage::MAX_MEMBERS],
+    count: usize,
+    dropped: bool,
+}
+
+impl<'a> Writer<'a> {
+    fn new() -> Self {
+        Self {
+            text: String::new(),
+            names: [""; baggage::MAX_MEMBERS],
+            count: 0,
+            dropped: false,
+        }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.names[..self.count].contains(&name)
+    }
+
+    /// Starts a member of `len` bytes named `name`, if it fits; the caller
+    /// then appends exactly those bytes.
+    fn start(&mut self, name: &'a str, len: usize) -> bool {
+        let separator = usize::from(self.count > 0);
+        if self.count == baggage::MAX_MEMBERS
+            || self.text.len() + separator + len > baggage::MAX_BYTES
+        {
+            self.dropped = true;
+            return false;
+        }
+        if separator == 1 {
+            self.text.push(',');
+        }
+        self.names[self.count] = name;
+        self.count += 1;
+        true
+    }
+
+    fn push_raw(&mut self, name: &'a str, raw: &str) {
+        if !self.has(name) && self.start(name, raw.len()) {
+            self.text.push_str(raw);
+        }
+    }
+}
+
+impl Propagation {
+    /// Writes the current context's declared outbound values into
+    /// `headers`, with the incoming baggage this service passes on: for
+    /// clients that are not tower services (reqwest, say), call it on the
+    /// request's headers before sending. [`PropagateLayer`] does this for
+    /// tower clients.
+    ///
+    /// The context is read now, from the storage of
+    /// [`storage`](Self::storage): in a handler, in a nested checkpoint, or
+    /// in spawned work (which sees inherited keys only). A header already
+    /// on the request is left as it is, and so is a `baggage` member
+    /// already there: what the call site set wins over the context.
+    ///
+    /// ```
+    /// use stackholm::{Key, DEFAULT};
+    /// use stackholm_tower::propagation::{Direction, Propagation};
+    ///
+    /// static TENANT: Key<String> = Key::new("tenant");
+    ///
+    /// let propagation = Propagation::new().member("tenant", &TENANT, Direction::Outbound);
+    /// let _guard = DEFAULT.enter();
+    /// DEFAULT.set(&TENANT, "acme inc".to_owned()).unwrap();
+    ///
+    /// let mut headers = http::HeaderMap::new();
+    /// propagation.inject(&mut headers);
+    /// assert_eq!(headers["baggage"], "tenant=acme%20inc");
+    /// ```
+    pub fn inject(&self, headers: &mut HeaderMap) {
+        let inner = &*self.inner;
+        let mut text = String::new();
+        for declared in &inner.headers_out {
+            if headers.contains_key(&declared.name) {
+                continue;
+            }
+            text.clear();
+            if !declared.field.write(inner.storage, &mut text) {
+                continue;
+            }
+            match HeaderValue::from_str(&text) {
+                Ok(value) => {
+                    headers.insert(declared.name.clone(), value);
+                }
+                Err(_) => self.reject(
+                    Direction::Outbound,
+                    Place::Header(declared.label),
+                    Reason::NotHeaderValue,
+                ),
+            }
+        }
+        if inner.members_out.is_empty() && !inner.forward {
+            return;
+        }
+
+        let present: Vec<HeaderValue> = headers.get_all(BAGGAGE).iter().cloned().collect();
+        let forwarded = if inner.forward {
+            inner.storage.get(&FORWARDED)
+        } else {
+            None
+        };
+        let mut writer = Writer::new();
+
+        let mut malformed = 0;
+        for item in Reader::new(present.iter().map(HeaderValue::as_bytes)) {
+            match item {
+                Item::Member(member) if member.strict => writer.push_raw(member.key, member.raw),
+                Item::Member(_) | Item::Malformed => malformed += 1,
+            }
+        }
+        if malformed > 0 {
+            self.reject(
+                Direction::Outbound,
+                Place::Baggage,
+                Reason::Malformed { members: malformed },
+            );
+        }
+
+        for declared in &inner.members_out {
+            if writer.has(declared.name) {
+                continue;
+            }
+            text.clear();
+            if !declared.field.write(inner.storage, &mut text) {
+                continue;
+            }
+            let len = declared.name.len() + 1 + baggage::encoded_len(&text);
+            if writer.start(declared.name, len) {
+                writer.text.push_str(declared.name);
+                writer.text.push('=');
+                baggage::encode_into(&text, &mut writer.text);
+            }
+        }
+
+        if let Some(forwarded) = &forwarded {
+            for item in Reader::new(std::iter::once(forwarded.0.as_bytes())) {
+                if let Item::Member(member) = item {
+                    if member.strict && !self.declares_member(member.key) {
+                        writer.push_raw(member.key, member.raw);
+                    }
+                }
+            }
+        }
+
+        if writer.dropped {
+            self.reject(Direction::Outbound, Place::Baggage, Reason::OverLimit);
+        }
+        if !present.is_empty() {
+            headers.remove(BAGGAGE);
+        }
+        if writer.count > 0 {
+            // Every member written is visible ASCII, spaces and tabs inside
+            // at most, so this always converts.
+            if let Ok(value) = HeaderValue::try_from(writer.text) {
+                headers.insert(BAGGAGE, value);
+            }
+        }
+    }
+}
+
+/// Writes the caller's context into every outgoing request: see
+/// [`Propagation::inject`], which it calls from the service's `call`, so
+/// the context is the one current when the request is handed to the client.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use stackholm::{Checkpoint, CheckpointExt, Key};
+/// use stackholm_tower::propagation::{Direction, PropagateLayer, Propagation};
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+///
+/// static REQUEST_ID: Key<String> = Key::new("request_id");
+///
+/// let propagation = Propagation::new().header("x-request-id", &REQUEST_ID, Direction::Outbound);
+/// // In a real service the client is hyper-util's `Client`; this one echoes.
+/// let client = ServiceBuilder::new()
+///     .layer(PropagateLayer::new(propagation))
+///     .service(service_fn(|request: http::Request<()>| async move {
+///         Ok::<_, std::convert::Infallible>(request.headers()["x-request-id"].clone())
+///     }));
+///
+/// // `oneshot` calls the client when first polled: the context is read
+/// // then, inside the checkpoint.
+/// let checkpoint = Checkpoint::new().with_value(&REQUEST_ID, "r-7".to_owned());
+/// let echoed = client.oneshot(http::Request::new(())).in_checkpoint(checkpoint).await;
+/// assert_eq!(echoed.unwrap(), "r-7");
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PropagateLayer {
+    propagation: Propagation,
+}
+
+impl PropagateLayer {
+    /// A layer writing `propagation`'s outbound keys into requests.
+    #[must_use]
+    pub fn new(propagation: Propagation) -> Self {
+        Self { propagation }
+    }
+}
+
+impl<S> Layer<S> for PropagateLayer {
+    type Service = Propagate<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Propagate {
+            inner,
+            propagation: self.propagation.clone(),
+        }
+    }
+}
+
+/// The service made by [`PropagateLayer`].
+#[derive(Debug, Clone)]
+pub struct Propagate<S> {
+    inner: S,
+    propagation: Propagation,
+}
+
+impl<S> Propagate<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, taken out.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B> Service<Request<B>> for Propagate<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        self.propagation.inject(request.headers_mut());
+        self.inner.call(request)
+    }
+}

@@ -1,0 +1,157 @@
+//! What was not taken in or sent out, and why: told to the
+//! [`on_reject`](super::Propagation::on_reject) hook.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use super::codec::BoxError;
+
+/// Which way a value was crossing the service boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From an incoming request into its root checkpoint.
+    Inbound,
+    /// From the current context into an outgoing request.
+    Outbound,
+    /// Both ways: a value this service takes in and passes on.
+    Both,
+}
+
+impl Direction {
+    pub(crate) fn inbound(self) -> bool {
+        matches!(self, Self::Inbound | Self::Both)
+    }
+
+    pub(crate) fn outbound(self) -> bool {
+        matches!(self, Self::Outbound | Self::Both)
+    }
+}
+
+/// Why a value was skipped.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The key's [`Codec`](super::Codec) could not read the text.
+    Decode(BoxError),
+    /// An incoming header value is not visible ASCII text.
+    NotText,
+    /// The value was given more than once (two headers, or two members of
+    /// one name), and intermediaries may disagree about which one counts.
+    Ambiguous,
+    /// Members of the `baggage` header do not follow the grammar.
+    Malformed {
+        /// How many members were skipped for it.
+        members: usize,
+    },
+    /// Members beyond the limits (64 members, 8192 bytes) were dropped,
+    /// each whole.
+    OverLimit,
+    /// An outgoing value cannot be a header value: it is not visible ASCII.
+    /// Declare the key as a baggage member instead, where values are
+    /// percent-encoded.
+    NotHeaderValue,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Decode(err) => write!(f, "its text could not be decoded: {err}"),
+            Self::NotText => f.write_str("the header value is not visible ASCII text"),
+            Self::Ambiguous => f.write_str("it was given more than once"),
+            Self::Malformed { members: 1 } => {
+                f.write_str("1 member does not follow the W3C Baggage grammar")
+            }
+            Self::Malformed { members } => {
+                write!(f, "{members} members do not follow the W3C Baggage grammar")
+            }
+            Self::OverLimit => write!(
+                f,
+                "members beyond {} members or {} bytes were dropped",
+                super::baggage::MAX_MEMBERS,
+                super::baggage::MAX_BYTES
+            ),
+            Self::NotHeaderValue => {
+                f.write_str("the value is not visible ASCII, so it cannot be a header value")
+            }
+        }
+    }
+}
+
+/// Where a skipped value was, or was going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Place {
+    /// A header of its own, such as `x-request-id`.
+    Header(&'static str),
+    /// A member of the `baggage` header.
+    Member(&'static str),
+    /// The `baggage` header as a whole.
+    Baggage,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Header(name) => write!(f, "header `{name}`"),
+            Self::Member(name) => write!(f, "baggage member `{name}`"),
+            Self::Baggage => f.write_str("`baggage` header"),
+        }
+    }
+}
+
+/// A value that was not taken from an incoming request, or not written to
+/// an outgoing one. The rest of the context is not affected: a rejection
+/// never fails a request.
+#[derive(Debug)]
+pub struct Rejection {
+    direction: Direction,
+    place: Place,
+    reason: Reason,
+}
+
+impl Rejection {
+    pub(crate) fn new(direction: Direction, place: Place, reason: Reason) -> Self {
+        Self {
+            direction,
+            place,
+            reason,
+        }
+    }
+
+    /// [`Direction::Inbound`] or [`Direction::Outbound`].
+    #[must_use]
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// Where the value was.
+    #[must_use]
+    pub fn place(&self) -> Place {
+        self.place
+    }
+
+    /// Why it was skipped.
+    #[must_use]
+    pub fn reason(&self) -> &Reason {
+        &self.reason
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let way = match self.direction {
+            Direction::Outbound => "outgoing",
+            Direction::Inbound | Direction::Both => "incoming",
+        };
+        write!(f, "{way} {} skipped: {}", self.place, self.reason)
+    }
+}
+
+impl StdError for Rejection {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match &self.reason {
+            Reason::Decode(err) => Some(&**err),
+            _ => None,
+        }
+    }
+}
