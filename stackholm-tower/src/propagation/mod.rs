@@ -309,9 +309,10 @@ impl Propagation {
     /// does not decode, is given twice, is over the limits, or cannot be
     /// written. Log them here; nothing else reports them.
     ///
-    /// The hook runs inside the request, with its context readable; it
-    /// should not panic (a panic goes up to the caller, the layer's poll or
-    /// the outgoing `call`).
+    /// For an outgoing request the hook runs inside the caller's context;
+    /// for an incoming one, while its root checkpoint is being filled,
+    /// before the request's context is current. It should not panic: a
+    /// panic goes up to the layer's `call` or the client's.
     ///
     /// ```
     /// use stackholm_tower::propagation::Propagation;
