@@ -5,6 +5,7 @@
 
 pub mod axum_app;
 pub mod client;
+pub mod services;
 
 use std::net::SocketAddr;
 
