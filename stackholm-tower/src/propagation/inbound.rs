@@ -71,7 +71,18 @@ impl Propagation {
                 self.reject(Direction::Inbound, place, Reason::Decode(err));
             }
         }
-        if inner.members_in.is_empty() && !inner.forward {
+        for declared in &inner.headers_out {
+            if headers.contains_key(&declared.name)
+                && !inner.headers_in.iter().any(|h| h.name == declared.name)
+            {
+                self.reject(
+                    Direction::Inbound,
+                    Place::Header(declared.label),
+                    Reason::OutboundOnly,
+                );
+            }
+        }
+        if inner.members_in.is_empty() && inner.members_out.is_empty() && !inner.forward {
             return;
         }
         let values = headers.get_all(BAGGAGE);
@@ -98,7 +109,18 @@ impl Propagation {
                         Found::Once(_) | Found::Twice => Found::Twice,
                     }
                 }
-                None => undeclared |= member.strict && !self.declares_member(member.key),
+                None => match inner
+                    .members_out
+                    .iter()
+                    .find(|declared| declared.name == member.key)
+                {
+                    Some(declared) => self.reject(
+                        Direction::Inbound,
+                        Place::Member(declared.name),
+                        Reason::OutboundOnly,
+                    ),
+                    None => undeclared |= member.strict,
+                },
             }
         }
         let truncated = reader.truncated();

@@ -43,6 +43,10 @@ pub enum Reason {
         /// How many members were skipped for it.
         members: usize,
     },
+    /// The incoming request names a value this service declares outbound
+    /// only: it sends that value and never takes it from a request (the
+    /// acting user at a gateway, say).
+    OutboundOnly,
     /// Members beyond the limits (64 members, 8192 bytes) were dropped,
     /// each whole.
     OverLimit,
@@ -63,6 +67,9 @@ impl fmt::Display for Reason {
             }
             Self::Malformed { members } => {
                 write!(f, "{members} members do not follow the W3C Baggage grammar")
+            }
+            Self::OutboundOnly => {
+                f.write_str("this service sends it but does not take it from a request")
             }
             Self::OverLimit => write!(
                 f,
