@@ -32,19 +32,28 @@ pub(crate) struct Member<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Item<'a> {
     Member(Member<'a>),
-    Malformed,
+    /// Not a list-member; `key` is the name it gives itself, if it starts
+    /// like one (`tenant=a b`), so that a broken copy of a declared member
+    /// still counts as a second one.
+    Malformed {
+        key: Option<&'a str>,
+    },
 }
 
 /// Reads the list-members of the `baggage` header values, in order, while
 /// they fit in [`MAX_MEMBERS`] and [`MAX_BYTES`].
 ///
-/// A member that would cross a limit ends the reading: it and everything
-/// after it are dropped whole. Scanning stops there too, so a hostile header
-/// costs at most [`MAX_BYTES`] bytes of work however long it is.
+/// The bytes counted are the header's own, white space, empty elements and
+/// separators included (as the specification counts a `baggage-string`),
+/// several header values joined by a comma. A member that would cross a
+/// limit ends the reading: it and everything after it are dropped whole.
+/// Scanning stops there too, so a hostile header costs at most
+/// [`MAX_BYTES`] bytes of work however long it is.
 #[derive(Debug)]
 pub(crate) struct Reader<'a, I> {
     values: I,
     rest: &'a [u8],
+    started: bool,
     members: usize,
     bytes: usize,
     truncated: bool,
@@ -55,6 +64,7 @@ impl<'a, I: Iterator<Item = &'a [u8]>> Reader<'a, I> {
         Self {
             values,
             rest: &[],
+            started: false,
             members: 0,
             bytes: 0,
             truncated: false,
@@ -83,52 +93,112 @@ impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for Reader<'a, I> {
         loop {
             while self.rest.is_empty() {
                 self.rest = self.values.next()?;
+                self.bytes += usize::from(self.started);
+                self.started = true;
+                if self.bytes > MAX_BYTES {
+                    return self.stop();
+                }
             }
-            // Look no further than the budget left: a member that does not
-            // end inside it is over the limit whatever follows.
-            let budget = MAX_BYTES.saturating_sub(self.bytes);
+            // Look no further than the budget left: an element that does
+            // not end inside it is over the limit whatever follows.
+            let budget = MAX_BYTES - self.bytes.min(MAX_BYTES);
             let window = &self.rest[..self.rest.len().min(budget + 1)];
             let (element, consumed) = match window.iter().position(|&b| b == b',') {
                 Some(comma) => (&self.rest[..comma], comma + 1),
                 None if window.len() == self.rest.len() => (self.rest, self.rest.len()),
                 None => return self.stop(),
             };
+            if element.len() > budget {
+                return self.stop();
+            }
+            self.bytes += consumed;
+            self.rest = &self.rest[consumed..];
             let element = trim_ows(element);
             if element.is_empty() {
                 // Empty list elements are allowed by RFC 9110's list syntax.
-                self.rest = &self.rest[consumed..];
                 continue;
             }
-            let separator = usize::from(self.members > 0);
-            if self.members == MAX_MEMBERS || self.bytes + separator + element.len() > MAX_BYTES {
+            if self.members == MAX_MEMBERS {
                 return self.stop();
             }
-            self.rest = &self.rest[consumed..];
             self.members += 1;
-            self.bytes += separator + element.len();
-            return Some(parse_member(element).map_or(Item::Malformed, Item::Member));
+            return Some(parse_member(element));
         }
     }
 }
 
-fn parse_member(element: &[u8]) -> Option<Member<'_>> {
-    let raw = std::str::from_utf8(element).ok()?;
-    let (head, properties) = match raw.find(';') {
-        Some(semicolon) => (&raw[..semicolon], Some(&raw[semicolon + 1..])),
-        None => (raw, None),
-    };
-    let (key, value) = head.split_once('=')?;
-    let (key, value) = (trim_str(key), trim_str(value));
-    if !is_token(key) || !value.bytes().all(is_lenient_octet) {
-        return None;
+const TOKEN: u8 = 1;
+const STRICT: u8 = 2;
+const LENIENT: u8 = 4;
+
+/// Each byte's classes, so that a member is checked in one pass.
+static CLASS: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        let mut class = 0;
+        if is_tchar(byte) {
+            class |= TOKEN;
+        }
+        if is_baggage_octet(byte) {
+            class |= STRICT | LENIENT;
+        }
+        if byte == b'"' || byte == b'\\' {
+            class |= LENIENT;
+        }
+        table[b] = class;
+        b += 1;
     }
-    let strict = value.bytes().all(is_baggage_octet)
-        && properties.is_none_or(|properties| properties.split(';').all(is_property));
-    Some(Member {
+    table
+};
+
+fn class(b: u8) -> u8 {
+    CLASS[usize::from(b)]
+}
+
+fn skip_ows(bytes: &[u8], mut i: usize) -> usize {
+    while i < bytes.len() && is_ows(bytes[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// Reads a trimmed, non-empty element: `key OWS "=" OWS value *(OWS ";"
+/// OWS property)`.
+fn parse_member(element: &[u8]) -> Item<'_> {
+    let mut i = 0;
+    while i < element.len() && class(element[i]) & TOKEN != 0 {
+        i += 1;
+    }
+    let key = &element[..i];
+    i = skip_ows(element, i);
+    if key.is_empty() || element.get(i) != Some(&b'=') {
+        return Item::Malformed { key: None };
+    }
+    // Token bytes are ASCII.
+    let key = std::str::from_utf8(key).unwrap_or_default();
+    i = skip_ows(element, i + 1);
+    let (start, mut strict) = (i, true);
+    while i < element.len() && class(element[i]) & LENIENT != 0 {
+        strict &= class(element[i]) & STRICT != 0;
+        i += 1;
+    }
+    let value = &element[start..i];
+    i = skip_ows(element, i);
+    if i < element.len() && element[i] != b';' {
+        return Item::Malformed { key: Some(key) };
+    }
+    let raw = std::str::from_utf8(element);
+    if i < element.len() {
+        strict &= raw.is_ok_and(|raw| raw[i + 1..].split(';').all(is_property));
+    }
+    Item::Member(Member {
         key,
-        value,
-        raw,
-        strict,
+        // Lenient bytes are ASCII.
+        value: std::str::from_utf8(value).unwrap_or_default(),
+        raw: raw.unwrap_or_default(),
+        strict: strict && raw.is_ok(),
     })
 }
 
@@ -143,38 +213,33 @@ fn is_property(property: &str) -> bool {
 
 /// RFC 9110's `token`: what a baggage key is.
 pub(crate) fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'!' | b'#'
-                        | b'$'
-                        | b'%'
-                        | b'&'
-                        | b'\''
-                        | b'*'
-                        | b'+'
-                        | b'-'
-                        | b'.'
-                        | b'^'
-                        | b'_'
-                        | b'`'
-                        | b'|'
-                        | b'~'
-                )
-        })
+    !text.is_empty() && text.bytes().all(|b| class(b) & TOKEN != 0)
+}
+
+const fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
 }
 
 /// `baggage-octet`: printable US-ASCII but for `"`, `,`, `;` and `\`.
-fn is_baggage_octet(b: u8) -> bool {
+const fn is_baggage_octet(b: u8) -> bool {
     matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
-}
-
-/// What a value may hold on input: also `"` and `\`, which some producers
-/// (OpenTelemetry's among them) write unencoded.
-fn is_lenient_octet(b: u8) -> bool {
-    is_baggage_octet(b) || b == b'"' || b == b'\\'
 }
 
 fn is_ows(b: u8) -> bool {
@@ -330,7 +395,11 @@ mod tests {
     #[test]
     fn malformed_members_are_told_apart() {
         let (items, _) = read(&["novalue,=v,k y=v,k=v v,k=\u{e9},ok=1"]);
-        assert_eq!(items[..5], [Item::Malformed; 5]);
+        assert_eq!(items[0], Item::Malformed { key: None });
+        assert_eq!(items[1], Item::Malformed { key: None });
+        assert_eq!(items[2], Item::Malformed { key: None });
+        assert_eq!(items[3], Item::Malformed { key: Some("k") });
+        assert_eq!(items[4], Item::Malformed { key: Some("k") });
         assert_eq!(items[5], member("ok", "1", "ok=1", true));
     }
 

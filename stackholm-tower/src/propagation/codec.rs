@@ -1,5 +1,6 @@
 //! How a key's value becomes text on the wire, and back.
 
+use std::any::Any;
 use std::error::Error as StdError;
 use std::fmt::{Display, Write as _};
 use std::str::FromStr;
@@ -54,10 +55,16 @@ pub struct Text;
 
 impl<T> Codec<T> for Text
 where
-    T: FromStr + Display,
+    T: FromStr + Display + 'static,
     T::Err: Into<BoxError>,
 {
     fn encode(&self, value: &T, out: &mut String) {
+        // The formatting machinery costs more than the copy it makes of a
+        // `String`, the most common value.
+        if let Some(text) = (value as &dyn Any).downcast_ref::<String>() {
+            out.push_str(text);
+            return;
+        }
         // Writing to a `String` fails only if `Display` does, which is a
         // bug of that impl; the text is then whatever it wrote.
         let _ = write!(out, "{value}");

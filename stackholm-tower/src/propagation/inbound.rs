@@ -14,17 +14,26 @@ use crate::layer::{Root, SeedRoot};
 /// on: inherited, so that spawned work passes them on too.
 pub(crate) static FORWARDED: Key<Forwarded> = Key::new("stackholm.baggage").inherited();
 
-/// Incoming `baggage`, within the limits: usually the request's own header
-/// value, shared rather than copied. Which members go out is decided when a
-/// request is made.
+/// The incoming `baggage` members to pass on, within the limits, each name
+/// once and none this service declares: the request's own header value
+/// when all of its members pass (shared, not copied), else a copy of those
+/// that do.
 #[derive(Debug, Clone)]
-pub(crate) struct Forwarded(pub(crate) HeaderValue);
+pub(crate) struct Forwarded {
+    pub(crate) value: HeaderValue,
+    pub(crate) members: usize,
+    /// The [`Propagation`] whose declarations filtered the members: another
+    /// one filters them again by its own.
+    pub(crate) declared_by: u64,
+}
 
 /// Where a declared member was found.
 #[derive(Clone, Copy)]
 enum Found<'a> {
     Absent,
     Once(&'a str),
+    /// Once, but malformed: not accepted.
+    Broken,
     Twice,
 }
 
@@ -91,36 +100,43 @@ impl Propagation {
         }
 
         let mut found = [Found::Absent; baggage::MAX_MEMBERS];
-        let (mut malformed, mut undeclared) = (0, false);
+        let mut pass = PassOn::default();
+        let (mut members, mut malformed) = (0, 0);
         let mut reader = Reader::new(values.iter().map(HeaderValue::as_bytes));
         for item in reader.by_ref() {
-            let Item::Member(member) = item else {
-                malformed += 1;
-                continue;
+            let (key, member) = match item {
+                Item::Member(member) => {
+                    members += 1;
+                    (member.key, Some(member))
+                }
+                Item::Malformed { key } => {
+                    malformed += 1;
+                    let Some(key) = key else { continue };
+                    (key, None)
+                }
             };
-            match inner
+            if let Some(i) = inner
                 .members_in
                 .iter()
-                .position(|declared| declared.name == member.key)
+                .position(|declared| declared.name == key)
             {
-                Some(i) => {
-                    found[i] = match found[i] {
-                        Found::Absent => Found::Once(member.value),
-                        Found::Once(_) | Found::Twice => Found::Twice,
-                    }
-                }
-                None => match inner
-                    .members_out
-                    .iter()
-                    .find(|declared| declared.name == member.key)
-                {
-                    Some(declared) => self.reject(
-                        Direction::Inbound,
-                        Place::Member(declared.name),
-                        Reason::OutboundOnly,
-                    ),
-                    None => undeclared |= member.strict,
-                },
+                found[i] = match (found[i], member) {
+                    (Found::Absent, Some(member)) => Found::Once(member.value),
+                    (Found::Absent, None) => Found::Broken,
+                    _ => Found::Twice,
+                };
+            } else if let Some(declared) = inner
+                .members_out
+                .iter()
+                .find(|declared| declared.name == key)
+            {
+                self.reject(
+                    Direction::Inbound,
+                    Place::Member(declared.name),
+                    Reason::OutboundOnly,
+                );
+            } else if let Some(member) = member.filter(|member| inner.forward && member.strict) {
+                pass.push(member.key, member.raw);
             }
         }
         let truncated = reader.truncated();
@@ -128,7 +144,7 @@ impl Propagation {
         for (declared, found) in inner.members_in.iter().zip(found) {
             let place = Place::Member(declared.name);
             match found {
-                Found::Absent => {}
+                Found::Absent | Found::Broken => {}
                 Found::Twice => self.reject(Direction::Inbound, place, Reason::Ambiguous),
                 Found::Once(value) => {
                     if let Err(err) = declared.field.accept(&baggage::decode(value), target) {
@@ -147,38 +163,71 @@ impl Propagation {
         if truncated {
             self.reject(Direction::Inbound, Place::Baggage, Reason::OverLimit);
         }
-        if inner.forward && undeclared {
-            if let Some(forwarded) = forwarded(&values, truncated) {
-                target.set(&FORWARDED, Forwarded(forwarded));
-            }
+        if pass.count > 0 {
+            let mut iter = values.iter();
+            let whole = match (iter.next(), iter.next()) {
+                (Some(only), None) if pass.count == members && malformed == 0 && !truncated => {
+                    Some(only)
+                }
+                _ => None,
+            };
+            let value = match whole {
+                // Every member passes on as it came: share the header.
+                Some(only) => only.clone(),
+                None => match HeaderValue::try_from(pass.joined()) {
+                    Ok(value) => value,
+                    Err(_) => return,
+                },
+            };
+            target.set(
+                &FORWARDED,
+                Forwarded {
+                    value,
+                    members: pass.count,
+                    declared_by: inner.id,
+                },
+            );
         }
     }
 }
 
-/// The incoming baggage to keep for passing on: the one header value as it
-/// is (a reference count, no copy), or, when there are several or some
-/// were over the limits, a copy of the members within them.
-fn forwarded(
-    values: &http::header::GetAll<'_, HeaderValue>,
-    truncated: bool,
-) -> Option<HeaderValue> {
-    let mut iter = values.iter();
-    let first = iter.next()?;
-    if iter.next().is_none() && !truncated {
-        return Some(first.clone());
-    }
-    let mut joined = String::new();
-    for item in Reader::new(values.iter().map(HeaderValue::as_bytes)) {
-        if let Item::Member(member) = item {
-            if member.strict {
-                if !joined.is_empty() {
-                    joined.push(',');
-                }
-                joined.push_str(member.raw);
-            }
+/// The members to pass on, each name once (the first), as they came.
+struct PassOn<'a> {
+    members: [(&'a str, &'a str); baggage::MAX_MEMBERS],
+    count: usize,
+}
+
+impl Default for PassOn<'_> {
+    fn default() -> Self {
+        Self {
+            members: [("", ""); baggage::MAX_MEMBERS],
+            count: 0,
         }
     }
-    HeaderValue::try_from(joined).ok()
+}
+
+impl<'a> PassOn<'a> {
+    fn push(&mut self, key: &'a str, raw: &'a str) {
+        if self.members[..self.count]
+            .iter()
+            .all(|(other, _)| *other != key)
+        {
+            self.members[self.count] = (key, raw);
+            self.count += 1;
+        }
+    }
+
+    fn joined(&self) -> String {
+        let members = &self.members[..self.count];
+        let mut text = String::with_capacity(members.iter().map(|(_, raw)| raw.len() + 1).sum());
+        for (i, (_, raw)) in members.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(raw);
+        }
+        text
+    }
 }
 
 impl SeedRoot for Propagation {

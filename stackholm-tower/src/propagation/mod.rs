@@ -84,6 +84,7 @@ mod outbound;
 mod reject;
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use http::HeaderName;
@@ -100,6 +101,11 @@ pub const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 
 type RejectHook = dyn Fn(&Rejection) + Send + Sync;
 
+fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// The keys that cross this service's boundary, and how: see the
 /// [module docs](self).
 ///
@@ -111,6 +117,9 @@ pub struct Propagation {
 
 #[derive(Clone)]
 struct Inner {
+    /// Tells these declarations apart from any other, changed ones
+    /// included: see `Forwarded::declared_by`.
+    id: u64,
     storage: Storage,
     headers_in: Vec<HeaderField>,
     headers_out: Vec<HeaderField>,
@@ -141,6 +150,7 @@ impl Propagation {
     pub fn new() -> Self {
         Self {
             inner: Arc::new(Inner {
+                id: next_id(),
                 storage: DEFAULT,
                 headers_in: Vec::new(),
                 headers_out: Vec::new(),
@@ -329,7 +339,9 @@ impl Propagation {
     }
 
     fn inner_mut(&mut self) -> &mut Inner {
-        Arc::make_mut(&mut self.inner)
+        let inner = Arc::make_mut(&mut self.inner);
+        inner.id = next_id();
+        inner
     }
 
     #[track_caller]

@@ -16,38 +16,46 @@ use super::{Direction, Place, Propagation, Reason, BAGGAGE};
 struct Writer<'a> {
     text: String,
     names: [&'a str; baggage::MAX_MEMBERS],
+    named: usize,
     count: usize,
     dropped: bool,
 }
 
 impl<'a> Writer<'a> {
-    fn new() -> Self {
+    fn new(capacity: usize) -> Self {
         Self {
-            text: String::new(),
+            text: String::with_capacity(capacity),
             names: [""; baggage::MAX_MEMBERS],
+            named: 0,
             count: 0,
             dropped: false,
         }
     }
 
     fn has(&self, name: &str) -> bool {
-        self.names[..self.count].contains(&name)
+        self.names[..self.named].contains(&name)
+    }
+
+    /// Whether `members` more members of `len` bytes in all fit.
+    fn fits(&mut self, members: usize, len: usize) -> bool {
+        let separator = usize::from(self.count > 0);
+        let fits = self.count + members <= baggage::MAX_MEMBERS
+            && self.text.len() + separator + len <= baggage::MAX_BYTES;
+        self.dropped |= !fits;
+        fits
     }
 
     /// Starts a member of `len` bytes named `name`, if it fits; the caller
     /// then appends exactly those bytes.
     fn start(&mut self, name: &'a str, len: usize) -> bool {
-        let separator = usize::from(self.count > 0);
-        if self.count == baggage::MAX_MEMBERS
-            || self.text.len() + separator + len > baggage::MAX_BYTES
-        {
-            self.dropped = true;
+        if !self.fits(1, len) {
             return false;
         }
-        if separator == 1 {
+        if self.count > 0 {
             self.text.push(',');
         }
-        self.names[self.count] = name;
+        self.names[self.named] = name;
+        self.named += 1;
         self.count += 1;
         true
     }
@@ -56,6 +64,20 @@ impl<'a> Writer<'a> {
         if !self.has(name) && self.start(name, raw.len()) {
             self.text.push_str(raw);
         }
+    }
+
+    /// Appends members already filtered against every name written so
+    /// far, if they all fit; nothing is written after them.
+    fn push_all(&mut self, members: usize, text: &str) -> bool {
+        if !self.fits(members, text.len()) {
+            return false;
+        }
+        if self.count > 0 {
+            self.text.push(',');
+        }
+        self.text.push_str(text);
+        self.count += members;
+        true
     }
 }
 
@@ -69,8 +91,10 @@ impl Propagation {
     /// The context is read now, from the storage of
     /// [`storage`](Self::storage): in a handler, in a nested checkpoint, or
     /// in spawned work (which sees inherited keys only). A header already
-    /// on the request is left as it is, and so is a `baggage` member
-    /// already there: what the call site set wins over the context.
+    /// on the request is left as it is, and so are the `baggage` members
+    /// already there that follow the grammar (the others are dropped and
+    /// told to [`on_reject`](Self::on_reject)): what the call site set wins
+    /// over the context.
     ///
     /// ```
     /// use stackholm::{Key, DEFAULT};
@@ -97,11 +121,16 @@ impl Propagation {
             if !declared.field.write(inner.storage, &mut text) {
                 continue;
             }
-            match HeaderValue::from_str(&text) {
-                Ok(value) => {
+            // `from_str` lets bytes beyond ASCII through, which the next
+            // service could not read as text: refuse them here.
+            match HeaderValue::from_str(&text)
+                .ok()
+                .filter(|value| value.to_str().is_ok())
+            {
+                Some(value) => {
                     headers.insert(declared.name.clone(), value);
                 }
-                Err(_) => self.reject(
+                None => self.reject(
                     Direction::Outbound,
                     Place::Header(declared.label),
                     Reason::NotHeaderValue,
@@ -113,18 +142,14 @@ impl Propagation {
         }
 
         let present: Vec<HeaderValue> = headers.get_all(BAGGAGE).iter().cloned().collect();
-        let forwarded = if inner.forward {
-            inner.storage.get(&FORWARDED)
-        } else {
-            None
-        };
-        let mut writer = Writer::new();
+        let mut forwarded = None;
+        let mut writer = Writer::new(64);
 
         let mut malformed = 0;
         for item in Reader::new(present.iter().map(HeaderValue::as_bytes)) {
             match item {
                 Item::Member(member) if member.strict => writer.push_raw(member.key, member.raw),
-                Item::Member(_) | Item::Malformed => malformed += 1,
+                Item::Member(_) | Item::Malformed { .. } => malformed += 1,
             }
         }
         if malformed > 0 {
@@ -151,10 +176,26 @@ impl Propagation {
             }
         }
 
+        if inner.forward {
+            // Members filtered by these very declarations, with nothing on
+            // the request before them, go out as they are.
+            let done = present.is_empty()
+                && inner.storage.with(&FORWARDED, |kept| match kept {
+                    None => true,
+                    Some(kept) if kept.declared_by == inner.id => kept
+                        .value
+                        .to_str()
+                        .is_ok_and(|text| writer.push_all(kept.members, text)),
+                    Some(_) => false,
+                });
+            if !done {
+                forwarded = inner.storage.get(&FORWARDED);
+            }
+        }
         if let Some(forwarded) = &forwarded {
-            for item in Reader::new(std::iter::once(forwarded.0.as_bytes())) {
+            for item in Reader::new(std::iter::once(forwarded.value.as_bytes())) {
                 if let Item::Member(member) = item {
-                    if member.strict && !self.declares_member(member.key) {
+                    if !self.declares_member(member.key) {
                         writer.push_raw(member.key, member.raw);
                     }
                 }
