@@ -17,11 +17,12 @@ pub(crate) const MAX_BYTES: usize = 8192;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Member<'a> {
     /// The member's key: a token.
-    pub(crate) key: &'a str,
-    /// The value as written, still percent-encoded.
-    pub(crate) value: &'a str,
-    /// The whole member, properties included, as it may be passed on.
-    pub(crate) raw: &'a str,
+    pub(crate) key: &'a [u8],
+    /// The value as written, still percent-encoded: ASCII.
+    pub(crate) value: &'a [u8],
+    /// The whole member, properties included, as it may be passed on: ASCII
+    /// if `strict`.
+    pub(crate) raw: &'a [u8],
     /// Whether the whole member, properties included, follows the grammar,
     /// so that it may be passed on unchanged. Values with a `"` or `\`
     /// (which some producers do not encode) are read but not passed on.
@@ -36,7 +37,7 @@ pub(crate) enum Item<'a> {
     /// like one (`tenant=a b`), so that a broken copy of a declared member
     /// still counts as a second one.
     Malformed {
-        key: Option<&'a str>,
+        key: Option<&'a [u8]>,
     },
 }
 
@@ -176,8 +177,6 @@ fn parse_member(element: &[u8]) -> Item<'_> {
     if key.is_empty() || element.get(i) != Some(&b'=') {
         return Item::Malformed { key: None };
     }
-    // Token bytes are ASCII.
-    let key = std::str::from_utf8(key).unwrap_or_default();
     i = skip_ows(element, i + 1);
     let (start, mut strict) = (i, true);
     while i < element.len() && class(element[i]) & LENIENT != 0 {
@@ -189,31 +188,32 @@ fn parse_member(element: &[u8]) -> Item<'_> {
     if i < element.len() && element[i] != b';' {
         return Item::Malformed { key: Some(key) };
     }
-    let raw = std::str::from_utf8(element);
     if i < element.len() {
-        strict &= raw.is_ok_and(|raw| raw[i + 1..].split(';').all(is_property));
+        strict &= element[i + 1..].split(|&b| b == b';').all(is_property);
     }
     Item::Member(Member {
         key,
-        // Lenient bytes are ASCII.
-        value: std::str::from_utf8(value).unwrap_or_default(),
-        raw: raw.unwrap_or_default(),
-        strict: strict && raw.is_ok(),
+        value,
+        raw: element,
+        strict,
     })
 }
 
-fn is_property(property: &str) -> bool {
-    match property.split_once('=') {
-        Some((key, value)) => {
-            is_token(trim_str(key)) && trim_str(value).bytes().all(is_baggage_octet)
+fn is_property(property: &[u8]) -> bool {
+    match property.iter().position(|&b| b == b'=') {
+        Some(eq) => {
+            is_token(trim_ows(&property[..eq]))
+                && trim_ows(&property[eq + 1..])
+                    .iter()
+                    .all(|&b| is_baggage_octet(b))
         }
-        None => is_token(trim_str(property)),
+        None => is_token(trim_ows(property)),
     }
 }
 
 /// RFC 9110's `token`: what a baggage key is.
-pub(crate) fn is_token(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(|b| class(b) & TOKEN != 0)
+pub(crate) fn is_token(text: &[u8]) -> bool {
+    !text.is_empty() && text.iter().all(|&b| class(b) & TOKEN != 0)
 }
 
 const fn is_tchar(b: u8) -> bool {
@@ -258,18 +258,13 @@ fn trim_ows(bytes: &[u8]) -> &[u8] {
     &bytes[start..end]
 }
 
-fn trim_str(text: &str) -> &str {
-    text.trim_matches([' ', '\t'])
-}
-
 /// Percent-decodes a value: `%XX` becomes its byte, a `%` not followed by
 /// two hex digits stays as it is, and byte sequences that are not UTF-8
 /// become U+FFFD, as the specification asks.
-pub(crate) fn decode(value: &str) -> Cow<'_, str> {
-    if !value.contains('%') {
-        return Cow::Borrowed(value);
+pub(crate) fn decode(bytes: &[u8]) -> Cow<'_, str> {
+    if !bytes.contains(&b'%') {
+        return String::from_utf8_lossy(bytes);
     }
-    let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -304,31 +299,26 @@ fn hex(b: u8) -> Option<u8> {
 
 /// Appends `value` percent-encoded: every byte outside `baggage-octet`, and
 /// `%` and `=`, which readers split on (OpenTelemetry's does).
-pub(crate) fn encode_into(value: &str, out: &mut String) {
+pub(crate) fn encode_into(value: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in value.as_bytes() {
-        if is_baggage_octet(b) && b != b'%' && b != b'=' {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xF)]));
-        }
+    let mut rest = value.as_bytes();
+    // Copy runs that need no escape whole: values are mostly such runs.
+    while let Some(at) = rest.iter().position(|&b| needs_escape(b)) {
+        out.extend_from_slice(&rest[..at]);
+        let b = rest[at];
+        out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xF)]]);
+        rest = &rest[at + 1..];
     }
+    out.extend_from_slice(rest);
+}
+
+fn needs_escape(b: u8) -> bool {
+    !is_baggage_octet(b) || b == b'%' || b == b'='
 }
 
 /// The length `value` takes once encoded by [`encode_into`].
 pub(crate) fn encoded_len(value: &str) -> usize {
-    value
-        .bytes()
-        .map(|b| {
-            if is_baggage_octet(b) && b != b'%' && b != b'=' {
-                1
-            } else {
-                3
-            }
-        })
-        .sum()
+    value.len() + 2 * value.bytes().filter(|&b| needs_escape(b)).count()
 }
 
 #[cfg(test)]
@@ -352,9 +342,9 @@ mod tests {
         strict: bool,
     ) -> Item<'static> {
         Item::Member(Member {
-            key,
-            value,
-            raw,
+            key: key.as_bytes(),
+            value: value.as_bytes(),
+            raw: raw.as_bytes(),
             strict,
         })
     }
@@ -383,7 +373,7 @@ mod tests {
             "serverNode = DF%2028, isProduction = false",
         ]);
         assert_eq!(items.len(), 3);
-        assert_eq!(decode("DF%2028"), "DF 28");
+        assert_eq!(decode("DF%2028".as_bytes()), "DF 28");
     }
 
     #[test]
@@ -398,8 +388,8 @@ mod tests {
         assert_eq!(items[0], Item::Malformed { key: None });
         assert_eq!(items[1], Item::Malformed { key: None });
         assert_eq!(items[2], Item::Malformed { key: None });
-        assert_eq!(items[3], Item::Malformed { key: Some("k") });
-        assert_eq!(items[4], Item::Malformed { key: Some("k") });
+        assert_eq!(items[3], Item::Malformed { key: Some(b"k") });
+        assert_eq!(items[4], Item::Malformed { key: Some(b"k") });
         assert_eq!(items[5], member("ok", "1", "ok=1", true));
     }
 
@@ -441,21 +431,21 @@ mod tests {
 
     #[test]
     fn percent_decoding_keeps_stray_percents_and_replaces_bad_utf8() {
-        assert_eq!(decode("100%"), "100%");
-        assert_eq!(decode("%zz%4"), "%zz%4");
-        assert_eq!(decode("%C3%A9t%C3%A9"), "été");
-        assert_eq!(decode("%FF"), "\u{fffd}");
+        assert_eq!(decode("100%".as_bytes()), "100%");
+        assert_eq!(decode("%zz%4".as_bytes()), "%zz%4");
+        assert_eq!(decode("%C3%A9t%C3%A9".as_bytes()), "été");
+        assert_eq!(decode("%FF".as_bytes()), "\u{fffd}");
     }
 
     #[test]
     fn encoding_round_trips_and_writes_only_baggage_octets() {
         for text in ["plain", "a b,c;d=e%f\"g\\h", "été ✓", "\u{0}\u{7f}"] {
-            let mut out = String::new();
+            let mut out = Vec::new();
             encode_into(text, &mut out);
             assert_eq!(out.len(), encoded_len(text));
             assert!(
-                out.bytes().all(|b| is_baggage_octet(b) && b != b'='),
-                "{out}"
+                out.iter().all(|&b| is_baggage_octet(b) && b != b'='),
+                "{out:?}"
             );
             assert_eq!(decode(&out), text);
         }

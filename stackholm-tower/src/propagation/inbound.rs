@@ -3,10 +3,11 @@
 
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
-use stackholm::{Checkpoint, Key};
+use stackholm::{Checkpoint, Error, Key, Stack};
 
 use super::baggage::{self, Item, Reader};
 use super::field::Target;
+use super::small::Small;
 use super::{Direction, Place, Propagation, Reason, BAGGAGE};
 use crate::layer::{Root, SeedRoot};
 
@@ -28,10 +29,11 @@ pub(crate) struct Forwarded {
 }
 
 /// Where a declared member was found.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 enum Found<'a> {
+    #[default]
     Absent,
-    Once(&'a str),
+    Once(&'a [u8]),
     /// Once, but malformed: not accepted.
     Broken,
     Twice,
@@ -60,6 +62,23 @@ impl Propagation {
         let mut checkpoint = Checkpoint::new();
         self.extract_into(headers, &mut Target::Checkpoint(&mut checkpoint));
         checkpoint
+    }
+
+    /// Sets the declared inbound values of `headers` in the innermost
+    /// checkpoint of `stack`: for a [`Scope`](stackholm::Scope) of your own
+    /// (its [`stack_mut`](stackholm::Scope::stack_mut)), which is how
+    /// [`StackholmLayer`](crate::StackholmLayer) fills its pooled root
+    /// without building a checkpoint first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoCheckpoint`](stackholm::Error::NoCheckpoint) if no
+    /// checkpoint of `stack` is active; nothing is read then.
+    pub fn extract_onto(&self, headers: &HeaderMap, stack: &mut Stack) -> Result<(), Error> {
+        // `try_get` tells "no checkpoint" apart, for any key.
+        stack.try_get(&FORWARDED)?;
+        self.extract_into(headers, &mut Target::Stack(stack));
+        Ok(())
     }
 
     fn extract_into(&self, headers: &HeaderMap, target: &mut Target<'_, '_>) {
@@ -99,7 +118,7 @@ impl Propagation {
             return;
         }
 
-        let mut found = [Found::Absent; baggage::MAX_MEMBERS];
+        let mut found = Small::<Found<'_>, 8>::filled(inner.members_in.len());
         let mut pass = PassOn::default();
         let (mut members, mut malformed) = (0, 0);
         let mut reader = Reader::new(values.iter().map(HeaderValue::as_bytes));
@@ -118,9 +137,10 @@ impl Propagation {
             if let Some(i) = inner
                 .members_in
                 .iter()
-                .position(|declared| declared.name == key)
+                .position(|declared| declared.name.as_bytes() == key)
             {
-                found[i] = match (found[i], member) {
+                let found = &mut found.as_mut_slice()[i];
+                *found = match (*found, member) {
                     (Found::Absent, Some(member)) => Found::Once(member.value),
                     (Found::Absent, None) => Found::Broken,
                     _ => Found::Twice,
@@ -128,7 +148,7 @@ impl Propagation {
             } else if let Some(declared) = inner
                 .members_out
                 .iter()
-                .find(|declared| declared.name == key)
+                .find(|declared| declared.name.as_bytes() == key)
             {
                 self.reject(
                     Direction::Inbound,
@@ -141,7 +161,7 @@ impl Propagation {
         }
         let truncated = reader.truncated();
 
-        for (declared, found) in inner.members_in.iter().zip(found) {
+        for (declared, &found) in inner.members_in.iter().zip(found.as_slice()) {
             let place = Place::Member(declared.name);
             match found {
                 Found::Absent | Found::Broken => {}
@@ -163,10 +183,10 @@ impl Propagation {
         if truncated {
             self.reject(Direction::Inbound, Place::Baggage, Reason::OverLimit);
         }
-        if pass.count > 0 {
+        if pass.len() > 0 {
             let mut iter = values.iter();
             let whole = match (iter.next(), iter.next()) {
-                (Some(only), None) if pass.count == members && malformed == 0 && !truncated => {
+                (Some(only), None) if pass.len() == members && malformed == 0 && !truncated => {
                     Some(only)
                 }
                 _ => None,
@@ -183,7 +203,7 @@ impl Propagation {
                 &FORWARDED,
                 Forwarded {
                     value,
-                    members: pass.count,
+                    members: pass.len(),
                     declared_by: inner.id,
                 },
             );
@@ -192,39 +212,33 @@ impl Propagation {
 }
 
 /// The members to pass on, each name once (the first), as they came.
+#[derive(Default)]
 struct PassOn<'a> {
-    members: [(&'a str, &'a str); baggage::MAX_MEMBERS],
-    count: usize,
-}
-
-impl Default for PassOn<'_> {
-    fn default() -> Self {
-        Self {
-            members: [("", ""); baggage::MAX_MEMBERS],
-            count: 0,
-        }
-    }
+    members: Small<&'a [u8], 16>,
 }
 
 impl<'a> PassOn<'a> {
-    fn push(&mut self, key: &'a str, raw: &'a str) {
-        if self.members[..self.count]
-            .iter()
-            .all(|(other, _)| *other != key)
-        {
-            self.members[self.count] = (key, raw);
-            self.count += 1;
+    fn len(&self) -> usize {
+        self.members.as_slice().len()
+    }
+
+    fn push(&mut self, key: &[u8], raw: &'a [u8]) {
+        let named = |other: &&[u8]| {
+            other.starts_with(key) && matches!(other.get(key.len()), Some(b'=' | b' ' | b'\t'))
+        };
+        if !self.members.as_slice().iter().any(named) {
+            self.members.push(raw);
         }
     }
 
-    fn joined(&self) -> String {
-        let members = &self.members[..self.count];
-        let mut text = String::with_capacity(members.iter().map(|(_, raw)| raw.len() + 1).sum());
-        for (i, (_, raw)) in members.iter().enumerate() {
+    fn joined(&self) -> Vec<u8> {
+        let members = self.members.as_slice();
+        let mut text = Vec::with_capacity(members.iter().map(|raw| raw.len() + 1).sum());
+        for (i, raw) in members.iter().enumerate() {
             if i > 0 {
-                text.push(',');
+                text.push(b',');
             }
-            text.push_str(raw);
+            text.extend_from_slice(raw);
         }
         text
     }

@@ -82,6 +82,7 @@ mod field;
 mod inbound;
 mod outbound;
 mod reject;
+mod small;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -278,7 +279,7 @@ impl Propagation {
         C: Codec<T>,
     {
         assert!(
-            baggage::is_token(name),
+            baggage::is_token(name.as_bytes()),
             "`{name}` cannot be a baggage member's name: it is not a token"
         );
         let field: Arc<dyn Field> = Arc::new(Typed { key, codec });
@@ -372,13 +373,13 @@ impl Propagation {
 
     /// Whether `name` is a member this service declares, either way: such
     /// members are never passed on as they came.
-    fn declares_member(&self, name: &str) -> bool {
+    fn declares_member(&self, name: &[u8]) -> bool {
         let inner = &*self.inner;
         inner
             .members_in
             .iter()
             .chain(&inner.members_out)
-            .any(|m| m.name == name)
+            .any(|m| m.name.as_bytes() == name)
     }
 }
 

@@ -3,20 +3,21 @@
 
 use std::task::{Context, Poll};
 
+use http::header::Entry;
 use http::{HeaderMap, HeaderValue, Request};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::baggage::{self, Item, Reader};
 use super::inbound::FORWARDED;
+use super::small::Small;
 use super::{Direction, Place, Propagation, Reason, BAGGAGE};
 
 /// The `baggage` header being written: members in order, their names to
 /// keep each name once, within the limits.
 struct Writer<'a> {
-    text: String,
-    names: [&'a str; baggage::MAX_MEMBERS],
-    named: usize,
+    text: Vec<u8>,
+    names: Small<&'a [u8], 16>,
     count: usize,
     dropped: bool,
 }
@@ -24,16 +25,15 @@ struct Writer<'a> {
 impl<'a> Writer<'a> {
     fn new(capacity: usize) -> Self {
         Self {
-            text: String::with_capacity(capacity),
-            names: [""; baggage::MAX_MEMBERS],
-            named: 0,
+            text: Vec::with_capacity(capacity),
+            names: Small::default(),
             count: 0,
             dropped: false,
         }
     }
 
-    fn has(&self, name: &str) -> bool {
-        self.names[..self.named].contains(&name)
+    fn has(&self, name: &[u8]) -> bool {
+        self.names.as_slice().contains(&name)
     }
 
     /// Whether `members` more members of `len` bytes in all fit.
@@ -47,35 +47,34 @@ impl<'a> Writer<'a> {
 
     /// Starts a member of `len` bytes named `name`, if it fits; the caller
     /// then appends exactly those bytes.
-    fn start(&mut self, name: &'a str, len: usize) -> bool {
+    fn start(&mut self, name: &'a [u8], len: usize) -> bool {
         if !self.fits(1, len) {
             return false;
         }
         if self.count > 0 {
-            self.text.push(',');
+            self.text.push(b',');
         }
-        self.names[self.named] = name;
-        self.named += 1;
+        self.names.push(name);
         self.count += 1;
         true
     }
 
-    fn push_raw(&mut self, name: &'a str, raw: &str) {
+    fn push_raw(&mut self, name: &'a [u8], raw: &[u8]) {
         if !self.has(name) && self.start(name, raw.len()) {
-            self.text.push_str(raw);
+            self.text.extend_from_slice(raw);
         }
     }
 
     /// Appends members already filtered against every name written so
     /// far, if they all fit; nothing is written after them.
-    fn push_all(&mut self, members: usize, text: &str) -> bool {
+    fn push_all(&mut self, members: usize, text: &[u8]) -> bool {
         if !self.fits(members, text.len()) {
             return false;
         }
         if self.count > 0 {
-            self.text.push(',');
+            self.text.push(b',');
         }
-        self.text.push_str(text);
+        self.text.extend_from_slice(text);
         self.count += members;
         true
     }
@@ -114,9 +113,9 @@ impl Propagation {
         let inner = &*self.inner;
         let mut text = String::new();
         for declared in &inner.headers_out {
-            if headers.contains_key(&declared.name) {
+            let Entry::Vacant(entry) = headers.entry(&declared.name) else {
                 continue;
-            }
+            };
             text.clear();
             if !declared.field.write(inner.storage, &mut text) {
                 continue;
@@ -128,7 +127,7 @@ impl Propagation {
                 .filter(|value| value.to_str().is_ok())
             {
                 Some(value) => {
-                    headers.insert(declared.name.clone(), value);
+                    entry.insert(value);
                 }
                 None => self.reject(
                     Direction::Outbound,
@@ -161,7 +160,7 @@ impl Propagation {
         }
 
         for declared in &inner.members_out {
-            if writer.has(declared.name) {
+            if writer.has(declared.name.as_bytes()) {
                 continue;
             }
             text.clear();
@@ -169,9 +168,9 @@ impl Propagation {
                 continue;
             }
             let len = declared.name.len() + 1 + baggage::encoded_len(&text);
-            if writer.start(declared.name, len) {
-                writer.text.push_str(declared.name);
-                writer.text.push('=');
+            if writer.start(declared.name.as_bytes(), len) {
+                writer.text.extend_from_slice(declared.name.as_bytes());
+                writer.text.push(b'=');
                 baggage::encode_into(&text, &mut writer.text);
             }
         }
@@ -182,10 +181,9 @@ impl Propagation {
             let done = present.is_empty()
                 && inner.storage.with(&FORWARDED, |kept| match kept {
                     None => true,
-                    Some(kept) if kept.declared_by == inner.id => kept
-                        .value
-                        .to_str()
-                        .is_ok_and(|text| writer.push_all(kept.members, text)),
+                    Some(kept) if kept.declared_by == inner.id => {
+                        writer.push_all(kept.members, kept.value.as_bytes())
+                    }
                     Some(_) => false,
                 });
             if !done {
