@@ -258,12 +258,21 @@ fn trim_ows(bytes: &[u8]) -> &[u8] {
     &bytes[start..end]
 }
 
+/// Whether two names are equal, mismatches mostly told by length or first
+/// byte without a call to `memcmp`.
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.first() == b.first() && a == b
+}
+
 /// Percent-decodes a value: `%XX` becomes its byte, a `%` not followed by
 /// two hex digits stays as it is, and byte sequences that are not UTF-8
 /// become U+FFFD, as the specification asks.
 pub(crate) fn decode(bytes: &[u8]) -> Cow<'_, str> {
     if !bytes.contains(&b'%') {
-        return String::from_utf8_lossy(bytes);
+        // Values are ASCII, which `from_utf8` checks faster than the
+        // lossy conversion.
+        return std::str::from_utf8(bytes)
+            .map_or_else(|_| String::from_utf8_lossy(bytes), Cow::Borrowed);
     }
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -1,12 +1,14 @@
 //! Incoming requests: declared values into the root checkpoint, undeclared
 //! baggage kept to be passed on.
 
+use http::header::InvalidHeaderValue;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 use stackholm::{Checkpoint, Error, Key, Stack};
 
 use super::baggage::{self, Item, Reader};
 use super::field::Target;
+use super::scratch;
 use super::small::Small;
 use super::{Direction, Place, Propagation, Reason, BAGGAGE};
 use crate::layer::{Root, SeedRoot};
@@ -100,8 +102,8 @@ impl Propagation {
             }
         }
         for declared in &inner.headers_out {
-            if headers.contains_key(&declared.name)
-                && !inner.headers_in.iter().any(|h| h.name == declared.name)
+            if !inner.headers_in.iter().any(|h| h.name == declared.name)
+                && headers.contains_key(&declared.name)
             {
                 self.reject(
                     Direction::Inbound,
@@ -137,7 +139,7 @@ impl Propagation {
             if let Some(i) = inner
                 .members_in
                 .iter()
-                .position(|declared| declared.name.as_bytes() == key)
+                .position(|declared| baggage::same(declared.name.as_bytes(), key))
             {
                 let found = &mut found.as_mut_slice()[i];
                 *found = match (*found, member) {
@@ -148,7 +150,7 @@ impl Propagation {
             } else if let Some(declared) = inner
                 .members_out
                 .iter()
-                .find(|declared| declared.name.as_bytes() == key)
+                .find(|declared| baggage::same(declared.name.as_bytes(), key))
             {
                 self.reject(
                     Direction::Inbound,
@@ -194,7 +196,7 @@ impl Propagation {
             let value = match whole {
                 // Every member passes on as it came: share the header.
                 Some(only) => only.clone(),
-                None => match HeaderValue::try_from(pass.joined()) {
+                None => match scratch::with(|_, joined| pass.joined(joined)) {
                     Ok(value) => value,
                     Err(_) => return,
                 },
@@ -231,16 +233,14 @@ impl<'a> PassOn<'a> {
         }
     }
 
-    fn joined(&self) -> Vec<u8> {
-        let members = self.members.as_slice();
-        let mut text = Vec::with_capacity(members.iter().map(|raw| raw.len() + 1).sum());
-        for (i, raw) in members.iter().enumerate() {
+    fn joined(&self, text: &mut Vec<u8>) -> Result<HeaderValue, InvalidHeaderValue> {
+        for (i, raw) in self.members.as_slice().iter().enumerate() {
             if i > 0 {
                 text.push(b',');
             }
             text.extend_from_slice(raw);
         }
-        text
+        HeaderValue::from_bytes(text)
     }
 }
 

@@ -82,6 +82,7 @@ mod field;
 mod inbound;
 mod outbound;
 mod reject;
+mod scratch;
 mod small;
 
 use std::fmt;
@@ -379,7 +380,7 @@ impl Propagation {
             .members_in
             .iter()
             .chain(&inner.members_out)
-            .any(|m| m.name.as_bytes() == name)
+            .any(|m| baggage::same(m.name.as_bytes(), name))
     }
 }
 

@@ -10,6 +10,7 @@ use tower_service::Service;
 
 use super::baggage::{self, Item, Reader};
 use super::inbound::FORWARDED;
+use super::scratch;
 use super::small::Small;
 use super::{Direction, Place, Propagation, Reason, BAGGAGE};
 
@@ -23,9 +24,9 @@ struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
-    fn new(capacity: usize) -> Self {
+    fn new(text: Vec<u8>) -> Self {
         Self {
-            text: Vec::with_capacity(capacity),
+            text,
             names: Small::default(),
             count: 0,
             dropped: false,
@@ -33,7 +34,10 @@ impl<'a> Writer<'a> {
     }
 
     fn has(&self, name: &[u8]) -> bool {
-        self.names.as_slice().contains(&name)
+        self.names
+            .as_slice()
+            .iter()
+            .any(|other| baggage::same(other, name))
     }
 
     /// Whether `members` more members of `len` bytes in all fit.
@@ -110,19 +114,29 @@ impl Propagation {
     /// assert_eq!(headers["baggage"], "tenant=acme%20inc");
     /// ```
     pub fn inject(&self, headers: &mut HeaderMap) {
+        scratch::with(|text, bytes| self.inject_with(headers, text, bytes));
+    }
+
+    fn inject_with(&self, headers: &mut HeaderMap, text: &mut String, bytes: &mut Vec<u8>) {
         let inner = &*self.inner;
-        let mut text = String::new();
+        // Before the headers below: a new request's map is often empty,
+        // and then there is nothing to look up.
+        let present: Vec<HeaderValue> = if headers.is_empty() {
+            Vec::new()
+        } else {
+            headers.get_all(BAGGAGE).iter().cloned().collect()
+        };
         for declared in &inner.headers_out {
             let Entry::Vacant(entry) = headers.entry(&declared.name) else {
                 continue;
             };
             text.clear();
-            if !declared.field.write(inner.storage, &mut text) {
+            if !declared.field.write(inner.storage, text) {
                 continue;
             }
             // `from_str` lets bytes beyond ASCII through, which the next
             // service could not read as text: refuse them here.
-            match HeaderValue::from_str(&text)
+            match HeaderValue::from_str(text)
                 .ok()
                 .filter(|value| value.to_str().is_ok())
             {
@@ -140,9 +154,8 @@ impl Propagation {
             return;
         }
 
-        let present: Vec<HeaderValue> = headers.get_all(BAGGAGE).iter().cloned().collect();
         let mut forwarded = None;
-        let mut writer = Writer::new(64);
+        let mut writer = Writer::new(std::mem::take(bytes));
 
         let mut malformed = 0;
         for item in Reader::new(present.iter().map(HeaderValue::as_bytes)) {
@@ -164,14 +177,14 @@ impl Propagation {
                 continue;
             }
             text.clear();
-            if !declared.field.write(inner.storage, &mut text) {
+            if !declared.field.write(inner.storage, text) {
                 continue;
             }
-            let len = declared.name.len() + 1 + baggage::encoded_len(&text);
+            let len = declared.name.len() + 1 + baggage::encoded_len(text);
             if writer.start(declared.name.as_bytes(), len) {
                 writer.text.extend_from_slice(declared.name.as_bytes());
                 writer.text.push(b'=');
-                baggage::encode_into(&text, &mut writer.text);
+                baggage::encode_into(text, &mut writer.text);
             }
         }
 
@@ -209,10 +222,11 @@ impl Propagation {
         if writer.count > 0 {
             // Every member written is visible ASCII, spaces and tabs inside
             // at most, so this always converts.
-            if let Ok(value) = HeaderValue::try_from(writer.text) {
+            if let Ok(value) = HeaderValue::from_bytes(&writer.text) {
                 headers.insert(BAGGAGE, value);
             }
         }
+        *bytes = writer.text;
     }
 }
 
