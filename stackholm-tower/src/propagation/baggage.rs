@@ -104,26 +104,20 @@ impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for Reader<'a, I> {
             // not end inside it is over the limit whatever follows.
             let budget = MAX_BYTES - self.bytes.min(MAX_BYTES);
             let window = &self.rest[..self.rest.len().min(budget + 1)];
-            let (element, consumed) = match window.iter().position(|&b| b == b',') {
-                Some(comma) => (&self.rest[..comma], comma + 1),
-                None if window.len() == self.rest.len() => (self.rest, self.rest.len()),
-                None => return self.stop(),
-            };
-            if element.len() > budget {
+            let (item, end) = scan(window);
+            if end > budget || (end == window.len() && window.len() < self.rest.len()) {
                 return self.stop();
             }
+            let consumed = (end + 1).min(self.rest.len());
             self.bytes += consumed;
             self.rest = &self.rest[consumed..];
-            let element = trim_ows(element);
-            if element.is_empty() {
-                // Empty list elements are allowed by RFC 9110's list syntax.
-                continue;
-            }
+            // Empty list elements are allowed by RFC 9110's list syntax.
+            let Some(item) = item else { continue };
             if self.members == MAX_MEMBERS {
                 return self.stop();
             }
             self.members += 1;
-            return Some(parse_member(element));
+            return Some(item);
         }
     }
 }
@@ -165,38 +159,55 @@ fn skip_ows(bytes: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// Reads a trimmed, non-empty element: `key OWS "=" OWS value *(OWS ";"
-/// OWS property)`.
-fn parse_member(element: &[u8]) -> Item<'_> {
-    let mut i = 0;
-    while i < element.len() && class(element[i]) & TOKEN != 0 {
+/// Reads the element at the start of `bytes`, in one pass: `OWS key OWS
+/// "=" OWS value *(OWS ";" OWS property) OWS`, up to the `,` that ends it.
+/// Gives the item (`None` for an empty element) and where the element ends:
+/// at its `,`, or at the end of `bytes`.
+fn scan(bytes: &[u8]) -> (Option<Item<'_>>, usize) {
+    let comma = |from: usize| {
+        bytes[from..]
+            .iter()
+            .position(|&b| b == b',')
+            .map_or(bytes.len(), |at| from + at)
+    };
+    let start = skip_ows(bytes, 0);
+    let mut i = start;
+    while i < bytes.len() && class(bytes[i]) & TOKEN != 0 {
         i += 1;
     }
-    let key = &element[..i];
-    i = skip_ows(element, i);
-    if key.is_empty() || element.get(i) != Some(&b'=') {
-        return Item::Malformed { key: None };
+    let key = &bytes[start..i];
+    if key.is_empty() && bytes.get(i).is_none_or(|&b| b == b',') {
+        return (None, i);
     }
-    i = skip_ows(element, i + 1);
-    let (start, mut strict) = (i, true);
-    while i < element.len() && class(element[i]) & LENIENT != 0 {
-        strict &= class(element[i]) & STRICT != 0;
+    i = skip_ows(bytes, i);
+    if key.is_empty() || bytes.get(i) != Some(&b'=') {
+        return (Some(Item::Malformed { key: None }), comma(i));
+    }
+    i = skip_ows(bytes, i + 1);
+    let (value_start, mut strict) = (i, true);
+    while i < bytes.len() && class(bytes[i]) & LENIENT != 0 {
+        strict &= class(bytes[i]) & STRICT != 0;
         i += 1;
     }
-    let value = &element[start..i];
-    i = skip_ows(element, i);
-    if i < element.len() && element[i] != b';' {
-        return Item::Malformed { key: Some(key) };
-    }
-    if i < element.len() {
-        strict &= element[i + 1..].split(|&b| b == b';').all(is_property);
-    }
-    Item::Member(Member {
+    let value = &bytes[value_start..i];
+    i = skip_ows(bytes, i);
+    let end = match bytes.get(i) {
+        None | Some(b',') => i,
+        Some(b';') => {
+            let end = comma(i);
+            strict &= bytes[i + 1..end].split(|&b| b == b';').all(is_property);
+            end
+        }
+        Some(_) => return (Some(Item::Malformed { key: Some(key) }), comma(i)),
+    };
+    let member = Member {
         key,
         value,
-        raw: element,
+        // `start` is past the leading white space: this trims the rest.
+        raw: trim_ows(&bytes[start..end]),
         strict,
-    })
+    };
+    (Some(Item::Member(member)), end)
 }
 
 fn is_property(property: &[u8]) -> bool {
@@ -383,6 +394,19 @@ mod tests {
         ]);
         assert_eq!(items.len(), 3);
         assert_eq!(decode("DF%2028".as_bytes()), "DF 28");
+    }
+
+    #[test]
+    fn an_empty_value_leaves_no_white_space_in_the_member() {
+        let (items, _) = read(&["a= , b = ;p , c=\t"]);
+        assert_eq!(
+            items,
+            [
+                member("a", "", "a=", true),
+                member("b", "", "b = ;p", true),
+                member("c", "", "c=", true),
+            ]
+        );
     }
 
     #[test]
