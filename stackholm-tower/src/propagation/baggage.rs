@@ -152,6 +152,14 @@ fn class(b: u8) -> u8 {
     CLASS[usize::from(b)]
 }
 
+/// Where the run of bytes of class `class` that starts at `from` ends.
+fn run(bytes: &[u8], from: usize, class: u8) -> usize {
+    bytes[from..]
+        .iter()
+        .position(|&b| CLASS[usize::from(b)] & class == 0)
+        .map_or(bytes.len(), |at| from + at)
+}
+
 fn skip_ows(bytes: &[u8], mut i: usize) -> usize {
     while i < bytes.len() && is_ows(bytes[i]) {
         i += 1;
@@ -171,10 +179,7 @@ fn scan(bytes: &[u8]) -> (Option<Item<'_>>, usize) {
             .map_or(bytes.len(), |at| from + at)
     };
     let start = skip_ows(bytes, 0);
-    let mut i = start;
-    while i < bytes.len() && class(bytes[i]) & TOKEN != 0 {
-        i += 1;
-    }
+    let mut i = run(bytes, start, TOKEN);
     let key = &bytes[start..i];
     if key.is_empty() && bytes.get(i).is_none_or(|&b| b == b',') {
         return (None, i);
@@ -184,11 +189,11 @@ fn scan(bytes: &[u8]) -> (Option<Item<'_>>, usize) {
         return (Some(Item::Malformed { key: None }), comma(i));
     }
     i = skip_ows(bytes, i + 1);
-    let (value_start, mut strict) = (i, true);
-    while i < bytes.len() && class(bytes[i]) & LENIENT != 0 {
-        strict &= class(bytes[i]) & STRICT != 0;
-        i += 1;
-    }
+    let value_start = i;
+    i = run(bytes, i, STRICT);
+    let strict_end = i;
+    i = run(bytes, i, LENIENT);
+    let mut strict = i == strict_end;
     let value = &bytes[value_start..i];
     i = skip_ows(bytes, i);
     let end = match bytes.get(i) {

@@ -1,7 +1,8 @@
 //! Incoming requests: declared values into the root checkpoint, undeclared
 //! baggage kept to be passed on.
 
-use http::header::InvalidHeaderValue;
+use std::sync::Arc;
+
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 use stackholm::{Checkpoint, Error, Key, Stack};
@@ -23,11 +24,28 @@ pub(crate) static FORWARDED: Key<Forwarded> = Key::new("stackholm.baggage").inhe
 /// that do.
 #[derive(Debug, Clone)]
 pub(crate) struct Forwarded {
-    pub(crate) value: HeaderValue,
+    pub(crate) value: Kept,
     pub(crate) members: usize,
     /// The [`Propagation`] whose declarations filtered the members: another
     /// one filters them again by its own.
     pub(crate) declared_by: u64,
+}
+
+/// The text of kept members: checked already, so kept as bytes rather than
+/// checked again as a header value.
+#[derive(Debug, Clone)]
+pub(crate) enum Kept {
+    Header(HeaderValue),
+    Copied(Arc<[u8]>),
+}
+
+impl Kept {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Header(value) => value.as_bytes(),
+            Self::Copied(bytes) => bytes,
+        }
+    }
 }
 
 /// Where a declared member was found.
@@ -195,11 +213,8 @@ impl Propagation {
             };
             let value = match whole {
                 // Every member passes on as it came: share the header.
-                Some(only) => only.clone(),
-                None => match scratch::with(|_, joined| pass.joined(joined)) {
-                    Ok(value) => value,
-                    Err(_) => return,
-                },
+                Some(only) => Kept::Header(only.clone()),
+                None => Kept::Copied(scratch::with(|_, joined| pass.joined(joined))),
             };
             target.set(
                 &FORWARDED,
@@ -233,14 +248,14 @@ impl<'a> PassOn<'a> {
         }
     }
 
-    fn joined(&self, text: &mut Vec<u8>) -> Result<HeaderValue, InvalidHeaderValue> {
+    fn joined(&self, text: &mut Vec<u8>) -> Arc<[u8]> {
         for (i, raw) in self.members.as_slice().iter().enumerate() {
             if i > 0 {
                 text.push(b',');
             }
             text.extend_from_slice(raw);
         }
-        HeaderValue::from_bytes(text)
+        Arc::from(&text[..])
     }
 }
 
