@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::routing::get;
 use axum::{Extension, Router};
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
-use stackholm::{Checkpoint, CheckpointExt, Key, DEFAULT};
+use stackholm::{Checkpoint, CheckpointExt, Key, Stack, DEFAULT};
 use stackholm_tower::propagation::{
     Direction, Place, PropagateLayer, Propagation, Reason, Rejection,
 };
@@ -877,6 +877,23 @@ fn extract_gives_a_checkpoint_of_declared_inbound_values() {
         ])
     );
     assert_eq!(seen.out("baggage"), Some("tenant=a%20b,other=1"));
+}
+
+#[test]
+fn extract_onto_fills_an_active_stack_and_refuses_an_inactive_one() {
+    let propagation = declared();
+    let mut headers = HeaderMap::new();
+    headers.insert("x-request-id", HeaderValue::from_static("r-1"));
+    headers.insert("baggage", HeaderValue::from_static("tenant=acme,other=1"));
+    let mut stack = Stack::new();
+    assert!(matches!(
+        propagation.extract_onto(&headers, &mut stack),
+        Err(stackholm::Error::NoCheckpoint { .. })
+    ));
+    let mut root = stack.enter();
+    propagation.extract_onto(&headers, &mut root).unwrap();
+    assert_eq!(root.get(&REQUEST_ID).map(String::as_str), Some("r-1"));
+    assert_eq!(root.get(&TENANT).map(String::as_str), Some("acme"));
 }
 
 #[test]

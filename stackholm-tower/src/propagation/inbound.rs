@@ -86,8 +86,8 @@ impl Propagation {
 
     /// Sets the declared inbound values of `headers` in the innermost
     /// checkpoint of `stack`: for a [`Scope`](stackholm::Scope) of your own
-    /// (its [`stack_mut`](stackholm::Scope::stack_mut)), which is how
-    /// [`StackholmLayer`](crate::StackholmLayer) fills its pooled root
+    /// (its [`stack_mut`](stackholm::Scope::stack_mut)), filled in place as
+    /// [`StackholmLayer`](crate::StackholmLayer) fills its pooled root,
     /// without building a checkpoint first.
     ///
     /// # Errors

@@ -63,6 +63,26 @@ impl<'a> Writer<'a> {
         true
     }
 
+    /// Appends the member `name`, its value percent-encoded, if it fits:
+    /// written first and taken back if not, the encoded length being known
+    /// only once written.
+    fn push_encoded(&mut self, name: &'a [u8], value: &str) {
+        let mark = self.text.len();
+        if self.count > 0 {
+            self.text.push(b',');
+        }
+        self.text.extend_from_slice(name);
+        self.text.push(b'=');
+        baggage::encode_into(value, &mut self.text);
+        if self.count == baggage::MAX_MEMBERS || self.text.len() > baggage::MAX_BYTES {
+            self.text.truncate(mark);
+            self.dropped = true;
+            return;
+        }
+        self.names.push(name);
+        self.count += 1;
+    }
+
     fn push_raw(&mut self, name: &'a [u8], raw: &[u8]) {
         if !self.has(name) && self.start(name, raw.len()) {
             self.text.extend_from_slice(raw);
@@ -136,9 +156,10 @@ impl Propagation {
             }
             // `from_str` lets bytes beyond ASCII through, which the next
             // service could not read as text: refuse them here.
-            match HeaderValue::from_str(text)
-                .ok()
-                .filter(|value| value.to_str().is_ok())
+            match text
+                .is_ascii()
+                .then(|| HeaderValue::from_str(text).ok())
+                .flatten()
             {
                 Some(value) => {
                     entry.insert(value);
@@ -180,12 +201,7 @@ impl Propagation {
             if !declared.field.write(inner.storage, text) {
                 continue;
             }
-            let len = declared.name.len() + 1 + baggage::encoded_len(text);
-            if writer.start(declared.name.as_bytes(), len) {
-                writer.text.extend_from_slice(declared.name.as_bytes());
-                writer.text.push(b'=');
-                baggage::encode_into(text, &mut writer.text);
-            }
+            writer.push_encoded(declared.name.as_bytes(), text);
         }
 
         if inner.forward {
