@@ -40,3 +40,9 @@ echo
 echo "| logging a request (3 polls, an event each, 3 context fields) | stackholm-tracing | a span per request |"
 echo "|---|---:|---:|"
 echo "| instructions | $(per_run log_request/stackholm-tracing 2000) | $(per_run log_request/span 2000) |"
+echo
+bin=$(cargo bench -p stackholm-benches --bench propagation --no-run 2>&1 |
+    sed -n 's/.*Executable .*(\(.*\))$/\1/p')
+echo "| a request's context in and out (6 baggage members, 2 headers) | stackholm | opentelemetry |"
+echo "|---|---:|---:|"
+echo "| instructions | $(per_run requests/stackholm 2000) | $(per_run requests/opentelemetry 2000) |"
