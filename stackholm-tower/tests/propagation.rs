@@ -1179,3 +1179,72 @@ async fn empty_elements_count_toward_the_byte_limit() {
     let reasons: Vec<_> = take(&log).into_iter().map(|told| told.reason).collect();
     assert_eq!(reasons, ["OverLimit"]);
 }
+
+// Mistakes in the declarations panic where the service is set up, each
+// saying what is wrong.
+
+#[test]
+#[should_panic(expected = "the header `X-Request-Id` is already declared in this direction")]
+fn a_header_declared_twice_in_one_direction_panics() {
+    let _ = Propagation::new()
+        .header("x-request-id", &REQUEST_ID, Direction::Both)
+        .header("X-Request-Id", &CALLER, Direction::Outbound);
+}
+
+#[test]
+#[should_panic(expected = "the baggage member `tenant` is already declared in this direction")]
+fn a_member_declared_twice_in_one_direction_panics() {
+    let _ = Propagation::new()
+        .member("tenant", &TENANT, Direction::Inbound)
+        .member("tenant", &NOTE, Direction::Both);
+}
+
+#[test]
+#[should_panic(expected = "the key `tenant` is already declared inbound")]
+fn a_key_taken_in_from_two_places_panics() {
+    let _ = Propagation::new()
+        .header("x-tenant", &TENANT, Direction::Inbound)
+        .member("tenant", &TENANT, Direction::Inbound);
+}
+
+#[test]
+#[should_panic(expected = "`x tenant` cannot be declared as a header")]
+fn an_invalid_header_name_panics() {
+    let _ = Propagation::new().header("x tenant", &TENANT, Direction::Inbound);
+}
+
+#[test]
+#[should_panic(expected = "declare baggage members with `Propagation::member`")]
+fn baggage_declared_as_a_header_panics() {
+    let _ = Propagation::new().header("Baggage", &TENANT, Direction::Inbound);
+}
+
+#[test]
+#[should_panic(expected = "`a=b` cannot be a baggage member's name")]
+fn a_member_name_that_is_not_a_token_panics() {
+    let _ = Propagation::new().member("a=b", &TENANT, Direction::Inbound);
+}
+
+#[test]
+#[should_panic(expected = "at most 64 baggage members can be declared in one direction")]
+fn more_members_than_a_request_carries_panics() {
+    let names: Vec<&'static str> = (0..65)
+        .map(|i| &*Box::leak(format!("m{i}").into_boxed_str()))
+        .collect();
+    let _ = names.iter().fold(Propagation::new(), |declared, name| {
+        declared.member(name, &NOTE, Direction::Outbound)
+    });
+}
+
+#[test]
+fn one_key_may_go_out_in_several_places() {
+    let propagation = Propagation::new()
+        .header("x-tenant", &TENANT, Direction::Both)
+        .member("tenant", &TENANT, Direction::Outbound);
+    let _guard = DEFAULT.enter();
+    DEFAULT.set(&TENANT, "acme".to_owned()).unwrap();
+    let mut headers = HeaderMap::new();
+    propagation.inject(&mut headers);
+    assert_eq!(headers["x-tenant"], "acme");
+    assert_eq!(headers["baggage"], "tenant=acme");
+}

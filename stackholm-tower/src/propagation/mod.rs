@@ -227,18 +227,17 @@ impl Propagation {
             field,
         };
         let inner = self.inner_mut();
-        for (wanted, list) in [
+        let lists = [
             (direction.inbound(), &mut inner.headers_in),
             (direction.outbound(), &mut inner.headers_out),
-        ] {
-            if wanted {
-                assert!(
-                    list.iter().all(|other| other.name != declared.name),
-                    "the header `{name}` is already declared in this direction"
-                );
-                list.push(declared.clone());
-            }
-        }
+        ];
+        add(
+            lists,
+            declared,
+            |other| other.label.eq_ignore_ascii_case(name),
+            ("header", name),
+            usize::MAX,
+        );
         self
     }
 
@@ -287,23 +286,17 @@ impl Propagation {
         self.check_inbound_key(direction, &*field);
         let declared = MemberField { name, field };
         let inner = self.inner_mut();
-        for (wanted, list) in [
+        let lists = [
             (direction.inbound(), &mut inner.members_in),
             (direction.outbound(), &mut inner.members_out),
-        ] {
-            if wanted {
-                assert!(
-                    list.iter().all(|other| other.name != name),
-                    "the baggage member `{name}` is already declared in this direction"
-                );
-                assert!(
-                    list.len() < baggage::MAX_MEMBERS,
-                    "at most {} baggage members can be declared in one direction",
-                    baggage::MAX_MEMBERS
-                );
-                list.push(declared.clone());
-            }
-        }
+        ];
+        add(
+            lists,
+            declared,
+            |other| other.name == name,
+            ("baggage member", name),
+            baggage::MAX_MEMBERS,
+        );
         self
     }
 
@@ -381,6 +374,31 @@ impl Propagation {
             .iter()
             .chain(&inner.members_out)
             .any(|m| baggage::same(m.name.as_bytes(), name))
+    }
+}
+
+/// Adds `declared` to the list of each direction it is `wanted` in, where
+/// no other is the `same` and fewer than `most` are.
+#[track_caller]
+fn add<F: Clone>(
+    lists: [(bool, &mut Vec<F>); 2],
+    declared: F,
+    same: impl Fn(&F) -> bool,
+    (what, name): (&str, &str),
+    most: usize,
+) {
+    for (wanted, list) in lists {
+        if wanted {
+            assert!(
+                !list.iter().any(&same),
+                "the {what} `{name}` is already declared in this direction"
+            );
+            assert!(
+                list.len() < most,
+                "at most {most} {what}s can be declared in one direction"
+            );
+            list.push(declared.clone());
+        }
     }
 }
 
