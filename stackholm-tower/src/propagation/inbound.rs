@@ -92,7 +92,7 @@ impl Propagation {
     ///
     /// # Errors
     ///
-    /// [`Error::NoCheckpoint`](stackholm::Error::NoCheckpoint) if no
+    /// [`Error::NoCheckpoint`] if no
     /// checkpoint of `stack` is active; nothing is read then.
     pub fn extract_onto(&self, headers: &HeaderMap, stack: &mut Stack) -> Result<(), Error> {
         // `try_get` tells "no checkpoint" apart, for any key.

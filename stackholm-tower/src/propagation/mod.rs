@@ -4,7 +4,7 @@
 //! A [`Propagation`] lists the keys that cross this service's boundary,
 //! each with its wire name and its [`Direction`]. Nothing undeclared is ever
 //! read from a request or written to one. The same declaration seeds each
-//! request's root checkpoint (it is a [`SeedRoot`] for
+//! request's root checkpoint (it is a [`SeedRoot`](crate::SeedRoot) for
 //! [`StackholmLayer`](crate::StackholmLayer)) and fills outgoing requests,
 //! through [`PropagateLayer`] for tower clients or
 //! [`Propagation::inject`] for any other.
