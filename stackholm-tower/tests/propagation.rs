@@ -1248,3 +1248,54 @@ fn one_key_may_go_out_in_several_places() {
     assert_eq!(headers["x-tenant"], "acme");
     assert_eq!(headers["baggage"], "tenant=acme");
 }
+
+// Found in review.
+
+/// Kept members used to be sent as the header came, empty elements and
+/// white space at the ends included, which the grammar does not allow.
+#[tokio::test]
+async fn kept_members_go_out_without_empty_elements() {
+    for (incoming, expected) in [
+        (&b",x=1"[..], "x=1"),
+        (b"x=1,", "x=1"),
+        (b"a=1,,b=2", "a=1,b=2"),
+        (b" a=1 , b=2 ", "a=1,b=2"),
+        (b"a=1, b=2", "a=1,b=2"),
+        (b"a=1,b=2", "a=1,b=2"),
+    ] {
+        let seen = served(Propagation::new(), &[("baggage", incoming)]).await;
+        assert_eq!(seen.out("baggage"), Some(expected), "{incoming:?}");
+    }
+}
+
+/// A member's name spelt with percent escapes is the declared name to
+/// readers that decode names (OpenTelemetry's do): it is neither passed on
+/// nor accepted, and it makes a real copy ambiguous.
+#[tokio::test]
+async fn a_declared_name_spelt_with_escapes_is_not_smuggled_through() {
+    let (propagation, log) = recording(declared());
+    let seen = served(
+        propagation,
+        headers![(
+            "baggage",
+            b"us%65r=mallory,ten%61nt=evil,tenant=acme,note=n,ot%68er=1"
+        )],
+    )
+    .await;
+    assert_eq!(seen.value("tenant"), None);
+    assert_eq!(seen.value("note"), Some("n"));
+    assert_eq!(seen.out("baggage"), Some("note=n,ot%68er=1"));
+    let reasons: Vec<_> = take(&log).into_iter().map(|told| told.reason).collect();
+    assert_eq!(reasons, ["OutboundOnly", "Ambiguous"]);
+}
+
+#[test]
+fn baggage_on_the_request_beyond_the_limits_is_told_to_the_hook() {
+    let (propagation, log) = recording(Propagation::new());
+    let mut headers = HeaderMap::new();
+    headers.insert("baggage", HeaderValue::from_str(&members(100)).unwrap());
+    propagation.inject(&mut headers);
+    assert_eq!(headers["baggage"].to_str().unwrap(), members(64));
+    let reasons: Vec<_> = take(&log).into_iter().map(|told| told.reason).collect();
+    assert_eq!(reasons, ["OverLimit"]);
+}

@@ -309,6 +309,29 @@ proptest! {
         check_extract_and_inject(&input)?;
     }
 
+    /// Well-formed members between untidy separators, and nothing on the
+    /// outgoing request: the path where kept members go out whole.
+    #[test]
+    fn extract_and_inject_over_untidy_lists(
+        members in prop::collection::vec(
+            ("(tenant|note|user|x|y|z[0-9])", "[!#-+--:<-\\[\\]-~]{0,8}", prop::option::of("; ?p(=[a-z0-9]{0,3})?")),
+            0..8,
+        ),
+        separators in prop::collection::vec(prop::sample::select(vec![",", ", ", " ,", ",,", "\t,\t", " , , "]), 8),
+        ends in (prop::sample::select(vec!["", ",", " ", ", "]), prop::sample::select(vec!["", ",", " ", " ,"])),
+    ) {
+        let mut header = ends.0.to_owned();
+        for (i, (key, value, property)) in members.iter().enumerate() {
+            if i > 0 {
+                header.push_str(separators[i % separators.len()]);
+            }
+            header.push_str(&format!("{key}={value}{}", property.as_deref().unwrap_or("")));
+        }
+        header.push_str(ends.1);
+        let input = Input { baggage: vec![header.into_bytes()], request_id: Vec::new(), present: Vec::new(), user: None };
+        check_extract_and_inject(&input)?;
+    }
+
     #[test]
     fn extract_and_inject_over_raw_bytes(
         baggage in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..2048), 0..4),

@@ -103,6 +103,11 @@ impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for Reader<'a, I> {
             // Look no further than the budget left: an element that does
             // not end inside it is over the limit whatever follows.
             let budget = MAX_BYTES - self.bytes.min(MAX_BYTES);
+            if budget == 0 {
+                // Even an empty element costs a byte: a run of commas
+                // past the limit is over it too.
+                return self.stop();
+            }
             let window = &self.rest[..self.rest.len().min(budget + 1)];
             let (item, end) = scan(window);
             if end > budget || (end == window.len() && window.len() < self.rest.len()) {
@@ -284,11 +289,28 @@ pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
 /// two hex digits stays as it is, and byte sequences that are not UTF-8
 /// become U+FFFD, as the specification asks.
 pub(crate) fn decode(bytes: &[u8]) -> Cow<'_, str> {
+    match unescape(bytes) {
+        // Values are ASCII, which `from_utf8` checks faster than the lossy
+        // conversion.
+        Cow::Borrowed(bytes) => std::str::from_utf8(bytes)
+            .map_or_else(|_| String::from_utf8_lossy(bytes), Cow::Borrowed),
+        Cow::Owned(out) => Cow::Owned(
+            String::from_utf8(out)
+                .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned()),
+        ),
+    }
+}
+
+/// A member's name as readers that percent-decode names see it: a name
+/// spelt with escapes is the name it decodes to.
+pub(crate) fn name(key: &[u8]) -> Cow<'_, [u8]> {
+    unescape(key)
+}
+
+/// `%XX` turned into its byte; a `%` not followed by two hex digits kept.
+fn unescape(bytes: &[u8]) -> Cow<'_, [u8]> {
     if !bytes.contains(&b'%') {
-        // Values are ASCII, which `from_utf8` checks faster than the
-        // lossy conversion.
-        return std::str::from_utf8(bytes)
-            .map_or_else(|_| String::from_utf8_lossy(bytes), Cow::Borrowed);
+        return Cow::Borrowed(bytes);
     }
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -307,10 +329,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Cow<'_, str> {
             }
         }
     }
-    Cow::Owned(
-        String::from_utf8(out)
-            .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned()),
-    )
+    Cow::Owned(out)
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -460,6 +479,15 @@ mod tests {
         let (items, truncated) = read(&[&over]);
         assert_eq!(items.len(), 1);
         assert!(truncated);
+    }
+
+    #[test]
+    fn commas_past_the_byte_limit_end_the_reading() {
+        let header = format!("x={}{}", "v".repeat(MAX_BYTES - 2), ",".repeat(1 << 20));
+        let mut reader = Reader::new(std::iter::once(header.as_bytes()));
+        assert_eq!(reader.by_ref().count(), 1);
+        assert!(reader.truncated());
+        assert!(reader.bytes <= MAX_BYTES + 1, "{} bytes read", reader.bytes);
     }
 
     #[test]

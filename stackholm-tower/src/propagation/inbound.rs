@@ -1,6 +1,7 @@
 //! Incoming requests: declared values into the root checkpoint, undeclared
 //! baggage kept to be passed on.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::request::Parts;
@@ -140,7 +141,7 @@ impl Propagation {
 
         let mut found = Small::<Found<'_>, 8>::filled(inner.members_in.len());
         let mut pass = PassOn::default();
-        let (mut members, mut malformed) = (0, 0);
+        let (mut members, mut malformed, mut loose) = (0, 0, 0);
         let mut reader = Reader::new(values.iter().map(HeaderValue::as_bytes));
         for item in reader.by_ref() {
             let (key, member) = match item {
@@ -154,13 +155,17 @@ impl Propagation {
                     (key, None)
                 }
             };
+            // A name spelt with escapes counts as the name it decodes to,
+            // but a value under it is never taken.
+            let name = baggage::name(key);
+            let spelt = matches!(name, Cow::Owned(_));
             if let Some(i) = inner
                 .members_in
                 .iter()
-                .position(|declared| baggage::same(declared.name.as_bytes(), key))
+                .position(|declared| baggage::same(declared.name.as_bytes(), &name))
             {
                 let found = &mut found.as_mut_slice()[i];
-                *found = match (*found, member) {
+                *found = match (*found, member.filter(|_| !spelt)) {
                     (Found::Absent, Some(member)) => Found::Once(member.value),
                     (Found::Absent, None) => Found::Broken,
                     _ => Found::Twice,
@@ -168,15 +173,20 @@ impl Propagation {
             } else if let Some(declared) = inner
                 .members_out
                 .iter()
-                .find(|declared| baggage::same(declared.name.as_bytes(), key))
+                .find(|declared| baggage::same(declared.name.as_bytes(), &name))
             {
                 self.reject(
                     Direction::Inbound,
                     Place::Member(declared.name),
                     Reason::OutboundOnly,
                 );
-            } else if let Some(member) = member.filter(|member| inner.forward && member.strict) {
-                pass.push(member.key, member.raw);
+            } else if let Some(member) = member.filter(|_| inner.forward) {
+                if member.strict {
+                    pass.push(member.key, member.raw);
+                } else {
+                    // Readable, but not fit to pass on as it is.
+                    loose += 1;
+                }
             }
         }
         let truncated = reader.truncated();
@@ -193,11 +203,13 @@ impl Propagation {
                 }
             }
         }
-        if malformed > 0 {
+        if malformed + loose > 0 {
             self.reject(
                 Direction::Inbound,
                 Place::Baggage,
-                Reason::Malformed { members: malformed },
+                Reason::Malformed {
+                    members: malformed + loose,
+                },
             );
         }
         if truncated {
@@ -206,7 +218,14 @@ impl Propagation {
         if pass.len() > 0 {
             let mut iter = values.iter();
             let whole = match (iter.next(), iter.next()) {
-                (Some(only), None) if pass.len() == members && malformed == 0 && !truncated => {
+                // The header is exactly its members joined by commas: no
+                // white space or empty elements between them.
+                (Some(only), None)
+                    if pass.len() == members
+                        && malformed == 0
+                        && !truncated
+                        && pass.bytes + pass.len() - 1 == only.len() =>
+                {
                     Some(only)
                 }
                 _ => None,
@@ -232,6 +251,7 @@ impl Propagation {
 #[derive(Default)]
 struct PassOn<'a> {
     members: Small<&'a [u8], 16>,
+    bytes: usize,
 }
 
 impl<'a> PassOn<'a> {
@@ -245,6 +265,7 @@ impl<'a> PassOn<'a> {
         };
         if !self.members.as_slice().iter().any(named) {
             self.members.push(raw);
+            self.bytes += raw.len();
         }
     }
 

@@ -61,20 +61,25 @@
 //! Values are percent-encoded on the way out and decoded on the way in.
 //! Members this service did not declare are passed on unchanged, properties
 //! included, to the requests it makes while handling the request that
-//! brought them (turn that off with [`Propagation::forward`]). A name this
-//! service declares is its own: an incoming member of that name is never
+//! brought them (turn that off with [`Propagation::forward`]); a name given
+//! twice is passed on once, the first. A name this service declares is its
+//! own: an incoming member of that name, or of a spelling of it with
+//! percent escapes (which readers that decode names take for it), is never
 //! passed on, and it is sent only from the context. No name is written
 //! twice: a member already on the outgoing request wins, then the context's
-//! value, then one passed on.
+//! value, then one passed on. What is written always follows the grammar:
+//! members that do not are not passed on.
 //!
 //! The limits are the specification's: at most 64 members and 8192 bytes
-//! are read from a request and written to one; members beyond them are
-//! dropped whole, never cut, and reading stops there, so a hostile header
-//! costs bounded time and memory. A member given twice for a declared name
-//! is not accepted at all.
+//! (white space and empty elements included) are read from a request and
+//! written to one; members beyond them are dropped whole, never cut, and
+//! reading stops there, so a hostile header costs bounded time and memory.
+//! A member given twice for a declared name is not accepted at all.
 //!
-//! Nothing here fails a request: what is skipped is told to the
-//! [`on_reject`](Propagation::on_reject) hook.
+//! Nothing here fails a request. What is skipped is told to the
+//! [`on_reject`](Propagation::on_reject) hook: a declared value that does
+//! not decode, is given twice or comes the wrong way, members that break
+//! the grammar or the limits, a value that cannot be written.
 
 mod baggage;
 mod codec;
@@ -367,13 +372,14 @@ impl Propagation {
 
     /// Whether `name` is a member this service declares, either way: such
     /// members are never passed on as they came.
-    fn declares_member(&self, name: &[u8]) -> bool {
+    fn declares_member(&self, key: &[u8]) -> bool {
         let inner = &*self.inner;
+        let name = baggage::name(key);
         inner
             .members_in
             .iter()
             .chain(&inner.members_out)
-            .any(|m| baggage::same(m.name.as_bytes(), name))
+            .any(|m| baggage::same(m.name.as_bytes(), &name))
     }
 }
 

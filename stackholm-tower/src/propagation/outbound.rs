@@ -117,7 +117,8 @@ impl Propagation {
     /// on the request is left as it is, and so are the `baggage` members
     /// already there that follow the grammar (the others are dropped and
     /// told to [`on_reject`](Self::on_reject)): what the call site set wins
-    /// over the context.
+    /// over the context. (With no member declared outbound and
+    /// [`forward(false)`](Self::forward), `baggage` is not touched.)
     ///
     /// ```
     /// use stackholm::{Key, DEFAULT};
@@ -179,12 +180,14 @@ impl Propagation {
         let mut writer = Writer::new(std::mem::take(bytes));
 
         let mut malformed = 0;
-        for item in Reader::new(present.iter().map(HeaderValue::as_bytes)) {
+        let mut reader = Reader::new(present.iter().map(HeaderValue::as_bytes));
+        for item in reader.by_ref() {
             match item {
                 Item::Member(member) if member.strict => writer.push_raw(member.key, member.raw),
                 Item::Member(_) | Item::Malformed { .. } => malformed += 1,
             }
         }
+        writer.dropped |= reader.truncated();
         if malformed > 0 {
             self.reject(
                 Direction::Outbound,

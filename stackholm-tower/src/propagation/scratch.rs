@@ -3,6 +3,10 @@
 
 use std::cell::Cell;
 
+/// The largest buffer kept for the next request: a full `baggage` header
+/// and some.
+const KEEP: usize = 16 * 1024;
+
 thread_local! {
     static TEXT: Cell<String> = const { Cell::new(String::new()) };
     static BYTES: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
@@ -17,8 +21,13 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut String, &mut Vec<u8>) -> R) -> R {
     text.clear();
     bytes.clear();
     let output = f(&mut text, &mut bytes);
-    // On an exiting thread the buffers are simply dropped.
-    let _ = TEXT.try_with(|cell| cell.set(text));
-    let _ = BYTES.try_with(|cell| cell.set(bytes));
+    // A huge value once must not stay with the thread: only buffers of a
+    // usual size are kept. On an exiting thread they are simply dropped.
+    if text.capacity() <= KEEP {
+        let _ = TEXT.try_with(|cell| cell.set(text));
+    }
+    if bytes.capacity() <= KEEP {
+        let _ = BYTES.try_with(|cell| cell.set(bytes));
+    }
     output
 }
