@@ -96,8 +96,10 @@ impl Propagation {
     /// [`Error::NoCheckpoint`] if no
     /// checkpoint of `stack` is active; nothing is read then.
     pub fn extract_onto(&self, headers: &HeaderMap, stack: &mut Stack) -> Result<(), Error> {
-        // `try_get` tells "no checkpoint" apart, for any key.
-        stack.try_get(&FORWARDED)?;
+        if !stack.is_active() {
+            // `try_get` tells "no checkpoint" apart, for any key.
+            stack.try_get(&FORWARDED)?;
+        }
         self.extract_into(headers, &mut Target::Stack(stack));
         Ok(())
     }
@@ -139,7 +141,7 @@ impl Propagation {
             return;
         }
 
-        let mut found = Small::<Found<'_>, 8>::filled(inner.members_in.len());
+        let mut found = Small::<Found<'_>, 4>::filled(inner.members_in.len());
         let mut pass = PassOn::default();
         let (mut members, mut malformed, mut loose) = (0, 0, 0);
         let mut reader = Reader::new(values.iter().map(HeaderValue::as_bytes));
@@ -250,7 +252,7 @@ impl Propagation {
 /// The members to pass on, each name once (the first), as they came.
 #[derive(Default)]
 struct PassOn<'a> {
-    members: Small<&'a [u8], 16>,
+    members: Small<&'a [u8], 8>,
     bytes: usize,
 }
 

@@ -18,7 +18,7 @@ use super::{Direction, Place, Propagation, Reason, BAGGAGE};
 /// keep each name once, within the limits.
 struct Writer<'a> {
     text: Vec<u8>,
-    names: Small<&'a [u8], 16>,
+    names: Small<&'a [u8], 8>,
     count: usize,
     dropped: bool,
 }
