@@ -1299,3 +1299,49 @@ fn baggage_on_the_request_beyond_the_limits_is_told_to_the_hook() {
     let reasons: Vec<_> = take(&log).into_iter().map(|told| told.reason).collect();
     assert_eq!(reasons, ["OverLimit"]);
 }
+
+/// A codec's `encode` runs inside a read of the storage: it reads the
+/// context, and a write from there is refused, not done under the read.
+#[test]
+fn a_codec_encoding_inside_the_read_may_read_and_cannot_write() {
+    use stackholm_tower::propagation::{BoxError, Codec};
+
+    struct Meddling(Arc<Mutex<Vec<String>>>);
+
+    impl Codec<String> for Meddling {
+        fn encode(&self, value: &String, out: &mut String) {
+            let outcome = match DEFAULT.set(&NOTE, "meddled".to_owned()) {
+                Ok(()) => "written".to_owned(),
+                Err(err) => err.to_string(),
+            };
+            self.0.lock().unwrap().push(outcome);
+            out.push_str(value);
+            out.push_str(&DEFAULT.get(&REQUEST_ID).unwrap_or_default());
+        }
+
+        fn decode(&self, text: &str) -> Result<String, BoxError> {
+            Ok(text.to_owned())
+        }
+    }
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let propagation = Propagation::new().member_with(
+        "tenant",
+        &TENANT,
+        Direction::Outbound,
+        Meddling(Arc::clone(&seen)),
+    );
+    let _guard = DEFAULT.enter();
+    DEFAULT.set(&TENANT, "acme-".to_owned()).unwrap();
+    DEFAULT.set(&REQUEST_ID, "r-1".to_owned()).unwrap();
+    let mut headers = HeaderMap::new();
+    propagation.inject(&mut headers);
+    assert_eq!(headers["baggage"], "tenant=acme-r-1");
+    assert_eq!(DEFAULT.get(&NOTE), None);
+    let outcomes = seen.lock().unwrap().clone();
+    assert_eq!(outcomes.len(), 1);
+    assert!(
+        outcomes[0].contains("lent to a `with` closure"),
+        "{outcomes:?}"
+    );
+}

@@ -36,6 +36,13 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 pub trait Codec<T>: Send + Sync + 'static {
     /// Appends `value` as text to `out`. Percent-encoding for baggage is
     /// done afterwards; write the plain text.
+    ///
+    /// It runs inside a read of the storage, as a [`Storage::with`]
+    /// closure does: it may read the context, and a write to it fails with
+    /// [`Error::Busy`] rather than changing the stack under the read.
+    ///
+    /// [`Storage::with`]: stackholm::Storage::with
+    /// [`Error::Busy`]: stackholm::Error::Busy
     fn encode(&self, value: &T, out: &mut String);
 
     /// Reads a value from `text` (percent-decoded already, for baggage).
