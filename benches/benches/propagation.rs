@@ -120,6 +120,9 @@ fn declared() -> Propagation {
         .header("x-tenant-region", &TENANT_REGION, Direction::Both)
         .member("tenant", &TENANT, Direction::Both)
         .member("user", &USER, Direction::Both)
+        // A service in the middle, passing on the members it does not
+        // declare, as OpenTelemetry's propagator does.
+        .relay()
 }
 
 /// One request as `StackholmLayer` handles it: the request's task-local

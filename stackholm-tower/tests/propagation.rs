@@ -28,9 +28,15 @@ static COUNT: Key<u32> = Key::new("count").inherited();
 /// Declared outbound, but not inherited: spawned work does not send it.
 static LOCAL: Key<String> = Key::new("local");
 
-/// The declarations most tests use. Members go out in this order: tenant,
-/// user, note, count, local; then the forwarded ones.
+/// The declarations most tests use, as a relay, so that what it passes on
+/// shows. Members go out in this order: tenant, user, note, count, local;
+/// then the forwarded ones.
 fn declared() -> Propagation {
+    edge().relay()
+}
+
+/// The same declarations at the edge: nothing undeclared is passed on.
+fn edge() -> Propagation {
     Propagation::new()
         .header("x-request-id", &REQUEST_ID, Direction::Both)
         .header("x-limit", &LIMIT, Direction::Inbound)
@@ -289,7 +295,7 @@ async fn baggage_from_several_header_values() {
 #[tokio::test]
 async fn percent_encoding_round_trips() {
     const TEXT: &str = "a b,c;d=e%f\"g\\h+\u{e9}t\u{e9} \u{2713}\t";
-    const WIRE: &str = "a%20b%2Cc%3Bd%3De%25f%22g%5Ch+%C3%A9t%C3%A9%20%E2%9C%93%09";
+    const WIRE: &str = "a%20b%2Cc%3Bd%3De%25f%22g%5Ch%2B%C3%A9t%C3%A9%20%E2%9C%93%09";
 
     let work = |propagation: Propagation| async move {
         DEFAULT.set(&NOTE, TEXT.to_owned()).unwrap();
@@ -322,7 +328,7 @@ async fn percent_decoding_of_other_producers() {
     assert_eq!(seen.value("tenant"), Some("\u{2713}"));
     assert_eq!(
         seen.out("baggage"),
-        Some("tenant=%E2%9C%93,note=caf%C3%A9+%20%3D%2C%25%25zz%254")
+        Some("tenant=%E2%9C%93,note=caf%C3%A9%2B%20%3D%2C%25%25zz%254")
     );
 
     // Bytes that are not UTF-8 once decoded become U+FFFD.
@@ -351,7 +357,7 @@ async fn properties_are_kept_on_forwarded_members() {
 }
 
 #[tokio::test]
-async fn undeclared_members_are_forwarded_unchanged() {
+async fn a_relay_forwards_undeclared_members_unchanged() {
     let seen = served(
         declared(),
         headers![("baggage", b"zz=%E2%9C%93;m,a=1,b=c=d,e=%zz")],
@@ -363,20 +369,16 @@ async fn undeclared_members_are_forwarded_unchanged() {
 }
 
 #[tokio::test]
-async fn forward_false_drops_undeclared_members() {
+async fn undeclared_members_are_not_passed_on_without_relay() {
     let seen = served(
-        declared().forward(false),
+        edge(),
         headers![("baggage", b"tenant=acme,other=kept;p=1,more=2")],
     )
     .await;
     assert_eq!(seen.value("tenant"), Some("acme"));
     assert_eq!(seen.out("baggage"), Some("tenant=acme"));
 
-    let seen = served(
-        declared().forward(false),
-        headers![("baggage", b"other=kept")],
-    )
-    .await;
+    let seen = served(edge(), headers![("baggage", b"other=kept")]).await;
     assert_eq!(seen.out("baggage"), None);
 }
 
@@ -406,7 +408,8 @@ async fn inbound_only_member_is_read_and_never_forwarded() {
     static REGION: Key<String> = Key::new("region");
     let propagation = Propagation::new()
         .member("region", &REGION, Direction::Inbound)
-        .member("tenant", &TENANT, Direction::Both);
+        .member("tenant", &TENANT, Direction::Both)
+        .relay();
     let work = |propagation: Propagation| async move {
         let region = DEFAULT.get(&REGION);
         let mut seen = observe(&propagation);
@@ -736,7 +739,7 @@ async fn on_reject_is_told_of_outgoing_values() {
                 Direction::Outbound,
                 Place::Header("x-request-id"),
                 "NotHeaderValue",
-                "outgoing header `x-request-id` skipped: the value is not visible ASCII, so it cannot be a header value",
+                "outgoing header `x-request-id` skipped: the value is not visible ASCII or has white space at either end, so it cannot be sent as a header value",
             ),
             told(
                 Direction::Outbound,
@@ -775,9 +778,68 @@ async fn non_ascii_header_value_is_skipped_on_the_way_out() {
             Direction::Outbound,
             Place::Header("x-request-id"),
             "NotHeaderValue",
-            "outgoing header `x-request-id` skipped: the value is not visible ASCII, so it cannot be a header value",
+            "outgoing header `x-request-id` skipped: the value is not visible ASCII or has white space at either end, so it cannot be sent as a header value",
         )]
     );
+}
+
+/// A value HTTP cannot carry exactly is skipped, not sent altered: servers
+/// and clients trim a field value's outer white space, so `" a "` would
+/// arrive as `a` and a lone tab as an empty value.
+#[tokio::test]
+async fn header_values_with_outer_white_space_are_skipped_on_the_way_out() {
+    for value in [" lead and trail ", "\t", " lead", "trail\t", " "] {
+        let (propagation, log) = recording(declared());
+        let work = move |propagation: Propagation| async move {
+            DEFAULT.set(&CALLER, value.to_owned()).unwrap();
+            vec![observe(&propagation)]
+        };
+        let seen = serve(app(propagation, work), request(headers![]))
+            .await
+            .remove(0);
+        assert_eq!(seen.out.get("x-caller"), None, "{value:?}");
+        assert_eq!(
+            take(&log),
+            [told(
+                Direction::Outbound,
+                Place::Header("x-caller"),
+                "NotHeaderValue",
+                "outgoing header `x-caller` skipped: the value is not visible ASCII or has white space at either end, so it cannot be sent as a header value",
+            )],
+            "{value:?}"
+        );
+    }
+    // White space inside a value, and an empty value, go out exactly.
+    for value in ["in\tside out", ""] {
+        let (propagation, log) = recording(declared());
+        let work = move |propagation: Propagation| async move {
+            DEFAULT.set(&CALLER, value.to_owned()).unwrap();
+            vec![observe(&propagation)]
+        };
+        let seen = serve(app(propagation, work), request(headers![]))
+            .await
+            .remove(0);
+        assert_eq!(seen.out("x-caller"), Some(value));
+        assert_eq!(take(&log), []);
+    }
+}
+
+/// Some SDKs read baggage values with form decoding, where `+` is a space;
+/// written as `%2B`, every reader takes it for `+`.
+#[tokio::test]
+async fn a_plus_goes_out_percent_encoded() {
+    let work = |propagation: Propagation| async move {
+        DEFAULT.set(&TENANT, "a+b".to_owned()).unwrap();
+        vec![observe(&propagation)]
+    };
+    let seen = serve(app(declared(), work), request(headers![]))
+        .await
+        .remove(0);
+    assert_eq!(seen.out("baggage"), Some("tenant=a%2Bb"));
+    // A literal `+` from another producer is a `+`, and goes on as `%2B`.
+    let seen = served(declared(), headers![("baggage", b"tenant=a+b")]).await;
+    assert_eq!(seen.value("tenant"), Some("a+b"));
+    assert_eq!(seen.out("baggage"), Some("tenant=a%2Bb"));
 }
 
 // ---------------------------------------------------------------------------
@@ -1263,7 +1325,7 @@ async fn kept_members_go_out_without_empty_elements() {
         (b"a=1, b=2", "a=1,b=2"),
         (b"a=1,b=2", "a=1,b=2"),
     ] {
-        let seen = served(Propagation::new(), &[("baggage", incoming)]).await;
+        let seen = served(Propagation::new().relay(), &[("baggage", incoming)]).await;
         assert_eq!(seen.out("baggage"), Some(expected), "{incoming:?}");
     }
 }
@@ -1291,7 +1353,8 @@ async fn a_declared_name_spelt_with_escapes_is_not_smuggled_through() {
 
 #[test]
 fn baggage_on_the_request_beyond_the_limits_is_told_to_the_hook() {
-    let (propagation, log) = recording(Propagation::new());
+    // The members are the call site's: an edge sends them too.
+    let (propagation, log) = recording(edge());
     let mut headers = HeaderMap::new();
     headers.insert("baggage", HeaderValue::from_str(&members(100)).unwrap());
     propagation.inject(&mut headers);

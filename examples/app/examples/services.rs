@@ -8,7 +8,8 @@
 //! Between the services the request id travels in `x-request-id`, the
 //! tenant and the user in the W3C `baggage` header. The gateway sets the
 //! user from the client's token: a `user` member in the client's baggage is
-//! dropped, while members no service declares are passed on unchanged.
+//! dropped, and so is any member the gateway does not declare (it is the
+//! edge, not a relay).
 //!
 //! Each service's log lines (on stderr) carry the request's id, tenant and
 //! user, read from its own context: the gateway's values, at every hop.
@@ -57,7 +58,7 @@ async fn main() -> Result<(), Error> {
     )
     .await?;
 
-    println!("\n== carol's client sends baggage naming another user and a tracing flag");
+    println!("\n== carol's client sends baggage naming another user and a role of its own");
     let carol = bearer("carol");
     order(
         &client,
@@ -66,7 +67,7 @@ async fn main() -> Result<(), Error> {
             ("authorization", &carol),
             ("x-request-id", "r-3"),
             ("x-tenant", "initech"),
-            ("baggage", "user=mallory,trace-flag=x;p=1"),
+            ("baggage", "user=mallory,role=admin"),
         ],
     )
     .await?;

@@ -219,6 +219,8 @@ fn gateway(orders: SocketAddr) -> Router {
         // Sent to the services behind the gateway, never taken from a
         // client: a `user` member in the client's baggage is dropped.
         .member("user", &USER, Direction::Outbound)
+        // No `.relay()`: the gateway is the edge, and a member a client
+        // made up (`role=admin`, say) stops here.
         .on_reject(|rejection| tracing::warn!(target: "gateway", %rejection));
     Router::new()
         .route("/orders/{id}", post(gateway_order))
@@ -273,6 +275,9 @@ fn orders(billing: SocketAddr) -> Router {
         .header("x-request-id", &REQUEST_ID, Direction::Both)
         .member("tenant", &TENANT, Direction::Both)
         .member("user", &USER, Direction::Both)
+        // Inside the chain, behind the gateway: what the services around
+        // it declare and it does not (none here, yet) gets through.
+        .relay()
         .on_reject(|rejection| tracing::warn!(target: "orders", %rejection));
     Router::new()
         .route("/orders/{id}", post(place_order))

@@ -360,8 +360,10 @@ pub(crate) fn encode_into(value: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(rest);
 }
 
+/// `=` for readers that split a member at its last `=`; `+` for those that
+/// decode values as forms (OpenTelemetry's Python SDK), where it is a space.
 fn needs_escape(b: u8) -> bool {
-    !is_baggage_octet(b) || b == b'%' || b == b'='
+    !is_baggage_octet(b) || matches!(b, b'%' | b'=' | b'+')
 }
 
 #[cfg(test)]

@@ -133,7 +133,7 @@ impl Propagation {
                 );
             }
         }
-        if inner.members_in.is_empty() && inner.members_out.is_empty() && !inner.forward {
+        if inner.members_in.is_empty() && inner.members_out.is_empty() && !inner.relay {
             return;
         }
         let values = headers.get_all(BAGGAGE);
@@ -182,7 +182,7 @@ impl Propagation {
                     Place::Member(declared.name),
                     Reason::OutboundOnly,
                 );
-            } else if let Some(member) = member.filter(|_| inner.forward) {
+            } else if let Some(member) = member.filter(|_| inner.relay) {
                 if member.strict {
                     pass.push(member.key, member.raw);
                 } else {

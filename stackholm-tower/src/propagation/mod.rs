@@ -42,16 +42,18 @@
 //!     .route("/", get(handler))
 //!     .layer(StackholmLayer::new().seed_with(propagation));
 //!
+//! // `user` is not taken from a client, and `role`, declared nowhere here,
+//! // is not passed on.
 //! let request = http::Request::get("/")
 //!     .header("x-request-id", "r-1")
-//!     .header("baggage", "tenant=acme,user=mallory,other=kept;p=1")
+//!     .header("baggage", "tenant=acme,user=mallory,role=admin")
 //!     .body(axum::body::Body::empty())
 //!     .unwrap();
 //! let response = app.oneshot(request).await.unwrap();
 //! let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
 //! assert_eq!(
 //!     body,
-//!     r#"{"x-request-id": "r-1", "baggage": "tenant=acme,user=alice,other=kept;p=1"}"#
+//!     r#"{"x-request-id": "r-1", "baggage": "tenant=acme,user=alice"}"#
 //! );
 //! # }
 //! ```
@@ -59,11 +61,13 @@
 //! # Baggage
 //!
 //! Values are percent-encoded on the way out and decoded on the way in.
-//! Members this service did not declare are passed on unchanged, properties
-//! included, to the requests it makes while handling the request that
-//! brought them (turn that off with [`Propagation::forward`]); a name given
-//! twice is passed on once, the first. A name this service declares is its
-//! own: an incoming member of that name, or of a spelling of it with
+//! A service passes on nothing it did not declare: a member a client made
+//! up stops at the first service that has no use for it. A service in the
+//! middle of a trusted mesh that should pass on what it does not know says
+//! so with [`Propagation::relay`]: members it did not declare then go
+//! unchanged, properties included, to the requests it makes while handling
+//! the request that brought them; a name given twice is passed on once,
+//! the first. A name this service declares is its own: an incoming member of that name, or of a spelling of it with
 //! percent escapes (which readers that decode names take for it), is never
 //! passed on, and it is sent only from the context. No name is written
 //! twice: a member already on the outgoing request wins, then the context's
@@ -132,7 +136,7 @@ struct Inner {
     headers_out: Vec<HeaderField>,
     members_in: Vec<MemberField>,
     members_out: Vec<MemberField>,
-    forward: bool,
+    relay: bool,
     on_reject: Option<Arc<RejectHook>>,
 }
 
@@ -163,7 +167,7 @@ impl Propagation {
                 headers_out: Vec::new(),
                 members_in: Vec::new(),
                 members_out: Vec::new(),
-                forward: true,
+                relay: false,
                 on_reject: None,
             }),
         }
@@ -181,8 +185,9 @@ impl Propagation {
     /// Declares `key` as a header of its own, `name` (such as
     /// `x-request-id`), with the [`Text`] codec.
     ///
-    /// Header values are visible ASCII: a value that is not is skipped on
-    /// the way out (and told to [`on_reject`](Self::on_reject)). Use
+    /// Header values are visible ASCII, with no white space at either end
+    /// (HTTP trims it): a value that is not is skipped on the way out, never
+    /// sent altered, and told to [`on_reject`](Self::on_reject). Use
     /// [`member`](Self::member) for free text.
     ///
     /// # Panics
@@ -305,13 +310,28 @@ impl Propagation {
         self
     }
 
-    /// Whether baggage members this service does not declare are passed on
-    /// to the requests it makes (the default), as the specification asks of
-    /// a service in the middle. With `false`, only declared members are
-    /// sent.
+    /// Makes this service a relay: baggage members it does not declare are
+    /// passed on, unchanged, to the requests it makes while handling the
+    /// request that brought them, as the specification asks of a service
+    /// in the middle.
+    ///
+    /// Without it, only declared members are sent. Keep it so at the edge
+    /// (a gateway, any service clients reach): a relay there passes a
+    /// client's made-up members, `role=admin` say, to every service behind
+    /// it that takes them in. Choose `relay` for a service inside a mesh
+    /// whose callers are trusted, so that what the services around it
+    /// declare gets through it.
+    ///
+    /// ```
+    /// use stackholm_tower::propagation::Propagation;
+    ///
+    /// let edge = Propagation::new();          // passes on nothing undeclared
+    /// let relay = Propagation::new().relay(); // passes on what it does not know
+    /// # let _ = (edge, relay);
+    /// ```
     #[must_use]
-    pub fn forward(mut self, forward: bool) -> Self {
-        self.inner_mut().forward = forward;
+    pub fn relay(mut self) -> Self {
+        self.inner_mut().relay = true;
         self
     }
 
@@ -438,7 +458,7 @@ impl fmt::Debug for Propagation {
             .field("headers_out", &Fields(&inner.headers_out))
             .field("members_in", &Fields(&inner.members_in))
             .field("members_out", &Fields(&inner.members_out))
-            .field("forward", &inner.forward)
+            .field("relay", &inner.relay)
             .field("on_reject", &inner.on_reject.is_some())
             .finish()
     }

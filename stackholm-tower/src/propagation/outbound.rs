@@ -117,8 +117,8 @@ impl Propagation {
     /// on the request is left as it is, and so are the `baggage` members
     /// already there that follow the grammar (the others are dropped and
     /// told to [`on_reject`](Self::on_reject)): what the call site set wins
-    /// over the context. (With no member declared outbound and
-    /// [`forward(false)`](Self::forward), `baggage` is not touched.)
+    /// over the context. (With no member declared outbound and no
+    /// [`relay`](Self::relay), `baggage` is not touched.)
     ///
     /// ```
     /// use stackholm::{Key, DEFAULT};
@@ -155,13 +155,7 @@ impl Propagation {
             if !declared.field.write(inner.storage, text) {
                 continue;
             }
-            // `from_str` lets bytes beyond ASCII through, which the next
-            // service could not read as text: refuse them here.
-            match text
-                .is_ascii()
-                .then(|| HeaderValue::from_str(text).ok())
-                .flatten()
-            {
+            match exact_header_value(text) {
                 Some(value) => {
                     entry.insert(value);
                 }
@@ -172,7 +166,7 @@ impl Propagation {
                 ),
             }
         }
-        if inner.members_out.is_empty() && !inner.forward {
+        if inner.members_out.is_empty() && !inner.relay {
             return;
         }
 
@@ -207,7 +201,7 @@ impl Propagation {
             writer.push_encoded(declared.name.as_bytes(), text);
         }
 
-        if inner.forward {
+        if inner.relay {
             // Members filtered by these very declarations, with nothing on
             // the request before them, go out as they are.
             let done = present.is_empty()
@@ -247,6 +241,18 @@ impl Propagation {
         }
         *bytes = writer.text;
     }
+}
+
+/// `text` as a header value, if it arrives exactly so. `from_str` lets
+/// bytes beyond ASCII through, which the next service could not read as
+/// text, and white space at either end, which HTTP trims on the way in.
+fn exact_header_value(text: &str) -> Option<HeaderValue> {
+    let outer = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
+    let bytes = text.as_bytes();
+    if !text.is_ascii() || outer(bytes.first()) || outer(bytes.last()) {
+        return None;
+    }
+    HeaderValue::from_str(text).ok()
 }
 
 /// Writes the caller's context into every outgoing request: see

@@ -50,7 +50,8 @@ pub enum Reason {
     /// Members beyond the limits (64 members, 8192 bytes) were dropped,
     /// each whole.
     OverLimit,
-    /// An outgoing value cannot be a header value: it is not visible ASCII.
+    /// An outgoing value cannot be sent exactly as a header value: it is not
+    /// visible ASCII, or has white space at either end, which HTTP trims.
     /// Declare the key as a baggage member instead, where values are
     /// percent-encoded.
     NotHeaderValue,
@@ -77,9 +78,10 @@ impl fmt::Display for Reason {
                 super::baggage::MAX_MEMBERS,
                 super::baggage::MAX_BYTES
             ),
-            Self::NotHeaderValue => {
-                f.write_str("the value is not visible ASCII, so it cannot be a header value")
-            }
+            Self::NotHeaderValue => f.write_str(
+                "the value is not visible ASCII or has white space at either end, \
+                 so it cannot be sent as a header value",
+            ),
         }
     }
 }
