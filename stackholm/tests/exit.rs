@@ -246,3 +246,33 @@ async fn a_checkpointed_future_whose_poll_panicked_reports_unwound_when_dropped(
     drop(work);
     assert_eq!(taken(&log), ["hook: unwound by a panic (-)"]);
 }
+
+#[test]
+fn into_inner_after_a_poll_runs_the_checkpoints_exit_hooks() {
+    static STEP: Key<&'static str> = Key::new("step");
+    let log = Log::default();
+    let hook_log = Arc::clone(&log);
+    let future = Box::pin(async move {
+        DEFAULT
+            .on_exit(move |outcome| {
+                let step = DEFAULT.get(&STEP);
+                hook_log
+                    .lock()
+                    .unwrap()
+                    .push(format!("{outcome:?} {step:?}"));
+            })
+            .unwrap();
+        std::future::pending::<()>().await;
+    })
+    .in_checkpoint(Checkpoint::new().with_value(&STEP, "charge"));
+    // `into_inner` takes it by value: the inner future must be `Unpin`.
+    let mut future = future;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(std::future::Future::poll(std::pin::Pin::new(&mut future), &mut cx).is_pending());
+    assert!(log.lock().unwrap().is_empty());
+    let inner = future.into_inner();
+    // The checkpoint ended there, seen by its hook with its values.
+    assert_eq!(*log.lock().unwrap(), ["Cancelled Some(\"charge\")"]);
+    assert_eq!(DEFAULT.depth(), 0);
+    drop(inner);
+}

@@ -4,6 +4,7 @@
 //! change that closed it.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 
@@ -389,10 +390,73 @@ fn a_guard_dropped_inside_a_read_does_not_panic() -> Result<(), Error> {
     let _request = DEFAULT.enter();
     DEFAULT.set(&REQUEST, 10)?;
     let guard = DEFAULT.enter();
-    DEFAULT.with(&REQUEST, move |_| drop(guard));
-    // The checkpoint could not be left then; its outer one takes it along.
-    assert_eq!(DEFAULT.depth(), 2);
+    DEFAULT.with(&REQUEST, move |_| {
+        drop(guard);
+        // The stack is lent to this closure: it cannot be left yet.
+        assert_eq!(DEFAULT.depth(), 2);
+    });
+    // Left as soon as the read is over, not when an outer one is.
+    assert_eq!(DEFAULT.depth(), 1);
     Ok(())
+}
+
+#[test]
+fn a_guard_dropped_inside_nested_reads_is_left_when_the_outermost_ends() -> Result<(), Error> {
+    let _request = DEFAULT.enter();
+    DEFAULT.set(&REQUEST, 13)?;
+    let guard = DEFAULT.enter();
+    DEFAULT.set(&OBSERVER, Observer("deferred"))?;
+    DEFAULT.with(&REQUEST, move |_| {
+        DEFAULT.with(&REQUEST, move |_| drop(guard));
+        assert_eq!(DEFAULT.depth(), 2);
+        assert_eq!(seen(), []);
+    });
+    assert_eq!(DEFAULT.depth(), 1);
+    // Its value was dropped once nothing was borrowed.
+    assert_eq!(seen(), [("deferred", Some(13), 1)]);
+    Ok(())
+}
+
+#[test]
+fn a_guard_dropped_inside_a_read_that_panics_is_left_all_the_same() -> Result<(), Error> {
+    let _request = DEFAULT.enter();
+    DEFAULT.set(&REQUEST, 14)?;
+    let guard = DEFAULT.enter();
+    let unwound = catch_unwind(AssertUnwindSafe(|| {
+        DEFAULT.with(&REQUEST, move |_| {
+            drop(guard);
+            panic!("in the read");
+        })
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(DEFAULT.depth(), 1);
+    Ok(())
+}
+
+/// A value whose destructor panics.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("the inner future's destructor panics");
+    }
+}
+
+#[test]
+fn a_checkpointed_future_whose_destructor_panics_still_leaves_its_checkpoint() {
+    let future = async {
+        let _held = PanicsOnDrop;
+        std::future::pending::<()>().await;
+    }
+    .in_checkpoint(Checkpoint::new().with_value(&REQUEST, 15));
+    let mut future = Box::pin(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(future.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(DEFAULT.depth(), 0);
+    let dropped = catch_unwind(AssertUnwindSafe(move || drop(future)));
+    assert!(dropped.is_err(), "the destructor's panic goes on");
+    assert_eq!(DEFAULT.depth(), 0);
+    assert_eq!(DEFAULT.get(&REQUEST), None);
 }
 
 #[test]

@@ -57,16 +57,33 @@ pin_project! {
                 .checkpoint
                 .as_mut()
                 .and_then(|checkpoint| enter(*this.storage, checkpoint).ok());
+            let outcome = if *this.unwound {
+                Outcome::Unwound
+            } else {
+                Outcome::Cancelled
+            };
+            // Left by a guard, so that it is left even if the inner
+            // future's destructor panics.
+            let _leave = entered.map(|id| LeaveOnDrop {
+                storage: *this.storage,
+                id,
+                outcome,
+            });
             inner.set(None);
-            if let Some(id) = entered {
-                let outcome = if *this.unwound {
-                    Outcome::Unwound
-                } else {
-                    Outcome::Cancelled
-                };
-                let _ = this.storage.leave(id, outcome);
-            }
         }
+    }
+}
+
+/// Leaves a checkpoint when dropped, unwinding included.
+struct LeaveOnDrop {
+    storage: Storage,
+    id: FrameId,
+    outcome: Outcome,
+}
+
+impl Drop for LeaveOnDrop {
+    fn drop(&mut self) {
+        let _ = self.storage.leave(self.id, self.outcome);
     }
 }
 
@@ -96,10 +113,17 @@ impl<F> InCheckpoint<F> {
         self.project().inner.as_pin_mut().expect(PRESENT)
     }
 
-    /// The inner future, taken out of the checkpoint: the checkpoint's
-    /// values are dropped.
+    /// The inner future, taken out of the checkpoint: the checkpoint ends
+    /// here, cancelled. Its exit hooks run, inside it, and its values are
+    /// dropped.
     pub fn into_inner(mut self) -> F {
-        self.inner.take().expect(PRESENT)
+        let inner = self.inner.take().expect(PRESENT);
+        if let Some(checkpoint) = self.checkpoint.as_mut() {
+            if let Ok(id) = enter(self.storage, checkpoint) {
+                let _ = self.storage.leave(id, Outcome::Cancelled);
+            }
+        }
+        inner
     }
 }
 

@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 use super::{Ambient, Mode, Storage};
 use crate::engine::FrameId;
 use crate::exit::Outcome;
+use crate::Error;
 
 /// A checkpoint entered on a [`Storage`]; dropping the guard leaves it.
 ///
@@ -57,8 +58,8 @@ use crate::exit::Outcome;
 /// released; a value's destructor that panics does not keep the others from
 /// being dropped, and its panic goes on after them unless the thread is
 /// already unwinding. A guard dropped inside a [`Storage::with`] closure of
-/// its storage cannot leave its checkpoint then; the checkpoint stays active
-/// until an outer one is left or its scope ends.
+/// its storage cannot leave its checkpoint then, with the stack lent to the
+/// closure: it is left as soon as the closure returns (or unwinds).
 #[must_use = "the checkpoint is left as soon as the guard is dropped"]
 pub struct CheckpointGuard<M: Mode = Ambient> {
     storage: Storage<M>,
@@ -79,9 +80,12 @@ impl<M: Mode> CheckpointGuard<M> {
 impl<M: Mode> Drop for CheckpointGuard<M> {
     #[inline]
     fn drop(&mut self) {
-        // Every error means the checkpoint cannot be reached from here; see
-        // the type's docs for why each is left as it is.
-        let _ = self.storage.leave(self.id, Outcome::Left);
+        // A busy stack is lent to a read: the checkpoint is left when that
+        // is over. Every other error means the checkpoint cannot be reached
+        // from here; see the type's docs for why each is left as it is.
+        if let Err(Error::Busy { .. }) = self.storage.leave(self.id, Outcome::Left) {
+            self.storage.defer_leave(self.id);
+        }
     }
 }
 

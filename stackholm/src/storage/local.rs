@@ -38,6 +38,11 @@ pub struct Local {
     /// out while their values are dropped, so that a destructor leaving
     /// checkpoints of its own finds a fresh one.
     doomed: RefCell<Doomed>,
+    /// Checkpoints whose guards were dropped while the current stack was
+    /// lent to a read (`with`), to be left as soon as the read is over;
+    /// `deferring` says whether there are any without a borrow.
+    deferred: RefCell<Vec<FrameId>>,
+    deferring: Cell<bool>,
 }
 
 impl Local {
@@ -50,6 +55,8 @@ impl Local {
             scopes: Cell::new(0),
             spare: RefCell::new(Vec::new()),
             doomed: RefCell::new(Doomed::new()),
+            deferred: RefCell::new(Vec::new()),
+            deferring: Cell::new(false),
         }
     }
 
@@ -241,6 +248,45 @@ impl Local {
             .map(|stack| stack.step(until, Some(&mut *doomed), hooks))
             .find(|step| *step != Step::Missing)
             .unwrap_or(Step::Missing))
+    }
+}
+
+impl Local {
+    /// Leaves the checkpoint `id` as soon as the current stack is no longer
+    /// lent to a read: its guard was dropped inside one.
+    pub(super) fn defer_leave(&self, id: FrameId) {
+        if let Ok(mut deferred) = self.deferred.try_borrow_mut() {
+            deferred.push(id);
+            self.deferring.set(true);
+        }
+    }
+
+    /// Leaves the checkpoints whose leaving was deferred, once a read that
+    /// lent the stack is over.
+    #[inline]
+    pub(super) fn leave_deferred(&self) {
+        if self.deferring.get() {
+            self.leave_deferred_now();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn leave_deferred_now(&self) {
+        // Still lent to an outer read: that one's end leaves them.
+        if self.current.try_borrow_mut().is_err() {
+            return;
+        }
+        loop {
+            let id = match self.deferred.try_borrow_mut() {
+                Ok(mut deferred) => deferred.pop(),
+                Err(_) => return,
+            };
+            let Some(id) = id else { break };
+            // Outcomes and hooks as if the guard had been dropped now.
+            let _ = self.leave(Until::Left(id), Outcome::Left);
+        }
+        self.deferring.set(false);
     }
 }
 

@@ -625,12 +625,31 @@ impl<M: Mode> Storage<M> {
             .unwrap_or(Err(Error::Destroyed))
     }
 
+    /// Runs `f` on the current stack, lent. A guard dropped inside `f`
+    /// cannot leave its checkpoint then: that is done once the loan is over,
+    /// also when `f` panics.
     #[inline]
     fn read<R>(&self, operation: Operation, f: impl FnOnce(&Stack) -> R) -> Result<R, Error> {
-        self.local(operation, |local| match local.current().try_borrow() {
-            Ok(stack) => Ok(f(&stack)),
-            Err(_) => Err(Error::Busy { operation }),
+        struct AfterRead<'a>(&'a Local);
+        impl Drop for AfterRead<'_> {
+            #[inline]
+            fn drop(&mut self) {
+                self.0.leave_deferred();
+            }
+        }
+        self.local(operation, |local| {
+            let _after = AfterRead(local);
+            match local.current().try_borrow() {
+                Ok(stack) => Ok(f(&stack)),
+                Err(_) => Err(Error::Busy { operation }),
+            }
         })
+    }
+
+    /// Leaves the checkpoint `id` once the current stack is no longer lent
+    /// to a read.
+    pub(crate) fn defer_leave(&self, id: FrameId) {
+        let _ = self.local.try_with(|local| local.defer_leave(id));
     }
 
     /// Runs `f` on the current stack, borrowed. `f` must not drop values
