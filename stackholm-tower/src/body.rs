@@ -1,6 +1,7 @@
 //! The response body: polled inside the request's scope.
 
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -19,6 +20,11 @@ pin_project! {
     /// with the body; the inner body is dropped inside it (or without it,
     /// where the scope cannot be run then: inside a `with` closure of its
     /// storage, or on an exiting thread).
+    ///
+    /// A root exit hook (or a value's destructor) that panics once the body
+    /// is complete is reported by the panic hook, as every panic is, and goes
+    /// no further: the response is sent whole, and the panic does not reach
+    /// the connection.
     pub struct ScopedBody<B> {
         #[pin]
         body: Option<B>,
@@ -88,9 +94,18 @@ const PRESENT: &str = "the inner body is present until `ScopedBody` is dropped";
 
 /// The response is complete: the request's values go now, not whenever the
 /// connection gets round to dropping the body.
+///
+/// Dropping the scope runs the root's exit hooks and its values'
+/// destructors, which may panic (the first panic is resumed once all have
+/// run). Nothing is left to fail by then: the panic hook has reported the
+/// panic, and unwinding on into the server would only drop the connection,
+/// with the complete response still in its buffer.
 fn end(scope: &mut Option<Scope>) {
     if let Some(mut scope) = scope.take() {
         RequestEnd::record(scope.stack_mut(), |end| end.body_complete = true);
+        // Unwind safe: the scope is gone whether it panics or not, and the
+        // stack it ran in is taken back from the thread on the way out.
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| drop(scope)));
     }
 }
 

@@ -15,7 +15,10 @@ use crate::service::StackholmService;
 /// `call`, every poll of its response future, and every poll of the response
 /// body. Nothing set while handling one request is visible to another, even
 /// on the same worker thread. The stack is dropped when the response body
-/// ends, or when the response or its body is dropped.
+/// ends, or when the response or its body is dropped. A root exit hook that
+/// panics once the response is complete (its body sent to the end, or empty
+/// from the start) is reported by the panic hook and does not reach the
+/// connection; see [`ScopedBody`](crate::ScopedBody).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]

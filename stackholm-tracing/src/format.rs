@@ -29,7 +29,32 @@ impl<F> WithContext<F> {
             json,
         }
     }
+
+    /// Formats `event` into `line`, with the context's fields.
+    fn line<S, N>(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        line: &mut String,
+        event: &Event<'_>,
+    ) -> fmt::Result
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+        F: FormatEvent<S, N>,
+    {
+        self.inner.format_event(ctx, Writer::new(line), event)?;
+        if self.json {
+            add_to_json(line, &self.context);
+        } else {
+            add_to_text(line, &self.context);
+        }
+        Ok(())
+    }
 }
+
+/// The largest line buffer kept for the thread's next event, as for the
+/// propagation buffers of `stackholm-tower`.
+const KEEP: usize = 16 * 1024;
 
 thread_local! {
     /// The line being formatted, kept for the next event on this thread.
@@ -58,13 +83,16 @@ where
                 Err(_) => &mut spare,
             };
             line.clear();
-            self.inner.format_event(ctx, Writer::new(line), event)?;
-            if self.json {
-                add_to_json(line, &self.context);
-            } else {
-                add_to_text(line, &self.context);
+            let written = self
+                .line(ctx, line, event)
+                .and_then(|()| writer.write_str(line));
+            // A huge line once must not stay with the thread, written or
+            // not: only a buffer of a usual size is kept, so usual lines
+            // still reuse it.
+            if line.capacity() > KEEP {
+                *line = String::new();
             }
-            writer.write_str(line)
+            written
         })
     }
 }
@@ -128,4 +156,64 @@ fn add_to_json(line: &mut String, context: &LogContext) {
         added = added.strip_prefix(',').unwrap_or(added);
     }
     line.insert_str(close, added);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::format;
+
+    use super::*;
+
+    /// The capacity and address of the line buffer this thread keeps.
+    fn kept() -> (usize, *const u8) {
+        LINE.with(|line| {
+            let line = line.borrow();
+            (line.capacity(), line.as_ptr())
+        })
+    }
+
+    /// A `MakeWriter` into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_long_line_does_not_stay_with_the_thread() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(LogContext::new().text(format().without_time()))
+            .with_writer(move || writer.clone())
+            .finish();
+        let long = "x".repeat(4 * KEEP);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("short");
+            let warm = kept();
+            tracing::info!("short");
+            assert_eq!(kept(), warm, "a usual line reuses the buffer");
+            tracing::info!("{long}");
+            let (capacity, _) = kept();
+            assert!(capacity <= KEEP, "{capacity} bytes kept after a long line");
+            tracing::info!("short");
+            let (capacity, _) = kept();
+            assert!(capacity > 0, "a usual line's buffer is kept again");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert!(lines[2].ends_with(&long), "the long line is written whole");
+    }
 }

@@ -1,7 +1,7 @@
 //! Spans that record the context's values as fields.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use tracing_core::dispatcher::WeakDispatch;
 use tracing_core::field::{display, Value};
@@ -44,20 +44,32 @@ use crate::context::{LogContext, Sink};
 /// Add it after (outside) the layers that should see the values: a layer
 /// sees the record only if it has seen the span created, and layers see a
 /// span created innermost first.
-#[derive(Debug, Clone)]
+///
+/// A clone is a layer of its own, for another subscriber: it shares the
+/// declarations, not the subscriber it records into.
+#[derive(Debug)]
 pub struct SpanFields {
     context: LogContext,
     /// The subscriber this layer is part of, to record into: from inside a
     /// subscriber's call, the thread's default dispatcher is not reachable.
-    subscriber: Arc<OnceLock<WeakDispatch>>,
+    /// Each layer has its own, as a layer is part of one subscriber only.
+    subscriber: OnceLock<WeakDispatch>,
 }
 
 impl SpanFields {
     pub(crate) fn new(context: LogContext) -> Self {
         Self {
             context,
-            subscriber: Arc::default(),
+            subscriber: OnceLock::new(),
         }
+    }
+}
+
+impl Clone for SpanFields {
+    /// Clones the declarations only: a clone of a layer already part of a
+    /// subscriber is added to another one, and records into that one.
+    fn clone(&self) -> Self {
+        Self::new(self.context.clone())
     }
 }
 

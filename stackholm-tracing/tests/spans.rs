@@ -7,10 +7,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use stackholm::{Key, DEFAULT};
-use stackholm_tracing::LogContext;
+use stackholm_tracing::{LogContext, SpanFields};
 use tracing::field::{Empty, Field, Visit};
 use tracing::span::{Attributes, Id, Record};
-use tracing::Subscriber;
+use tracing::{Dispatch, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -80,4 +80,74 @@ fn spans_created_in_a_checkpoint_record_the_context() {
     assert_eq!(spans["query"]["table"], "notes");
     assert_eq!(spans["undeclared"].get("request_id"), None);
     assert_eq!(spans["own"]["request_id"], "r-9");
+}
+
+type Spans = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Creates a span `first` under `one`, then, with `one` still in use, a
+/// span `second` under `two`, each in a checkpoint of its own; what each
+/// exporter saw.
+fn in_two(one: &Dispatch, first: &Exporter, two: &Dispatch, second: &Exporter) -> (Spans, Spans) {
+    tracing::dispatcher::with_default(one, || {
+        let _request = DEFAULT.enter();
+        DEFAULT.set(&REQUEST_ID, "r-1".to_owned()).unwrap();
+        let _first = tracing::info_span!("first", request_id = Empty);
+        // Both subscribers are alive, and each one's first span has the same
+        // id: a record sent to the wrong subscriber lands in a live span of
+        // it instead of going nowhere.
+        tracing::dispatcher::with_default(two, || {
+            let _request = DEFAULT.enter();
+            DEFAULT.set(&REQUEST_ID, "r-2".to_owned()).unwrap();
+            let _second = tracing::info_span!("second", request_id = Empty);
+        });
+    });
+    let first = first.0.lock().unwrap().clone();
+    let second = second.0.lock().unwrap().clone();
+    (first, second)
+}
+
+fn spans(name: &str, request_id: &str) -> Spans {
+    let fields = BTreeMap::from([("request_id".to_owned(), request_id.to_owned())]);
+    BTreeMap::from([(name.to_owned(), fields)])
+}
+
+#[test]
+fn clones_in_two_subscribers_record_each_into_its_own() {
+    let context = LogContext::new().display("request_id", &REQUEST_ID);
+    let layer = context.spans();
+    let (first, second) = (Exporter::default(), Exporter::default());
+    let one = Dispatch::new(
+        tracing_subscriber::registry()
+            .with(first.clone())
+            .with(layer.clone()),
+    );
+    let two = Dispatch::new(
+        tracing_subscriber::registry()
+            .with(second.clone())
+            .with(layer.clone()),
+    );
+    let (first, second) = in_two(&one, &first, &two, &second);
+    assert_eq!(first, spans("first", "r-1"));
+    assert_eq!(second, spans("second", "r-2"));
+}
+
+#[test]
+fn a_clone_of_a_registered_layer_records_into_its_own_subscriber() {
+    let context = LogContext::new().display("request_id", &REQUEST_ID);
+    let (first, second) = (Exporter::default(), Exporter::default());
+    let one = Dispatch::new(
+        tracing_subscriber::registry()
+            .with(first.clone())
+            .with(context.spans()),
+    );
+    // Cloned once it knows its subscriber: the clone must not inherit it.
+    let registered = one.downcast_ref::<SpanFields>().expect("the layer").clone();
+    let two = Dispatch::new(
+        tracing_subscriber::registry()
+            .with(second.clone())
+            .with(registered),
+    );
+    let (first, second) = in_two(&one, &first, &two, &second);
+    assert_eq!(first, spans("first", "r-1"));
+    assert_eq!(second, spans("second", "r-2"));
 }
