@@ -16,7 +16,7 @@ use tower::ServiceExt;
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, Bencher, BenchmarkGroup, BenchmarkId, Criterion};
-use stackholm::{Scope, Stack, DEFAULT};
+use stackholm::{Checkpoint, Scope, Stack, DEFAULT};
 use stackholm_benches::{
     apps, at_depth, enter_leave, enter_set_leave, fill_floor, floor_push_pop, floor_read,
     request_like, set_remove, with_values, Ambient, CloneMap, Context, HandRolledTaskLocal,
@@ -37,7 +37,7 @@ fn on_every_context(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, routine:
         routine.run(b, &mut Ambient);
     });
     group.bench_function(BenchmarkId::new("stackholm-task", id), |b| {
-        Scope::new(DEFAULT).run(|| routine.run(b, &mut Ambient));
+        Scope::new(DEFAULT, Checkpoint::new()).run(|| routine.run(b, &mut Ambient));
     });
     group.bench_function(BenchmarkId::new("naive-stack", id), |b| {
         routine.run(b, &mut NaiveStack::default());
@@ -149,7 +149,7 @@ fn remove_nearest(c: &mut Criterion) {
         run(b, &mut Ambient)
     });
     group.bench_function(BenchmarkId::new("stackholm-task", id), |b| {
-        Scope::new(DEFAULT).run(|| run(b, &mut Ambient));
+        Scope::new(DEFAULT, Checkpoint::new()).run(|| run(b, &mut Ambient));
     });
     group.bench_function(BenchmarkId::new("naive-stack", id), |b| {
         run(b, &mut NaiveStack::default())

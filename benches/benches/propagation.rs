@@ -31,7 +31,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::Context;
 use opentelemetry_sdk::propagation::BaggagePropagator;
-use stackholm::{Checkpoint, Key, Scope, DEFAULT};
+use stackholm::{Key, Scope, DEFAULT};
 use stackholm_tower::propagation::{Direction, Propagation};
 
 // Counting allocator: on only while `COUNTING` is set, so that the timed
@@ -125,14 +125,12 @@ fn declared() -> Propagation {
         .relay()
 }
 
-/// One request as `StackholmLayer` handles it: the request's task-local
-/// stack (pooled) with a root checkpoint filled from the headers, and an
-/// outgoing request's headers written from inside.
+/// One request as a service with a scope of its own handles it: the
+/// headers' declared values extracted into a checkpoint, entered as the
+/// root of the request's task-local stack (pooled), and an outgoing
+/// request's headers written from inside.
 fn stackholm_request(propagation: &Propagation, incoming: &HeaderMap) -> HeaderMap {
-    let mut scope = Scope::with_root(DEFAULT, Checkpoint::new());
-    propagation
-        .extract_onto(incoming, scope.stack_mut())
-        .expect("the scope's root checkpoint is active");
+    let mut scope = Scope::new(DEFAULT, propagation.extract(incoming));
     scope.run(|| {
         let mut outgoing = HeaderMap::new();
         propagation.inject(&mut outgoing);

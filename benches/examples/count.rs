@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use stackholm::{Scope, Stack, DEFAULT};
+use stackholm::{Checkpoint, Scope, Stack, DEFAULT};
 use stackholm_benches::{
     app, at_depth, enter_set_leave, request_like, with_values, Ambient, CloneMap, Context,
     HandRolledTaskLocal, NaiveDynStack, NaiveStack, Otel, TASK_MAP,
@@ -31,7 +31,9 @@ fn on<W: Workload>(name: &str, workload: W) {
     match name {
         "stackholm-owned" => workload.run(&mut Stack::new()),
         "stackholm-thread" => workload.run(&mut Ambient),
-        "stackholm-task" => Scope::new(DEFAULT).run(|| workload.run(&mut Ambient)),
+        "stackholm-task" => {
+            Scope::new(DEFAULT, Checkpoint::new()).run(|| workload.run(&mut Ambient))
+        }
         "naive-stack" => workload.run(&mut NaiveStack::default()),
         "naive-dyn-stack" => workload.run(&mut NaiveDynStack::default()),
         "clone-map" => workload.run(&mut CloneMap::default()),

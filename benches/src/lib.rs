@@ -93,7 +93,8 @@ impl Context for Stack {
 impl Remove for Stack {
     #[inline]
     fn remove(&mut self, key: usize) {
-        Stack::remove(self, &STACKHOLM_KEYS[key]).expect("inside a checkpoint");
+        let removed = Stack::remove(self, &STACKHOLM_KEYS[key]);
+        assert!(removed, "a setting to remove, inside a checkpoint");
     }
 }
 
@@ -125,9 +126,10 @@ impl Context for Ambient {
 impl Remove for Ambient {
     #[inline]
     fn remove(&mut self, key: usize) {
-        DEFAULT
+        let removed = DEFAULT
             .remove(&STACKHOLM_KEYS[key])
-            .expect("inside a checkpoint");
+            .expect("the stack can be changed");
+        assert!(removed, "a setting to remove, inside a checkpoint");
     }
 }
 
@@ -567,7 +569,7 @@ mod tests {
         check(CloneMap::default());
         check(Otel::default());
         TASK_MAP.sync_scope(RefCell::default(), || check(HandRolledTaskLocal));
-        let mut scope = stackholm::Scope::new(DEFAULT);
+        let mut scope = stackholm::Scope::new(DEFAULT, stackholm::Checkpoint::new());
         scope.run(|| check_remove(check(Ambient)));
         fill_floor(4);
         assert_eq!(floor_read(3), Some(1));

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use stackholm::Scope;
+use stackholm::{Scope, Storage};
 
 use crate::end::RequestEnd;
 
@@ -29,6 +29,7 @@ pin_project! {
         #[pin]
         body: Option<B>,
         scope: Option<Scope>,
+        storage: Storage,
     }
 
     impl<B> PinnedDrop for ScopedBody<B> {
@@ -50,13 +51,17 @@ pin_project! {
 impl<B: Body> ScopedBody<B> {
     /// A body that is empty from the start (a `204`, a `HEAD` response) may
     /// never be polled: its request ends with its head.
-    pub(crate) fn new(body: B, mut scope: Option<Scope>) -> Self {
+    pub(crate) fn new(body: B, mut scope: Option<Scope>, storage: Storage) -> Self {
         if body.is_end_stream() {
+            if let Some(scope) = &mut scope {
+                let _ = scope.try_run(|| complete(storage));
+            }
             end(&mut scope);
         }
         Self {
             body: Some(body),
             scope,
+            storage,
         }
     }
 }
@@ -72,25 +77,35 @@ impl<B> ScopedBody<B> {
         self.body.as_mut().expect(PRESENT)
     }
 
-    /// The inner body, pinned.
-    pub fn get_pin_mut(self: Pin<&mut Self>) -> Pin<&mut B> {
-        self.project().body.as_pin_mut().expect(PRESENT)
-    }
-
     /// The inner body, taken out of the request's scope: polled afterwards,
     /// it no longer sees the request's values. The scope is dropped here,
     /// with the values still in it.
     pub fn into_inner(mut self) -> B {
         self.body.take().expect(PRESENT)
     }
-
-    /// The request's scope, until the body has ended.
-    pub fn scope(&self) -> Option<&Scope> {
-        self.scope.as_ref()
-    }
 }
 
 const PRESENT: &str = "the inner body is present until `ScopedBody` is dropped";
+
+/// What a body's `poll_frame` gives.
+type Polled<B> = Poll<Option<Result<Frame<<B as Body>::Data>, <B as Body>::Error>>>;
+
+/// Whether `polled` is the body's last frame.
+fn ended<B: Body>(polled: &Polled<B>, body: &Pin<&mut B>) -> bool {
+    match polled {
+        Poll::Ready(None) => true,
+        // A server need not poll a body again once it says it is at its
+        // end (hyper does not, for a body of known length).
+        Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+        _ => false,
+    }
+}
+
+/// Tells the root's exit hooks that the body was sent whole; run inside
+/// the request's scope.
+fn complete(storage: Storage) {
+    RequestEnd::record(storage, |end| end.body_complete = true);
+}
 
 /// The response is complete: the request's values go now, not whenever the
 /// connection gets round to dropping the body.
@@ -101,8 +116,7 @@ const PRESENT: &str = "the inner body is present until `ScopedBody` is dropped";
 /// panic, and unwinding on into the server would only drop the connection,
 /// with the complete response still in its buffer.
 fn end(scope: &mut Option<Scope>) {
-    if let Some(mut scope) = scope.take() {
-        RequestEnd::record(scope.stack_mut(), |end| end.body_complete = true);
+    if let Some(scope) = scope.take() {
         // Unwind safe: the scope is gone whether it panics or not, and the
         // stack it ran in is taken back from the thread on the way out.
         let _ = panic::catch_unwind(AssertUnwindSafe(|| drop(scope)));
@@ -119,16 +133,17 @@ impl<B: Body> Body for ScopedBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let mut body = this.body.as_pin_mut().expect(PRESENT);
-        let polled = match this.scope.as_mut() {
-            Some(scope) => scope.run(|| body.as_mut().poll_frame(cx)),
-            None => body.as_mut().poll_frame(cx),
-        };
-        let ended = match &polled {
-            Poll::Ready(None) => true,
-            // A server need not poll a body again once it says it is at its
-            // end (hyper does not, for a body of known length).
-            Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
-            _ => false,
+        let storage = *this.storage;
+        let (polled, ended) = match this.scope.as_mut() {
+            Some(scope) => scope.run(|| {
+                let polled = body.as_mut().poll_frame(cx);
+                let ended = ended(&polled, &body);
+                if ended {
+                    complete(storage);
+                }
+                (polled, ended)
+            }),
+            None => (body.as_mut().poll_frame(cx), false),
         };
         if ended {
             end(this.scope);

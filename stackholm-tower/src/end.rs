@@ -1,7 +1,7 @@
 //! How a request ended, for the exit hooks of its root checkpoint.
 
 use http::StatusCode;
-use stackholm::{Key, Stack, Storage, DEFAULT};
+use stackholm::{Key, Storage};
 
 /// How a request ended, as far as [`StackholmLayer`](crate::StackholmLayer)
 /// saw it: what a root exit hook
@@ -35,7 +35,7 @@ use stackholm::{Key, Stack, Storage, DEFAULT};
 ///     async move {
 ///         DEFAULT
 ///             .on_root_exit(move |outcome| {
-///                 let end = RequestEnd::current().expect("inside the request");
+///                 let end = RequestEnd::current(DEFAULT).expect("inside the request");
 ///                 sink.lock().unwrap().push((outcome, end.succeeded()));
 ///             })
 ///             .unwrap();
@@ -84,26 +84,21 @@ impl RequestEnd {
                 .is_some_and(|status| status.is_success() || status.is_redirection())
     }
 
-    /// How the current request has ended so far, on [`DEFAULT`]; `None`
-    /// outside a request of a [`StackholmLayer`](crate::StackholmLayer).
+    /// How the current request has ended so far, on `storage` (the
+    /// layer's, [`DEFAULT`](stackholm::DEFAULT) unless it was given
+    /// another); `None` outside a request of a
+    /// [`StackholmLayer`](crate::StackholmLayer).
     #[must_use]
-    pub fn current() -> Option<Self> {
-        Self::current_on(DEFAULT)
-    }
-
-    /// How the current request has ended so far, on `storage` (a layer
-    /// configured with [`storage`](crate::StackholmLayer::storage)).
-    #[must_use]
-    pub fn current_on(storage: Storage) -> Option<Self> {
+    pub fn current(storage: Storage) -> Option<Self> {
         storage.get(&END)
     }
 
-    /// Records a change in the request's root, the innermost checkpoint of
-    /// its stack once the inner service's future has completed.
-    pub(crate) fn record(stack: &mut Stack, change: impl FnOnce(&mut Self)) {
-        let mut end = stack.get(&END).copied().unwrap_or_default();
+    /// Records a change in the request's root; run inside the request's
+    /// scope.
+    pub(crate) fn record(storage: Storage, change: impl FnOnce(&mut Self)) {
+        let mut end = storage.get(&END).unwrap_or_default();
         change(&mut end);
         // The root is there for as long as the request's scope is.
-        let _ = stack.set(&END, end);
+        let _ = storage.set_root(&END, end);
     }
 }

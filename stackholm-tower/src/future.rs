@@ -1,33 +1,58 @@
 //! The response future: the inner future, polled inside the request's scope.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use http::Response;
 use pin_project_lite::pin_project;
-use stackholm::futures::Scoped;
+use stackholm::{Scope, Storage};
 
 use crate::body::ScopedBody;
 use crate::end::RequestEnd;
 
 pin_project! {
-    /// The response future of [`StackholmService`](crate::StackholmService).
+    /// The response future of [`StackholmService`](crate::StackholmService):
+    /// the inner service's future, polled inside the request's scope, whose
+    /// response body goes on in the same scope.
     ///
-    /// Polls the inner future inside the request's scope, then hands the
-    /// scope on to the response body. Dropped early (a cancelled request),
-    /// it drops the inner future inside the scope, then the scope.
-    #[derive(Debug)]
+    /// Dropped before it completes, it drops the inner future inside the
+    /// scope, then the scope: the request was cancelled.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: Scoped<F>,
+        inner: Option<F>,
+        // `None` once handed to the response body.
+        scope: Option<Scope>,
+        storage: Storage,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let mut inner = this.inner;
+            if inner.as_mut().as_pin_mut().is_none() {
+                return;
+            }
+            if let Some(scope) = this.scope {
+                scope.cancel();
+                if scope.try_run(|| inner.set(None)).is_ok() {
+                    return;
+                }
+            }
+            inner.set(None);
+        }
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: Scoped<F>) -> Self {
-        Self { inner }
+    pub(crate) fn new(scope: Scope, storage: Storage, inner: F) -> Self {
+        Self {
+            inner: Some(inner),
+            scope: Some(scope),
+            storage,
+        }
     }
 }
 
@@ -39,13 +64,44 @@ where
     type Output = Result<Response<ScopedBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut inner = self.project().inner;
-        let result = ready!(inner.as_mut().poll(cx));
-        let mut scope = inner.take_scope();
-        if let (Ok(response), Some(scope)) = (&result, &mut scope) {
-            let status = response.status();
-            RequestEnd::record(scope.stack_mut(), |end| end.status = Some(status));
-        }
-        Poll::Ready(result.map(|response| response.map(|body| ScopedBody::new(body, scope))))
+        let this = self.project();
+        let storage = *this.storage;
+        let mut inner = this.inner;
+        let scope = this
+            .scope
+            .as_mut()
+            .expect("`ResponseFuture` polled after completion");
+        let polled = scope.run(|| {
+            let polled = inner
+                .as_mut()
+                .as_pin_mut()
+                .expect("`ResponseFuture` polled after completion")
+                .poll(cx);
+            if let Poll::Ready(result) = &polled {
+                if let Ok(response) = result {
+                    let status = response.status();
+                    RequestEnd::record(storage, |end| end.status = Some(status));
+                }
+                // Dropped here, inside the scope, as on cancellation.
+                inner.set(None);
+            }
+            polled
+        });
+        let Poll::Ready(result) = polled else {
+            return Poll::Pending;
+        };
+        let scope = this.scope.take();
+        Poll::Ready(
+            result.map(|response| response.map(|body| ScopedBody::new(body, scope, storage))),
+        )
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("inner", &std::any::type_name::<F>())
+            .field("scope", &self.scope)
+            .finish()
     }
 }

@@ -1,9 +1,10 @@
 //! The layer: configuration shared by every service it wraps.
 
 use std::fmt;
+use std::marker::PhantomData;
 
 use http::request::Parts;
-use stackholm::{Key, Stack, Storage, DEFAULT};
+use stackholm::{Key, Storage, DEFAULT};
 use tower_layer::Layer;
 
 use crate::service::StackholmService;
@@ -184,44 +185,56 @@ impl SeedRoot for EmptyRoot {
 
 /// A request's root checkpoint, as a [`SeedRoot`] fills it.
 ///
-/// The values go straight into the request's task-local stack, which is
-/// reused from an earlier request on the same worker thread: seeding
-/// allocates nothing of its own once the worker is warm (the values may, a
-/// `String` say).
+/// The seed runs inside the request's scope, before the inner service is
+/// called: its values go straight into the request's task-local stack,
+/// which is reused from an earlier request on the same worker thread, so
+/// seeding allocates nothing of its own once the worker is warm (the values
+/// may, a `String` say).
 pub struct Root<'a> {
-    stack: &'a mut Stack,
+    storage: Storage,
+    _seeding: PhantomData<&'a mut ()>,
 }
 
-impl<'a> Root<'a> {
-    pub(crate) fn new(stack: &'a mut Stack) -> Self {
-        debug_assert_eq!(stack.depth(), 1, "the root is the stack's one checkpoint");
-        Self { stack }
+impl Root<'_> {
+    pub(crate) fn new(storage: Storage) -> Self {
+        debug_assert_eq!(storage.depth(), 1, "the root is the stack's one checkpoint");
+        Self {
+            storage,
+            _seeding: PhantomData,
+        }
     }
 
-    /// Sets a checkpoint value in the root: visible to the whole request.
+    /// Sets a value in the root: visible to the whole request (or, for a
+    /// [private](stackholm::Key::private) key, to the root checkpoint only),
+    /// also from inside a checkpoint the seed entered.
+    ///
+    /// # Panics
+    ///
+    /// If called inside a [`with`](stackholm::Storage::with) closure of the
+    /// layer's storage, where the stack cannot be changed: read the value
+    /// out first.
+    #[track_caller]
     pub fn set<T: Send + 'static>(&mut self, key: &'static Key<T>, value: T) {
-        self.stack
-            .set(key, value)
-            .unwrap_or_else(|err| unreachable!("the root checkpoint is entered: {err}"));
+        // The root is there: the seed runs in the request's scope.
+        if let Err(refused) = self.storage.set_root(key, value) {
+            panic!(
+                "stackholm-tower: a seed cannot set `{}`: {refused}",
+                key.name()
+            );
+        }
     }
 
-    /// Sets a block value in the root: visible in the root checkpoint only,
-    /// not in checkpoints nested in it.
-    pub fn set_block<T: Send + 'static>(&mut self, key: &'static Key<T>, value: T) {
-        self.stack
-            .set_block(key, value)
-            .unwrap_or_else(|err| unreachable!("the root checkpoint is entered: {err}"));
-    }
-
-    /// The root's checkpoint value of `key`, if set.
+    /// A clone of the root's value of `key`, if set.
     #[must_use]
-    pub fn get<T: Send + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
-        self.stack.get(key)
+    pub fn get<T: Clone + Send + 'static>(&self, key: &'static Key<T>) -> Option<T> {
+        self.storage.get(key)
     }
 }
 
 impl fmt::Debug for Root<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Root").field("stack", &self.stack).finish()
+        f.debug_struct("Root")
+            .field("storage", &self.storage)
+            .finish()
     }
 }

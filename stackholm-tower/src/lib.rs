@@ -57,7 +57,12 @@ pub use layer::{EmptyRoot, Root, SeedRoot, StackholmLayer};
 pub use service::StackholmService;
 
 // The workspace README's examples are doc tests too; they are compiled here,
-// where both crates and axum are at hand.
+// where both crates and axum are at hand. So are this crate's own README's,
+// which crates.io shows.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct CrateReadmeDoctests;

@@ -4,7 +4,6 @@ use std::fmt;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use stackholm::futures::Scoped;
 use stackholm::{Checkpoint, Scope, Storage};
 use tower_service::Service;
 
@@ -63,12 +62,14 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let (parts, body) = request.into_parts();
-        let mut scope = Scope::with_root(self.storage, Checkpoint::new());
-        RequestEnd::record(scope.stack_mut(), |_| ());
-        self.seed.seed(&parts, &mut Root::new(scope.stack_mut()));
-        let request = Request::from_parts(parts, body);
-        let future = scope.run(|| self.inner.call(request));
-        ResponseFuture::new(Scoped::new(scope, future))
+        let storage = self.storage;
+        let mut scope = Scope::new(storage, Checkpoint::new());
+        let future = scope.run(|| {
+            RequestEnd::record(storage, |_| ());
+            self.seed.seed(&parts, &mut Root::new(storage));
+            self.inner.call(Request::from_parts(parts, body))
+        });
+        ResponseFuture::new(scope, storage, future)
     }
 }
 

@@ -18,18 +18,22 @@ use tower::{service_fn, Layer, Service};
 
 include!("../../stackholm/tests/support/counting_alloc.rs");
 
-/// A value with a destructor, which reads the storage as it goes: it takes
+/// A value with a destructor, which uses the storage as it goes: it takes
 /// the path of values dropped after their checkpoint is left, inside the
-/// request's scope, with the root (its own checkpoint) already left.
+/// request's scope, with the root (its own checkpoint) already left. There
+/// a write is refused for want of a checkpoint (outside any scope, the
+/// task-only handle would say `NoScope` instead), and the root's values are
+/// gone.
 struct Token;
 
 impl Drop for Token {
     fn drop(&mut self) {
-        let seen = DEFAULT.task().try_get(&REQUEST_ID);
+        let seen = DEFAULT.task().set(&PROBE, ()).map_err(|err| err.error());
         assert!(
             matches!(seen, Err(Error::NoCheckpoint { .. })),
             "in the request's scope, its root left: {seen:?}"
         );
+        assert_eq!(DEFAULT.task().get(&REQUEST_ID), None);
     }
 }
 
@@ -37,6 +41,8 @@ static REQUEST_ID: Key<u64> = Key::new("request_id");
 static ROUTE: Key<&'static str> = Key::new("route");
 static TOKEN: Key<Token> = Key::new("token");
 static STEP: Key<u32> = Key::new("step");
+/// Written only to learn where a destructor runs.
+static PROBE: Key<()> = Key::new("probe");
 
 /// Calls `service` and polls the response to the end of its body, with no
 /// runtime: the futures here are ready at once.

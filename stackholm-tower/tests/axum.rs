@@ -95,10 +95,12 @@ async fn a_middleware_outside_the_layer_reaches_the_threads_stack() {
         next: axum::middleware::Next,
     ) -> axum::response::Response {
         // Outside the layer: no request scope, only the thread's stack.
-        assert!(matches!(
-            DEFAULT.task().try_get(&ROUTE),
-            Err(stackholm::Error::NoScope { .. })
-        ));
+        let refused = DEFAULT
+            .task()
+            .set(&ROUTE, "outside".to_owned())
+            .unwrap_err();
+        assert!(matches!(refused.error(), stackholm::Error::NoScope { .. }));
+        assert_eq!(DEFAULT.task().get(&ROUTE), None);
         assert_eq!(DEFAULT.depth(), 0);
         next.run(request).await
     }

@@ -33,7 +33,7 @@ fn hooks(log: &Arc<Log>) {
     let recorder = Arc::clone(log);
     DEFAULT
         .on_root_exit(move |outcome| {
-            let end = RequestEnd::current().expect("inside the request");
+            let end = RequestEnd::current(DEFAULT).expect("inside the request");
             recorder.endings.lock().unwrap().push((
                 outcome,
                 end.status().map(|status| status.as_u16()),

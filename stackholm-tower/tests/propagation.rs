@@ -484,8 +484,7 @@ async fn inject_from_spawned_work_sends_inherited_keys_only() {
         DEFAULT.set(&USER, "alice".to_owned()).unwrap();
         DEFAULT.set(&LOCAL, "here".to_owned()).unwrap();
         let here = observe(&propagation);
-        let there = DEFAULT
-            .spawn(async move { observe(&propagation) })
+        let there = tokio::spawn(DEFAULT.inherit(async move { observe(&propagation) }))
             .await
             .unwrap();
         vec![here, there]
@@ -942,18 +941,13 @@ fn extract_gives_a_checkpoint_of_declared_inbound_values() {
 }
 
 #[test]
-fn extract_onto_fills_an_active_stack_and_refuses_an_inactive_one() {
+fn extract_fills_a_stack_of_ones_own() {
     let propagation = declared();
     let mut headers = HeaderMap::new();
     headers.insert("x-request-id", HeaderValue::from_static("r-1"));
     headers.insert("baggage", HeaderValue::from_static("tenant=acme,other=1"));
     let mut stack = Stack::new();
-    assert!(matches!(
-        propagation.extract_onto(&headers, &mut stack),
-        Err(stackholm::Error::NoCheckpoint { .. })
-    ));
-    let mut root = stack.enter();
-    propagation.extract_onto(&headers, &mut root).unwrap();
+    let root = stack.enter_with(propagation.extract(&headers));
     assert_eq!(root.get(&REQUEST_ID).map(String::as_str), Some("r-1"));
     assert_eq!(root.get(&TENANT).map(String::as_str), Some("acme"));
 }

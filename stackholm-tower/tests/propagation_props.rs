@@ -411,10 +411,11 @@ proptest! {
             checkpoint = checkpoint.with_value(&RT_NOTE, note.clone());
         }
         let (_, extracted) = inject_then_extract(checkpoint)?;
-        prop_assert_eq!(extracted.get(&RT_TENANT), Some(tenant));
-        prop_assert_eq!(extracted.get(&RT_NOTE), note);
-        prop_assert_eq!(extracted.get(&RT_COUNT), Some(count));
-        prop_assert_eq!(extracted.get(&RT_ID), Some(id));
+        let _extracted = DEFAULT.enter_with(extracted);
+        prop_assert_eq!(DEFAULT.get(&RT_TENANT), Some(tenant));
+        prop_assert_eq!(DEFAULT.get(&RT_NOTE), note);
+        prop_assert_eq!(DEFAULT.get(&RT_COUNT), Some(count));
+        prop_assert_eq!(DEFAULT.get(&RT_ID), Some(id));
     }
 
     /// A header value goes out exactly when it can arrive unchanged: one
@@ -432,7 +433,8 @@ proptest! {
             && !outer(id.bytes().last());
         prop_assert_eq!(headers.contains_key("x-request-id"), exact, "{:?}", id);
         if exact {
-            prop_assert_eq!(extracted.get(&RT_ID), Some(id));
+            let _extracted = DEFAULT.enter_with(extracted);
+            prop_assert_eq!(DEFAULT.get(&RT_ID), Some(id));
         }
     }
 }

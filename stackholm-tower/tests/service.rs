@@ -70,6 +70,45 @@ async fn call_and_every_poll_run_inside_a_fresh_root_checkpoint() {
     assert_eq!(DEFAULT.depth(), 0, "nothing reached the test's own stack");
 }
 
+/// Private to the root checkpoint: the seed sets it, nested checkpoints do
+/// not see it.
+static ROOT_ONLY: Key<&'static str> = Key::new("root_only").private();
+
+#[tokio::test]
+async fn the_seed_runs_inside_the_requests_scope_and_reads_its_root_back() {
+    let service = StackholmLayer::new()
+        .seed(|parts, root| {
+            // Inside the request's scope: its root is the one checkpoint, and
+            // the request has no response yet.
+            assert_eq!(DEFAULT.depth(), 1);
+            let end = stackholm_tower::RequestEnd::current(DEFAULT).expect("inside the request");
+            assert_eq!(end.status(), None);
+            assert_eq!(root.get(&REQUEST_ID), None);
+            let id = parts.headers["x-request-id"].to_str().unwrap().to_owned();
+            root.set(&REQUEST_ID, id);
+            root.set(&ROOT_ONLY, "root");
+            // A clone of what was set, also through the storage.
+            assert_eq!(root.get(&REQUEST_ID).as_deref(), Some("seeded"));
+            assert_eq!(DEFAULT.get(&REQUEST_ID).as_deref(), Some("seeded"));
+            assert_eq!(root.get(&ROOT_ONLY), Some("root"));
+        })
+        .layer(service_fn(|_req: Request<Empty<Bytes>>| async {
+            let in_root = (DEFAULT.get(&REQUEST_ID), DEFAULT.get(&ROOT_ONLY));
+            let nested = async { (DEFAULT.get(&REQUEST_ID), DEFAULT.get(&ROOT_ONLY)) }
+                .in_checkpoint(Checkpoint::new())
+                .await;
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
+                "{in_root:?} {nested:?}"
+            )))))
+        }));
+    let response = service.oneshot(request("seeded")).await.unwrap();
+    assert_eq!(
+        body_text(response.into_body()).await,
+        r#"(Some("seeded"), Some("root")) (Some("seeded"), None)"#
+    );
+    assert_eq!(DEFAULT.depth(), 0, "nothing reached the test's own stack");
+}
+
 #[tokio::test]
 async fn concurrent_requests_on_one_thread_never_see_each_other() {
     let service = seeded().layer(service_fn(|_req: Request<Empty<Bytes>>| async {
@@ -138,15 +177,21 @@ async fn the_body_is_polled_inside_the_scope_which_ends_with_it() {
     }));
     let response = service.clone().oneshot(request("s")).await.unwrap();
     let mut body = response.into_body();
-    assert!(body.scope().is_some());
-    assert_eq!(dropped.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        0,
+        "the scope lives on in the body"
+    );
     let mut text = String::new();
     while let Some(frame) = body.frame().await {
         text.push_str(std::str::from_utf8(&frame.unwrap().into_data().unwrap()).unwrap());
     }
     assert_eq!(text, "s;s;s;");
-    assert!(body.scope().is_none(), "the scope ends with the body");
-    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        1,
+        "the scope ends with the body"
+    );
     drop(body);
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
 
@@ -295,12 +340,15 @@ fn futures_and_bodies_are_send_for_send_services() {
 }
 
 /// Reports, when dropped, what the storage showed: the request's scope
-/// (with its root already left) answers `NoCheckpoint`; the worker thread's
-/// stack, which a destructor run outside the scope would see, holds 999.
+/// (with its root already left) refuses a write with `NoCheckpoint`
+/// (outside any scope, the task-only handle would say `NoScope`); the
+/// worker thread's stack, which a destructor run outside the scope would
+/// see, holds 999.
 struct ReportsWhereItIs(Arc<std::sync::Mutex<Vec<String>>>);
 impl Drop for ReportsWhereItIs {
     fn drop(&mut self) {
-        let seen = match DEFAULT.task().try_get(&REQUEST_ID) {
+        let probed = DEFAULT.task().set(&PROBE, ()).map_err(|err| err.error());
+        let seen = match probed {
             Err(stackholm::Error::NoCheckpoint { .. }) => "in the request's scope".to_owned(),
             other => format!("elsewhere: {other:?} / {:?}", DEFAULT.get(&THREAD_VALUE)),
         };
@@ -309,6 +357,8 @@ impl Drop for ReportsWhereItIs {
 }
 static REPORTER: Key<ReportsWhereItIs> = Key::new("reporter");
 static THREAD_VALUE: Key<u32> = Key::new("thread_value");
+/// Written only to learn where a destructor runs.
+static PROBE: Key<()> = Key::new("probe");
 
 #[tokio::test]
 async fn values_are_dropped_inside_the_requests_scope_at_the_end_of_the_body() {
@@ -380,12 +430,10 @@ async fn the_scoped_body_gives_access_to_its_inner_body() {
         Ok::<_, Infallible>(Response::new(Reporting { frames: 2 }))
     }));
     let mut body = service.oneshot(request("i")).await.unwrap().into_body();
-    body.get_mut().frames = 1;
-    assert_eq!(body.get_ref().frames, 1);
-    let mut pinned = pin!(body);
-    pinned.as_mut().get_pin_mut().frames = 3;
+    body.get_mut().frames = 3;
+    assert_eq!(body.get_ref().frames, 3);
     let mut text = String::new();
-    while let Some(frame) = pinned.frame().await {
+    while let Some(frame) = body.frame().await {
         text.push_str(std::str::from_utf8(&frame.unwrap().into_data().unwrap()).unwrap());
     }
     assert_eq!(text, "i;i;i;");
@@ -409,7 +457,7 @@ fn record_ending(endings: &Endings) {
     let endings = Arc::clone(endings);
     DEFAULT
         .on_root_exit(move |outcome| {
-            let end = stackholm_tower::RequestEnd::current().expect("inside the request");
+            let end = stackholm_tower::RequestEnd::current(DEFAULT).expect("inside the request");
             endings.lock().unwrap().push((
                 outcome,
                 end.status().map(|status| status.as_u16()),
@@ -475,7 +523,7 @@ async fn root_hooks_see_how_each_request_ended() {
     assert_eq!(last(), (Unwound, None, false));
 
     assert!(endings.lock().unwrap().is_empty());
-    assert_eq!(RequestEnd::current(), None, "outside any request");
+    assert_eq!(RequestEnd::current(DEFAULT), None, "outside any request");
     assert!(
         !RequestEnd::default().succeeded(),
         "no response, no success"
@@ -505,17 +553,27 @@ async fn a_body_at_its_end_ends_the_request_without_another_poll() {
         .await
         .unwrap()
         .into_body();
-    assert!(body.scope().is_some());
+    assert!(
+        endings.lock().unwrap().is_empty(),
+        "the request goes on in the body"
+    );
     let frame = body.frame().await.unwrap().unwrap();
     assert_eq!(frame.into_data().unwrap(), "all of it");
-    assert!(
-        body.scope().is_none(),
+    assert_eq!(
+        endings.lock().unwrap().pop(),
+        Some((Left, Some(200), true)),
         "the request ended with its last frame"
     );
-    assert_eq!(endings.lock().unwrap().pop(), Some((Left, Some(200), true)));
+    drop(body);
+    assert!(endings.lock().unwrap().is_empty(), "and ended only once");
 
     // An empty body may never be polled at all.
     let body = service.oneshot(request("empty")).await.unwrap().into_body();
-    assert!(body.scope().is_none(), "the request ended with its head");
-    assert_eq!(endings.lock().unwrap().pop(), Some((Left, Some(200), true)));
+    assert_eq!(
+        endings.lock().unwrap().pop(),
+        Some((Left, Some(200), true)),
+        "the request ended with its head"
+    );
+    drop(body);
+    assert!(endings.lock().unwrap().is_empty(), "and ended only once");
 }

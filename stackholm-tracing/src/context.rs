@@ -56,19 +56,20 @@ impl LogContext {
     /// No fields yet, read from [`DEFAULT`].
     #[must_use]
     pub fn new() -> Self {
-        Self::on(DEFAULT)
-    }
-
-    /// No fields yet, read from `storage`.
-    #[must_use]
-    pub fn on(storage: Storage) -> Self {
         Self {
             inner: Arc::new(Inner {
-                storage,
+                storage: DEFAULT,
                 fields: Vec::new(),
                 chain: None,
             }),
         }
+    }
+
+    /// Reads the fields from `storage` instead of [`DEFAULT`].
+    #[must_use]
+    pub fn storage(mut self, storage: Storage) -> Self {
+        self.inner_mut().storage = storage;
+        self
     }
 
     /// Logs the nearest value of `key` as the field `name`, through its
@@ -200,7 +201,7 @@ impl fmt::Debug for LogContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<_> = self.inner.fields.iter().map(|field| field.name).collect();
         f.debug_struct("LogContext")
-            .field("storage", &self.inner.storage.name())
+            .field("storage", &self.inner.storage)
             .field("fields", &names)
             .field("chain", &self.inner.chain)
             .finish()

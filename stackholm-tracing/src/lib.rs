@@ -78,3 +78,8 @@ mod value;
 pub use context::LogContext;
 pub use format::WithContext;
 pub use spans::SpanFields;
+
+// The crate's README is what crates.io shows; its examples are doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -54,13 +54,12 @@ async fn handler(headers: http::HeaderMap) -> &'static str {
     .in_checkpoint(Checkpoint::named("nested"))
     .await;
     let spawned_id = id.clone();
-    DEFAULT
-        .spawn(async move {
-            tokio::task::yield_now().await;
-            tracing::info!(expected = %spawned_id, "spawned");
-        })
-        .await
-        .unwrap();
+    tokio::spawn(DEFAULT.inherit(async move {
+        tokio::task::yield_now().await;
+        tracing::info!(expected = %spawned_id, "spawned");
+    }))
+    .await
+    .unwrap();
     "ok"
 }
 

@@ -157,23 +157,24 @@ async fn spawned_and_blocking_work_log_inherited_keys() {
     let _default = tracing::subscriber::set_default(out.text_subscriber(&context()));
     let dispatch = tracing::dispatcher::get_default(Clone::clone);
     DEFAULT
-        .scope_with(Checkpoint::new(), async {
+        .scope(Checkpoint::new(), async {
             DEFAULT.set(&REQUEST_ID, "r-3".to_owned()).unwrap();
             DEFAULT.set(&USER, "carol").unwrap();
             let for_task = dispatch.clone();
-            DEFAULT
-                .spawn(async move {
-                    tracing::dispatcher::with_default(&for_task, || tracing::info!("spawned"));
-                })
-                .await
-                .unwrap();
+            tokio::spawn(DEFAULT.inherit(async move {
+                tracing::dispatcher::with_default(&for_task, || tracing::info!("spawned"));
+            }))
+            .await
+            .unwrap();
             let for_job = dispatch.clone();
-            DEFAULT
-                .spawn_blocking(move || {
+            let snapshot = DEFAULT.snapshot();
+            tokio::task::spawn_blocking(move || {
+                DEFAULT.sync_scope(snapshot, || {
                     tracing::dispatcher::with_default(&for_job, || tracing::info!("blocking"));
                 })
-                .await
-                .unwrap();
+            })
+            .await
+            .unwrap();
             async {
                 tokio::task::yield_now().await;
                 tracing::info!("nested");

@@ -11,8 +11,9 @@ use std::fmt;
 pub enum Error {
     /// The operation needs a checkpoint, and none is active.
     ///
-    /// Setting or removing a value writes into the innermost checkpoint, so
-    /// there has to be one: enter a checkpoint first (for example
+    /// Setting a value (or registering an exit hook) writes into a
+    /// checkpoint, so there has to be one: enter a checkpoint first (for
+    /// example
     /// [`Stack::enter`](crate::Stack::enter) or
     /// [`Storage::enter`](crate::Storage::enter)).
     #[non_exhaustive]
@@ -102,20 +103,14 @@ pub enum Operation {
     Enter,
     /// Leaving a checkpoint.
     Leave,
-    /// Taking the innermost checkpoint off the stack with its values.
-    Pop,
     /// Setting a checkpoint value.
     Set,
-    /// Setting a block value.
-    SetBlock,
     /// Setting a value in the outermost checkpoint.
     SetRoot,
     /// Reading a value.
     Read,
     /// Removing the nearest setting of a checkpoint value.
     Remove,
-    /// Removing a block value.
-    RemoveBlock,
     /// Removing every setting of a checkpoint value.
     Reset,
     /// Taking a snapshot of the visible values.
@@ -131,13 +126,10 @@ impl fmt::Display for Operation {
         f.write_str(match self {
             Self::Enter => "enter a checkpoint",
             Self::Leave => "leave a checkpoint",
-            Self::Pop => "pop a checkpoint",
             Self::Set => "set",
-            Self::SetBlock => "set block value",
             Self::SetRoot => "set in the root checkpoint",
             Self::Read => "read",
             Self::Remove => "remove",
-            Self::RemoveBlock => "remove block value",
             Self::Reset => "reset",
             Self::Snapshot => "take a snapshot",
             Self::RunScope => "run a scope",
@@ -177,12 +169,6 @@ impl<T> SetError<T> {
     #[must_use]
     pub fn error(&self) -> Error {
         self.error
-    }
-
-    /// The value that could not be set.
-    #[must_use]
-    pub fn value(&self) -> &T {
-        &self.value
     }
 
     /// The value that could not be set, handed back.

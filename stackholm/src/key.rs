@@ -5,7 +5,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::engine::{share_top, Carrier};
+use crate::engine::{share_top, Carrier, Kind};
 
 /// How a snapshot shares the nearest value of a key's slot.
 pub(crate) type Share = fn(&mut dyn Any) -> Option<Box<dyn Carrier>>;
@@ -68,6 +68,8 @@ pub struct Key<T: 'static> {
     index: AtomicU32,
     /// Set for inherited keys only: a snapshot shares nothing else.
     share: Option<Share>,
+    /// Whether values are visible only in the checkpoint that set them.
+    private: bool,
     _value: PhantomData<fn() -> T>,
 }
 
@@ -87,15 +89,57 @@ impl<T: 'static> Key<T> {
             name,
             index: AtomicU32::new(0),
             share: None,
+            private: false,
             _value: PhantomData,
         }
     }
 
-    /// Whether the key's values are carried into spawned work; see
-    /// [`inherited`](Self::inherited).
+    /// Makes the key's values private to the checkpoint that set them:
+    /// nested checkpoints do not see them, and an outer checkpoint's value
+    /// does not show through in a nested one (the Python original's block
+    /// values). A flag for the checkpoint's own code, say "this level has
+    /// opened a savepoint", that must not leak into the levels inside it.
+    ///
+    /// ```
+    /// use stackholm::{Key, DEFAULT};
+    ///
+    /// static SAVEPOINT: Key<u32> = Key::new("savepoint").private();
+    ///
+    /// let _level = DEFAULT.enter();
+    /// DEFAULT.set(&SAVEPOINT, 1)?;
+    /// {
+    ///     let _nested = DEFAULT.enter();
+    ///     assert_eq!(DEFAULT.get(&SAVEPOINT), None);
+    /// }
+    /// assert_eq!(DEFAULT.get(&SAVEPOINT), Some(1));
+    /// # Ok::<(), stackholm::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// In the `static`'s initialiser, so at compile time, if the key is
+    /// [inherited](Self::inherited): a value no nested checkpoint sees
+    /// cannot follow spawned work either.
     #[must_use]
-    pub const fn is_inherited(&self) -> bool {
-        self.share.is_some()
+    pub const fn private(self) -> Self {
+        assert!(
+            self.share.is_none(),
+            "a private key cannot be inherited: spawned work is nested in the checkpoint"
+        );
+        Self {
+            private: true,
+            ..self
+        }
+    }
+
+    /// Which of a checkpoint's kinds of values the key's values are.
+    #[inline]
+    pub(crate) const fn kind(&self) -> Kind {
+        if self.private {
+            Kind::Block
+        } else {
+            Kind::Checkpoint
+        }
     }
 
     pub(crate) fn sharing(&'static self) -> Option<Share> {
@@ -137,7 +181,6 @@ impl<T: 'static> Key<T> {
 impl<T: Send + Sync + 'static> Key<T> {
     /// Makes the key's values follow the work a checkpoint spawns:
     /// [snapshots](crate::Storage::snapshot), and so
-    /// [`spawn`](crate::Storage::spawn), `spawn_blocking`, `spawn_thread` and
     /// [`inherit`](crate::Storage::inherit), carry its nearest value into
     /// the child, shared rather than copied.
     ///
@@ -161,13 +204,13 @@ impl<T: Send + Sync + 'static> Key<T> {
     /// static BUFFER: Key<RefCell<Vec<String>>> = Key::new("buffer");
     ///
     /// DEFAULT
-    ///     .scope_with(Checkpoint::new(), async {
+    ///     .scope(Checkpoint::new(), async {
     ///         DEFAULT.set(&REQUEST_ID, 7)?;
     ///         DEFAULT.set(&BUFFER, RefCell::new(Vec::new()))?;
-    ///         let seen = DEFAULT
-    ///             .spawn(async { (DEFAULT.get(&REQUEST_ID), DEFAULT.contains(&BUFFER)) })
-    ///             .await
-    ///             .unwrap();
+    ///         let child = DEFAULT.inherit(async {
+    ///             (DEFAULT.get(&REQUEST_ID), DEFAULT.with(&BUFFER, |b| b.is_some()))
+    ///         });
+    ///         let seen = tokio::spawn(child).await.unwrap();
     ///         assert_eq!(seen, (Some(7), false));
     ///         DEFAULT.with(&BUFFER, |buffer| buffer.unwrap().borrow_mut().push("kept".into()));
     ///         Ok(())
@@ -184,8 +227,23 @@ impl<T: Send + Sync + 'static> Key<T> {
     ///
     /// static SHARED_BUFFER: Key<RefCell<Vec<u8>>> = Key::new("buffer").inherited();
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// In the `static`'s initialiser, so at compile time, if the key is
+    /// [private](Key::private).
+    ///
+    /// ```compile_fail
+    /// use stackholm::Key;
+    ///
+    /// static BOTH: Key<u32> = Key::new("both").private().inherited();
+    /// ```
     #[must_use]
     pub const fn inherited(self) -> Self {
+        assert!(
+            !self.private,
+            "a private key cannot be inherited: spawned work is nested in the checkpoint"
+        );
         Self {
             share: Some(share_top::<T>),
             ..self
@@ -198,7 +256,8 @@ impl<T: 'static> fmt::Debug for Key<T> {
         f.debug_struct("Key")
             .field("name", &self.name)
             .field("type", &std::any::type_name::<T>())
-            .field("inherited", &self.is_inherited())
+            .field("inherited", &self.share.is_some())
+            .field("private", &self.private)
             .finish()
     }
 }

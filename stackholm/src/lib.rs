@@ -28,25 +28,47 @@
 //! # Ok::<(), stackholm::Error>(())
 //! ```
 //!
+//! # One call per job
+//!
+//! | job | call |
+//! |---|---|
+//! | a per-request value | `DEFAULT.set(&USER, user)?` in the request's root (behind `stackholm_tower::StackholmLayer`, or in a [`Storage::scope`]) |
+//! | a nested shadow, in sync code | `let _sudo = DEFAULT.enter();` then [`DEFAULT.set`](Storage::set); left when the guard drops |
+//! | a nested shadow, across awaits | `future.in_checkpoint(Checkpoint::new().with_value(&USER, root))` ([`CheckpointExt`]) |
+//! | a deep read | [`DEFAULT.get(&USER)`](Storage::get) |
+//! | a read without cloning | [`DEFAULT.with(&USER, \|user\| ..)`](Storage::with) |
+//! | a value private to its checkpoint | `static FLAG: Key<bool> = Key::new("flag").private();` ([`Key::private`]) |
+//! | a value that follows spawned work | `static ID: Key<u64> = Key::new("id").inherited();` ([`Key::inherited`]) |
+//! | spawning with inheritance | `tokio::spawn(DEFAULT.inherit(future))`; a thread: [`DEFAULT.snapshot()`](Storage::snapshot) into [`sync_scope`](Storage::sync_scope) |
+//! | something done when the checkpoint ends | [`DEFAULT.on_exit(\|outcome\| ..)?`](Storage::on_exit), or [`on_root_exit`](Storage::on_root_exit) for the request |
+//! | the checkpoint chain | [`Checkpoint::named("tx")`](Checkpoint::named) and [`DEFAULT.names()`](Storage::names) |
+//! | a stack of your own | [`Stack::new()`](Stack::new), used through `&mut` |
+//! | a storage of your own | [`storage!`]`{ pub static MINE; }`, named in other types with `.storage(MINE)` |
+//!
+//! Writes return a `Result` whose error says what was missing
+//! ([`Error::NoCheckpoint`]: enter a checkpoint first) and hands the value
+//! back; reads never fail, giving `None` where nothing is set; entering
+//! panics only where tokio's `LocalKey` would (see [`Storage::enter`]).
+//!
 //! # Concepts
 //!
 //! A *stack* holds *checkpoints*, entered and left in LIFO order. Each
-//! checkpoint holds two kinds of values, stored under typed [`Key`]s:
-//!
-//! - **checkpoint values** are visible in the checkpoint that set them and in
-//!   every checkpoint nested in it. Reading gives the value from the nearest
-//!   checkpoint that set the key; a nested setting shadows the outer one until
-//!   the nested checkpoint is left. [`remove`](Stack::remove) takes away the
-//!   nearest setting, [`reset`](Stack::reset) every setting;
-//! - **block values** are private to the one checkpoint that set them.
+//! checkpoint holds values stored under typed [`Key`]s. A value is visible
+//! in the checkpoint that set it and in every checkpoint nested in it;
+//! reading gives the value from the nearest checkpoint that set the key,
+//! and a nested setting shadows the outer one until the nested checkpoint
+//! is left. [`remove`](Storage::remove) takes away the nearest setting,
+//! [`reset`](Storage::reset) every setting. A [private](Key::private) key's
+//! values are visible only in the one checkpoint that set them (the Python
+//! original's block values).
 //!
 //! A [`Checkpoint`] can be pre-loaded with values before it is entered.
 //!
 //! Reading the nearest value is O(1): independent of the depth of the stack
 //! and of how many other keys are set. Each key has a dense slot in every
 //! stack, holding its settings innermost last; there is no hashing and no
-//! walk up the stack. Entering and leaving a checkpoint does not allocate once
-//! the stack has warmed up.
+//! walk up the stack. Entering and leaving a checkpoint does not allocate
+//! once the stack has warmed up.
 //!
 //! # Storages
 //!
@@ -56,13 +78,15 @@
 //! - [`Storage`]: an ambient stack reached through a global handle:
 //!   [`DEFAULT`], or your own declared with [`storage!`]. Inside a
 //!   task-local scope ([`Storage::scope`]) it is the task's own stack,
-//!   elsewhere the thread's. Guards leave their checkpoints when
-//!   dropped, also when a panic unwinds through them.
+//!   elsewhere the thread's. Guards leave their checkpoints when dropped,
+//!   also when a panic unwinds through them. [`Storage::task`] is the same
+//!   storage without the fallback to the thread's stack, for code that must
+//!   run inside a scope.
 //!
 //! # Async
 //!
-//! Scopes and instrumented futures work on any executor; only spawning needs
-//! the `tokio` feature (on by default):
+//! Scopes and instrumented futures work on any executor; nothing needs
+//! tokio:
 //!
 //! - [`Storage::scope`] runs a future in a stack of its own, whatever thread
 //!   polls it;
@@ -71,10 +95,9 @@
 //!   hold a checkpoint across `.await`, right under `join!`, `select!` and
 //!   `FuturesUnordered`. Guards are for code between awaits; see
 //!   [In asynchronous code](Storage#in-asynchronous-code);
-//! - [`Storage::spawn`] and [`Storage::spawn_blocking`] (`tokio` feature),
-//!   [`Storage::spawn_thread`] and [`Storage::inherit`] carry the values of
-//!   [inherited](Key::inherited) keys visible at the call site into the
-//!   child, shared rather than copied; every other value stays where it was
+//! - [`Storage::inherit`] and [`Storage::snapshot`] carry the values of
+//!   [inherited](Key::inherited) keys visible at the call site into spawned
+//!   work, shared rather than copied; every other value stays where it was
 //!   set.
 //!
 //! # When checkpoints end
@@ -95,10 +118,36 @@
 //! [Destructors](Storage#destructors).
 //!
 //! Writing with no checkpoint active is an error ([`Error::NoCheckpoint`],
-//! handing the value back in a [`SetError`]); reading then gives `None`, and
-//! the `try_` readers tell the two apart. Misuse is reported, and never
-//! leaves the stack in a state that correct use could not have produced;
-//! see [`Error`].
+//! handing the value back in a [`SetError`]); reading then gives `None`.
+//! Misuse is reported, and never leaves the stack in a state that correct
+//! use could not have produced; see [`Error`].
+//!
+//! # Pitfalls
+//!
+//! - **Layer order.** Only what runs inside a scope sees the task's stack:
+//!   behind `stackholm_tower::StackholmLayer`, a middleware added *after*
+//!   the layer with axum's `Router::layer` (so outside it) runs on the
+//!   worker thread's own stack, and what it sets there is seen by whatever
+//!   else that thread runs. Put the layer outermost, or at least outside
+//!   every middleware that reads or sets context; code that must run inside
+//!   a request can use a [`task`](Storage::task) handle to be told.
+//! - **Concurrent branches of one task.** A guard held across an `.await`
+//!   keeps its checkpoint on the task's stack while the task polls *other*
+//!   futures: the branches of `tokio::join!`, `select!` or a
+//!   `FuturesUnordered` would read each other's values. Use guards only
+//!   between awaits, and [`in_checkpoint`](CheckpointExt::in_checkpoint)
+//!   across them. Inside a scope or an `in_checkpoint` future, a poll that
+//!   returns with a guard's checkpoint still active leaves it and panics;
+//!   outside any scope (a current-thread `main`, a `LocalSet` task without
+//!   a scope) the thread's one stack is shared and nothing can tell, so
+//!   open a scope per task there.
+//! - **Values' destructors** run after their checkpoint is off the stack: a
+//!   transaction stored in a nested checkpoint sees the request's root
+//!   values as it rolls back, but one stored in the root itself sees the
+//!   root gone (still inside the request's scope, so never another
+//!   request's or the thread's values). Use an
+//!   [`on_root_exit`](Storage::on_root_exit) hook to act while the root's
+//!   values are still there.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
@@ -114,7 +163,7 @@ pub use error::{Error, Operation, SetError};
 pub use exit::Outcome;
 pub use futures::CheckpointExt;
 pub use key::Key;
-pub use storage::{Ambient, CheckpointGuard, Mode, Scope, Storage, TaskOnly};
+pub use storage::{CheckpointGuard, Scope, Storage};
 
 /// What `storage!` expands to needs; not public API.
 #[doc(hidden)]
@@ -127,3 +176,8 @@ storage! {
     /// code that does not declare its own [`storage!`].
     pub static DEFAULT;
 }
+
+// The crate's README is what crates.io shows; its examples are doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -8,7 +8,7 @@ include!("support/counting_alloc.rs");
 
 static ROOT_VALUE: Key<u64> = Key::new("root_value");
 static SHADOWED: Key<u64> = Key::new("shadowed");
-static BLOCK: Key<u64> = Key::new("block");
+static BLOCK: Key<u64> = Key::new("block").private();
 
 fn allocations_during(f: impl FnOnce()) -> usize {
     let before = allocations();
@@ -21,7 +21,7 @@ fn nested_workload(stack: &mut Stack) {
         let mut a = stack.enter();
         a.set(&SHADOWED, i).unwrap();
         let mut b = a.enter();
-        b.set_block(&BLOCK, i).unwrap();
+        b.set(&BLOCK, i).unwrap();
         let c = b.enter();
         assert_eq!(c.get(&ROOT_VALUE), Some(&1));
         assert_eq!(c.get(&SHADOWED), Some(&i));
@@ -33,7 +33,7 @@ fn ambient_workload() {
         let _a = DEFAULT.enter();
         DEFAULT.set(&SHADOWED, i).unwrap();
         let _b = DEFAULT.enter();
-        DEFAULT.set_block(&BLOCK, i).unwrap();
+        DEFAULT.set(&BLOCK, i).unwrap();
         let _c = DEFAULT.enter();
         assert_eq!(DEFAULT.get(&ROOT_VALUE), Some(1));
         assert_eq!(DEFAULT.get(&SHADOWED), Some(i));
@@ -54,7 +54,7 @@ fn warm_stacks_enter_set_and_leave_without_allocating() {
     assert_eq!(allocations_during(ambient_workload), 0);
 
     // Inside a task-local scope, the ambient calls reach the task's stack.
-    let mut scope = Scope::with_root(DEFAULT, Checkpoint::new());
+    let mut scope = Scope::new(DEFAULT, Checkpoint::new());
     scope.run(|| {
         DEFAULT.set(&ROOT_VALUE, 1).unwrap();
         ambient_workload();
@@ -67,7 +67,7 @@ fn warm_stacks_enter_set_and_leave_without_allocating() {
     // A scope per request, as the tower layer opens them: once the thread
     // has a spare stack from an ended scope, a new scope reuses it.
     let request = || {
-        Scope::with_root(DEFAULT, Checkpoint::new()).run(|| {
+        Scope::new(DEFAULT, Checkpoint::new()).run(|| {
             DEFAULT.set(&ROOT_VALUE, 1).unwrap();
             ambient_workload();
         });
@@ -101,7 +101,7 @@ fn exit_hooks_that_capture_nothing_allocate_nothing_once_warm() {
 
     // Inside a scope per request, as the layer opens them.
     let request = || {
-        Scope::with_root(DEFAULT, Checkpoint::new()).run(|| {
+        Scope::new(DEFAULT, Checkpoint::new()).run(|| {
             DEFAULT.on_root_exit(|_| ()).unwrap();
             hooked();
         });

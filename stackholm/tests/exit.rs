@@ -178,10 +178,10 @@ async fn a_scoped_task_reports_how_its_root_ended() {
             tokio::task::yield_now().await;
         }
     };
-    DEFAULT.scope_with(root(), register()).await;
+    DEFAULT.scope(root(), register()).await;
     assert_eq!(taken(&log), ["root: left (task)"]);
 
-    let mut abandoned = Box::pin(DEFAULT.scope_with(root(), async {
+    let mut abandoned = Box::pin(DEFAULT.scope(root(), async {
         register().await;
         std::future::pending::<()>().await;
     }));
@@ -193,7 +193,7 @@ async fn a_scoped_task_reports_how_its_root_ended() {
 #[test]
 fn a_cancelled_scope_reports_cancelled() {
     let log = Log::default();
-    let mut scope = Scope::with_root(DEFAULT, Checkpoint::new());
+    let mut scope = Scope::new(DEFAULT, Checkpoint::new());
     scope.run(|| DEFAULT.on_root_exit(logging(&log, "root")).unwrap());
     scope.cancel();
     drop(scope);

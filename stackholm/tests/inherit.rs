@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 
-use stackholm::{Checkpoint, CheckpointExt, Key, DEFAULT};
+use stackholm::{Checkpoint, CheckpointExt, Key, Stack, DEFAULT};
 
 static REQUEST_ID: Key<u64> = Key::new("request_id").inherited();
 static TENANT: Key<&'static str> = Key::new("tenant").inherited();
@@ -19,8 +19,8 @@ fn seen_here() -> Seen {
     (
         DEFAULT.get(&REQUEST_ID),
         DEFAULT.get(&TENANT),
-        DEFAULT.contains(&TRANSACTION),
-        DEFAULT.contains(&BUFFER),
+        DEFAULT.with(&TRANSACTION, |transaction| transaction.is_some()),
+        DEFAULT.with(&BUFFER, |buffer| buffer.is_some()),
     )
 }
 
@@ -53,9 +53,11 @@ fn parent_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_carries_inherited_keys_only() {
     DEFAULT
-        .scope_with(Checkpoint::new(), async {
+        .scope(Checkpoint::new(), async {
             set_all();
-            let seen = DEFAULT.spawn(async { shadow_in_child() }).await.unwrap();
+            let seen = tokio::spawn(DEFAULT.inherit(async { shadow_in_child() }))
+                .await
+                .unwrap();
             assert_eq!(seen, EXPECTED);
             parent_unchanged();
         })
@@ -65,9 +67,13 @@ async fn spawn_carries_inherited_keys_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_blocking_carries_inherited_keys_only() {
     DEFAULT
-        .scope_with(Checkpoint::new(), async {
+        .scope(Checkpoint::new(), async {
             set_all();
-            let seen = DEFAULT.spawn_blocking(shadow_in_child).await.unwrap();
+            let snapshot = DEFAULT.snapshot();
+            let seen =
+                tokio::task::spawn_blocking(move || DEFAULT.sync_scope(snapshot, shadow_in_child))
+                    .await
+                    .unwrap();
             assert_eq!(seen, EXPECTED);
             parent_unchanged();
         })
@@ -78,7 +84,10 @@ async fn spawn_blocking_carries_inherited_keys_only() {
 fn spawn_thread_carries_inherited_keys_only() {
     let _request = DEFAULT.enter();
     set_all();
-    let seen = DEFAULT.spawn_thread(shadow_in_child).join().unwrap();
+    let snapshot = DEFAULT.snapshot();
+    let seen = std::thread::spawn(move || DEFAULT.sync_scope(snapshot, shadow_in_child))
+        .join()
+        .unwrap();
     assert_eq!(seen, EXPECTED);
     parent_unchanged();
 }
@@ -86,7 +95,7 @@ fn spawn_thread_carries_inherited_keys_only() {
 #[tokio::test]
 async fn inherit_carries_inherited_keys_only() {
     DEFAULT
-        .scope_with(Checkpoint::new(), async {
+        .scope(Checkpoint::new(), async {
             set_all();
             let mut jobs = tokio::task::JoinSet::new();
             jobs.spawn(DEFAULT.inherit(async { shadow_in_child() }));
@@ -102,18 +111,26 @@ fn a_snapshot_holds_inherited_keys_only() {
     let _request = DEFAULT.enter();
     set_all();
     let snapshot = DEFAULT.snapshot();
-    assert_eq!(snapshot.len(), 2);
-    assert_eq!(snapshot.get(&REQUEST_ID), Some(7));
-    assert_eq!(snapshot.get(&TRANSACTION), None);
-    assert!(REQUEST_ID.is_inherited() && !TRANSACTION.is_inherited());
+    // What it holds, read by entering it alone on a stack of its own: the
+    // two inherited values, and nothing else.
+    let mut alone = Stack::new();
+    let entered = alone.enter_with(snapshot);
+    assert_eq!(entered.get(&REQUEST_ID), Some(&7));
+    assert_eq!(entered.get(&TENANT), Some(&"acme"));
+    assert_eq!(entered.get(&TRANSACTION), None);
+    assert!(entered.get(&BUFFER).is_none());
+    drop(entered);
     assert!(format!("{REQUEST_ID:?}").contains("inherited: true"));
+    assert!(format!("{TENANT:?}").contains("inherited: true"));
+    assert!(format!("{TRANSACTION:?}").contains("inherited: false"));
+    assert!(format!("{BUFFER:?}").contains("inherited: false"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_buffer_that_stays_in_its_task_needs_no_mutex() {
     // The scoped future holds a `RefCell` across awaits and is still `Send`:
     // nothing else can reach the buffer, as no snapshot carries it.
-    let task = tokio::spawn(DEFAULT.scope_with(Checkpoint::new(), async {
+    let task = tokio::spawn(DEFAULT.scope(Checkpoint::new(), async {
         DEFAULT.set(&BUFFER, RefCell::new(Vec::new())).unwrap();
         for step in ["parse", "validate", "store"] {
             async {

@@ -1,5 +1,8 @@
 //! The optimized stack against a naive model: a `Vec` of maps, walked from
-//! the top on every read. Random operation sequences must give identical
+//! the top on every read. Each frame of the model holds the values of
+//! ordinary keys (`KEYS`), visible in nested frames too, and those of
+//! private keys (`PRIVATE_KEYS`), visible in their own frame only: the
+//! original's block values. Random operation sequences must give identical
 //! results at every step, through the owned `Stack` and through an ambient
 //! `Storage` with guards, guards dropped out of order and values whose
 //! destructors read the storage included.
@@ -19,6 +22,15 @@ static KEYS: [Key<u32>; KEY_COUNT] = [
     Key::new("k2"),
     Key::new("k3"),
 ];
+const PRIVATE_KEY_COUNT: usize = 4;
+/// Keys whose values only the checkpoint that set them sees: the model's
+/// block values, and what the `*Block` operations work on.
+static PRIVATE_KEYS: [Key<u32>; PRIVATE_KEY_COUNT] = [
+    Key::new("p0").private(),
+    Key::new("p1").private(),
+    Key::new("p2").private(),
+    Key::new("p3").private(),
+];
 
 stackholm::storage! {
     static MODEL_STORAGE;
@@ -26,6 +38,8 @@ stackholm::storage! {
 
 #[derive(Debug, Clone)]
 enum Op {
+    /// Enter a checkpoint pre-loaded with values of `KEYS` and of
+    /// `PRIVATE_KEYS`.
     Enter {
         values: Vec<(usize, u32)>,
         block_values: Vec<(usize, u32)>,
@@ -35,10 +49,14 @@ enum Op {
     PopSaved,
     EnterSaved,
     Set(usize, u32),
+    /// Set a private key.
     SetBlock(usize, u32),
     Remove(usize),
+    /// Remove a private key's value from the innermost checkpoint.
     RemoveBlock(usize),
     Reset(usize),
+    /// Reset a private key: every setting, in every checkpoint.
+    ResetBlock(usize),
     /// Take a snapshot of the visible values (which shares them).
     Snapshot,
     /// Drop the guard at this position (modulo the number held), leaving
@@ -54,17 +72,20 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     let key = 0..KEY_COUNT;
-    let pairs = || prop::collection::vec((0..KEY_COUNT, any::<u32>()), 0..3);
+    let private_key = 0..PRIVATE_KEY_COUNT;
+    let pairs = |count| prop::collection::vec((0..count, any::<u32>()), 0..3);
     prop_oneof![
-        3 => (pairs(), pairs()).prop_map(|(values, block_values)| Op::Enter { values, block_values }),
+        3 => (pairs(KEY_COUNT), pairs(PRIVATE_KEY_COUNT))
+            .prop_map(|(values, block_values)| Op::Enter { values, block_values }),
         2 => Just(Op::Leave),
         1 => Just(Op::PopSaved),
         1 => Just(Op::EnterSaved),
         4 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::Set(k, v)),
-        2 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::SetBlock(k, v)),
+        2 => (private_key.clone(), any::<u32>()).prop_map(|(k, v)| Op::SetBlock(k, v)),
         2 => key.clone().prop_map(Op::Remove),
-        1 => key.clone().prop_map(Op::RemoveBlock),
+        1 => private_key.clone().prop_map(Op::RemoveBlock),
         1 => key.prop_map(Op::Reset),
+        1 => private_key.prop_map(Op::ResetBlock),
         1 => Just(Op::Snapshot),
     ]
 }
@@ -91,9 +112,15 @@ struct Frame {
     probe: Option<u64>,
 }
 
-/// What a probe's destructor saw: its id, the depth, every key's value and
-/// the nearest probe.
-type Seen = (u64, usize, [Option<u32>; KEY_COUNT], Option<u64>);
+/// What a probe's destructor saw: its id, the depth, every key's value,
+/// every private key's value and the nearest probe.
+type Seen = (
+    u64,
+    usize,
+    [Option<u32>; KEY_COUNT],
+    [Option<u32>; PRIVATE_KEY_COUNT],
+    Option<u64>,
+);
 
 thread_local! {
     static PROBES_SEEN: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
@@ -110,6 +137,7 @@ impl Drop for Probe {
             self.0,
             s.depth(),
             std::array::from_fn(|k| s.get(&KEYS[k])),
+            std::array::from_fn(|k| s.get(&PRIVATE_KEYS[k])),
             s.with(&PROBE, |probe| probe.map(|p| p.0)),
         );
         PROBES_SEEN.with(|log| log.borrow_mut().push(seen));
@@ -142,6 +170,7 @@ impl Model {
             probe,
             self.frames.len(),
             std::array::from_fn(|k| self.get(k)),
+            std::array::from_fn(|k| self.get_block(k)),
             self.frames.iter().rev().find_map(|f| f.probe),
         )
     }
@@ -209,10 +238,8 @@ impl Model {
                 }
                 Ok(None)
             }
+            // With no checkpoint there is nothing to remove.
             Op::RemoveProbe => {
-                if self.frames.is_empty() {
-                    return Err(());
-                }
                 let nearest = self.frames.iter_mut().rev().find_map(|f| f.probe.take());
                 if let Some(probe) = nearest {
                     self.seen.push(self.seen_by(probe));
@@ -255,9 +282,6 @@ impl Model {
                 Ok(None)
             }
             Op::Remove(k) => {
-                if self.frames.is_empty() {
-                    return Err(());
-                }
                 let nearest = self
                     .frames
                     .iter_mut()
@@ -267,17 +291,24 @@ impl Model {
                     nearest.is_some_and(|f| f.values.remove(k).is_some()),
                 )))
             }
-            Op::RemoveBlock(k) => {
-                let top = self.frames.last_mut().ok_or(())?;
-                Ok(Some(usize::from(top.block_values.remove(k).is_some())))
-            }
+            Op::RemoveBlock(k) => Ok(Some(usize::from(
+                self.frames
+                    .last_mut()
+                    .is_some_and(|top| top.block_values.remove(k).is_some()),
+            ))),
             Op::Reset(k) => Ok(Some(
                 self.frames
                     .iter_mut()
                     .filter_map(|f| f.values.remove(k))
                     .count(),
             )),
-            // Probes are not inherited either.
+            Op::ResetBlock(k) => Ok(Some(
+                self.frames
+                    .iter_mut()
+                    .filter_map(|f| f.block_values.remove(k))
+                    .count(),
+            )),
+            // Private keys and probes are not inherited.
             Op::Snapshot => Ok(Some(
                 (0..INHERITED).filter(|&k| self.get(k).is_some()).count(),
             )),
@@ -291,20 +322,48 @@ fn checkpoint_of(values: &[(usize, u32)], block_values: &[(usize, u32)]) -> Chec
         .fold(Checkpoint::new(), |c, &(k, v)| c.with_value(&KEYS[k], v));
     block_values
         .iter()
-        .fold(checkpoint, |c, &(k, v)| c.with_block_value(&KEYS[k], v))
+        .fold(checkpoint, |c, &(k, v)| c.with_value(&PRIVATE_KEYS[k], v))
 }
 
-fn frame_of(checkpoint: &Checkpoint) -> Frame {
-    let collect = |get: &dyn Fn(&'static Key<u32>) -> Option<u32>| {
-        (0..KEY_COUNT)
-            .filter_map(|k| get(&KEYS[k]).map(|v| (k, v)))
-            .collect()
-    };
-    Frame {
-        values: collect(&|key| checkpoint.get(key)),
-        block_values: collect(&|key| checkpoint.get_block(key)),
+/// The values `keys` have in `stack`, as the model's map of them.
+fn values_of(stack: &Stack, keys: &'static [Key<u32>]) -> HashMap<usize, u32> {
+    keys.iter()
+        .enumerate()
+        .filter_map(|(k, key)| stack.get(key).map(|&v| (k, v)))
+        .collect()
+}
+
+/// What a checkpoint holds, read by entering it alone on a fresh stack, and
+/// the checkpoint, popped back off with its values.
+fn frame_of(checkpoint: Checkpoint) -> (Frame, Checkpoint) {
+    let mut alone = Stack::new();
+    alone.push(checkpoint);
+    let frame = Frame {
+        values: values_of(&alone, &KEYS),
+        block_values: values_of(&alone, &PRIVATE_KEYS),
         probe: None,
+    };
+    (frame, alone.pop().expect("the checkpoint was just entered"))
+}
+
+/// Checks that `snapshot` carries the visible values of the inherited keys
+/// (`visible` reads the stack it was taken from) and nothing else, by
+/// entering it alone on a fresh stack; returns how many values it carries.
+fn check_snapshot(
+    snapshot: Checkpoint,
+    visible: impl Fn(&'static Key<u32>) -> Option<u32>,
+) -> usize {
+    let mut alone = Stack::new();
+    let entered = alone.enter_with(snapshot);
+    for (k, key) in KEYS.iter().enumerate() {
+        let carried = if k < INHERITED { visible(key) } else { None };
+        assert_eq!(entered.get(key).copied(), carried, "snapshot of k{k}");
     }
+    for (k, key) in PRIVATE_KEYS.iter().enumerate() {
+        assert_eq!(entered.get(key), None, "snapshot of p{k}");
+    }
+    assert!(entered.get(&PROBE).is_none(), "a probe is not inherited");
+    values_of(&entered, &KEYS).len()
 }
 
 fn apply_to_stack(
@@ -320,7 +379,7 @@ fn apply_to_stack(
             Err(())
         }
     };
-    let count = |r: Result<bool, stackholm::Error>| r.map(|b| Some(usize::from(b))).map_err(|_| ());
+    let count = |removed: bool| Ok(Some(usize::from(removed)));
     match op {
         Op::Enter {
             values,
@@ -329,9 +388,9 @@ fn apply_to_stack(
             stack.push(checkpoint_of(values, block_values));
             Ok(None)
         }
-        Op::Leave => stack.pop().map(|_| None).map_err(|_| ()),
+        Op::Leave => stack.pop().map(|_| None).ok_or(()),
         Op::PopSaved => {
-            saved.push(stack.pop().map_err(|_| ())?);
+            saved.push(stack.pop().ok_or(())?);
             Ok(None)
         }
         Op::EnterSaved => {
@@ -341,20 +400,19 @@ fn apply_to_stack(
             Ok(None)
         }
         Op::Set(k, v) => done(stack.set(&KEYS[*k], *v), *v),
-        Op::SetBlock(k, v) => done(stack.set_block(&KEYS[*k], *v), *v),
+        Op::SetBlock(k, v) => done(stack.set(&PRIVATE_KEYS[*k], *v), *v),
         Op::Remove(k) => count(stack.remove(&KEYS[*k])),
-        Op::RemoveBlock(k) => count(stack.remove_block(&KEYS[*k])),
+        Op::RemoveBlock(k) => count(stack.remove(&PRIVATE_KEYS[*k])),
         Op::Reset(k) => Ok(Some(stack.reset(&KEYS[*k]))),
+        Op::ResetBlock(k) => Ok(Some(stack.reset(&PRIVATE_KEYS[*k]))),
         Op::LeaveAt(_) | Op::DropStale | Op::SetProbe | Op::RemoveProbe | Op::ResetProbe => {
             unreachable!("only generated for storages")
         }
         Op::Snapshot => {
             let snapshot = stack.snapshot();
-            for (k, key) in KEYS.iter().enumerate() {
-                let carried = if k < INHERITED { stack.get(key) } else { None };
-                assert_eq!(snapshot.get(key).as_ref(), carried, "snapshot of k{k}");
-            }
-            Ok(Some(snapshot.len()))
+            Ok(Some(check_snapshot(snapshot, |key| {
+                stack.get(key).copied()
+            })))
         }
     }
 }
@@ -380,7 +438,7 @@ fn apply_to_storage(guards: &mut Guards, op: &Op) -> Result<Option<usize>, ()> {
             Err(())
         }
     };
-    let count = |r: Result<bool, stackholm::Error>| r.map(|b| Some(usize::from(b))).map_err(|_| ());
+    let count = |removed: bool| Ok(Some(usize::from(removed)));
     match op {
         Op::Enter {
             values,
@@ -412,15 +470,24 @@ fn apply_to_storage(guards: &mut Guards, op: &Op) -> Result<Option<usize>, ()> {
             guards.next_probe += 1;
             s.set(&PROBE, Probe(probe)).map(|()| None).map_err(|_| ())
         }
-        Op::RemoveProbe => count(s.remove(&PROBE)),
-        Op::ResetProbe => s.reset(&PROBE).map(Some).map_err(|_| ()),
+        Op::RemoveProbe => count(s.remove(&PROBE).expect("a storage is never busy here")),
+        Op::ResetProbe => Ok(Some(s.reset(&PROBE).expect("a storage is never busy here"))),
         Op::PopSaved | Op::EnterSaved => unreachable!("not generated for storages"),
-        Op::Snapshot => s.try_snapshot().map(|c| Some(c.len())).map_err(|_| ()),
+        Op::Snapshot => Ok(Some(check_snapshot(s.snapshot(), |key| s.get(key)))),
         Op::Set(k, v) => done(s.set(&KEYS[*k], *v), *v),
-        Op::SetBlock(k, v) => done(s.set_block(&KEYS[*k], *v), *v),
-        Op::Remove(k) => count(s.remove(&KEYS[*k])),
-        Op::RemoveBlock(k) => count(s.remove_block(&KEYS[*k])),
-        Op::Reset(k) => s.reset(&KEYS[*k]).map(Some).map_err(|_| ()),
+        Op::SetBlock(k, v) => done(s.set(&PRIVATE_KEYS[*k], *v), *v),
+        Op::Remove(k) => count(s.remove(&KEYS[*k]).expect("a storage is never busy here")),
+        Op::RemoveBlock(k) => count(
+            s.remove(&PRIVATE_KEYS[*k])
+                .expect("a storage is never busy here"),
+        ),
+        Op::Reset(k) => Ok(Some(
+            s.reset(&KEYS[*k]).expect("a storage is never busy here"),
+        )),
+        Op::ResetBlock(k) => Ok(Some(
+            s.reset(&PRIVATE_KEYS[*k])
+                .expect("a storage is never busy here"),
+        )),
     }
 }
 
@@ -434,14 +501,15 @@ fn assert_reads_agree(model: &Model, stack: &Stack, step: usize) -> Result<(), T
             k,
             step
         );
+    }
+    for (k, key) in PRIVATE_KEYS.iter().enumerate() {
         prop_assert_eq!(
-            stack.get_block(key).copied(),
+            stack.get(key).copied(),
             model.get_block(k),
-            "get_block k{} at step {}",
+            "get p{} at step {}",
             k,
             step
         );
-        prop_assert_eq!(stack.try_get(key).is_err(), model.frames.is_empty());
     }
     Ok(())
 }
@@ -451,14 +519,15 @@ fn assert_storage_agrees(model: &Model, step: usize) -> Result<(), TestCaseError
     prop_assert_eq!(s.depth(), model.frames.len(), "depth at step {}", step);
     for (k, key) in KEYS.iter().enumerate() {
         prop_assert_eq!(s.get(key), model.get(k), "get k{} at step {}", k, step);
+    }
+    for (k, key) in PRIVATE_KEYS.iter().enumerate() {
         prop_assert_eq!(
-            s.get_block(key),
+            s.get(key),
             model.get_block(k),
-            "get_block k{} at step {}",
+            "get p{} at step {}",
             k,
             step
         );
-        prop_assert_eq!(s.try_get(key).is_err(), model.frames.is_empty());
     }
     Ok(())
 }
@@ -476,8 +545,10 @@ proptest! {
             let actual = apply_to_stack(&mut stack, &mut saved, op);
             prop_assert_eq!(actual, expected, "result of {:?} at step {}", op, step);
             assert_reads_agree(&model, &stack, step)?;
-            if let (Op::PopSaved, Some(checkpoint)) = (op, saved.last()) {
-                prop_assert_eq!(&frame_of(checkpoint), model.saved.last().unwrap());
+            if let (Op::PopSaved, Some(checkpoint)) = (op, saved.last_mut()) {
+                let (frame, popped) = frame_of(std::mem::take(checkpoint));
+                *checkpoint = popped;
+                prop_assert_eq!(&frame, model.saved.last().unwrap());
             }
         }
     }

@@ -9,6 +9,38 @@ use stackholm::{Checkpoint, Error, Key, Operation, Stack};
 static A: Key<i32> = Key::new("a");
 static B: Key<i32> = Key::new("b");
 static NAME: Key<String> = Key::new("name");
+// Block values are a property of the key: these are visible only in the
+// checkpoint that set them.
+static PRIVATE_A: Key<i32> = Key::new("private_a").private();
+static PRIVATE_B: Key<i32> = Key::new("private_b").private();
+static PRIVATE_NAME: Key<String> = Key::new("private_name").private();
+
+/// Every value of this file's keys that a checkpoint holds.
+#[derive(Debug, Default, PartialEq)]
+struct Held {
+    a: Option<i32>,
+    b: Option<i32>,
+    name: Option<String>,
+    private_a: Option<i32>,
+    private_b: Option<i32>,
+    private_name: Option<String>,
+}
+
+/// What `checkpoint` holds, read by entering it alone on a fresh stack, and
+/// the checkpoint itself, popped back off with its values.
+fn held(checkpoint: Checkpoint) -> (Held, Checkpoint) {
+    let mut alone = Stack::new();
+    alone.push(checkpoint);
+    let held = Held {
+        a: alone.get(&A).copied(),
+        b: alone.get(&B).copied(),
+        name: alone.get(&NAME).cloned(),
+        private_a: alone.get(&PRIVATE_A).copied(),
+        private_b: alone.get(&PRIVATE_B).copied(),
+        private_name: alone.get(&PRIVATE_NAME).cloned(),
+    };
+    (held, alone.pop().expect("the checkpoint was just entered"))
+}
 
 #[test]
 fn the_seed_example_reads_1_1_2_1_then_nothing() -> Result<(), Error> {
@@ -28,18 +60,8 @@ fn the_seed_example_reads_1_1_2_1_then_nothing() -> Result<(), Error> {
     }
     assert_eq!(seen, [Some(1), Some(1), Some(2), Some(1)]);
     assert_eq!(stack.get(&A), None);
-    let err = stack.try_get(&A).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::NoCheckpoint {
-                operation: Operation::Read,
-                key: Some("a"),
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    // "No checkpoint is active" is told apart from "not set" by the depth.
+    assert_eq!(stack.depth(), 0);
     Ok(())
 }
 
@@ -51,12 +73,12 @@ fn removing_the_nearest_setting_uncovers_the_outer_one() -> Result<(), Error> {
     {
         let mut inner = root.enter();
         inner.set(&A, 2)?;
-        assert!(inner.remove(&A)?);
+        assert!(inner.remove(&A));
         assert_eq!(inner.get(&A), Some(&1));
         // The next removal takes the root's setting, from inside.
-        assert!(inner.remove(&A)?);
+        assert!(inner.remove(&A));
         assert_eq!(inner.get(&A), None);
-        assert!(!inner.remove(&A)?);
+        assert!(!inner.remove(&A));
     }
     // It stays removed once the inner checkpoint is left.
     assert_eq!(root.get(&A), None);
@@ -70,7 +92,7 @@ fn a_removed_outer_setting_can_be_set_again_in_the_inner_checkpoint() -> Result<
     root.set(&A, 1)?;
     {
         let mut inner = root.enter();
-        inner.remove(&A)?;
+        assert!(inner.remove(&A));
         inner.set(&A, 5)?;
         assert_eq!(inner.get(&A), Some(&5));
     }
@@ -92,7 +114,7 @@ fn setting_twice_in_one_checkpoint_still_restores_the_parent() -> Result<(), Err
         assert_eq!(inner.get(&A), Some(&3));
     }
     assert_eq!(root.get(&A), Some(&1));
-    assert!(root.remove(&A)?);
+    assert!(root.remove(&A));
     assert_eq!(root.get(&A), None);
     Ok(())
 }
@@ -117,24 +139,28 @@ fn preloaded_values_appear_on_enter_and_vanish_on_exit() -> Result<(), Error> {
     let checkpoint = Checkpoint::new()
         .with_value(&A, 1)
         .with_value(&A, 10)
-        .with_block_value(&B, 2)
+        .with_value(&PRIVATE_B, 2)
         .with_value(&NAME, "n".to_owned());
-    assert_eq!(checkpoint.len(), 3);
-    assert_eq!(checkpoint.get(&A), Some(10), "a later pre-load replaces");
+    let (contents, checkpoint) = held(checkpoint);
+    assert_eq!(
+        contents,
+        Held {
+            a: Some(10),
+            private_b: Some(2),
+            name: Some("n".to_owned()),
+            ..Held::default()
+        },
+        "three values: a later pre-load replaces"
+    );
     let mut stack = Stack::new();
     {
         let mut guard = stack.enter_with(checkpoint);
         assert_eq!(guard.get(&A), Some(&10));
-        assert_eq!(guard.get_block(&B), Some(&2));
-        assert_eq!(
-            guard.get(&B),
-            None,
-            "a block value is not a checkpoint value"
-        );
+        assert_eq!(guard.get(&PRIVATE_B), Some(&2));
         assert_eq!(guard.get(&NAME).map(String::as_str), Some("n"));
         let nested = guard.enter();
         assert_eq!(nested.get(&A), Some(&10));
-        assert_eq!(nested.get_block(&B), None);
+        assert_eq!(nested.get(&PRIVATE_B), None);
     }
     assert_eq!(stack.depth(), 0);
     assert_eq!(stack.get(&A), None);
@@ -145,22 +171,21 @@ fn preloaded_values_appear_on_enter_and_vanish_on_exit() -> Result<(), Error> {
 fn block_values_are_not_inherited() -> Result<(), Error> {
     let mut stack = Stack::new();
     let mut root = stack.enter();
-    root.set_block(&A, 1)?;
-    assert_eq!(root.get_block(&A), Some(&1));
-    assert_eq!(root.get(&A), None);
+    root.set(&PRIVATE_A, 1)?;
+    assert_eq!(root.get(&PRIVATE_A), Some(&1));
     {
         let mut inner = root.enter();
-        assert_eq!(inner.get_block(&A), None);
+        assert_eq!(inner.get(&PRIVATE_A), None);
         assert!(
-            !inner.remove_block(&A)?,
+            !inner.remove(&PRIVATE_A),
             "the outer block value is not removable here"
         );
-        inner.set_block(&A, 2)?;
-        assert_eq!(inner.get_block(&A), Some(&2));
+        inner.set(&PRIVATE_A, 2)?;
+        assert_eq!(inner.get(&PRIVATE_A), Some(&2));
     }
-    assert_eq!(root.get_block(&A), Some(&1));
-    assert!(root.remove_block(&A)?);
-    assert_eq!(root.get_block(&A), None);
+    assert_eq!(root.get(&PRIVATE_A), Some(&1));
+    assert!(root.remove(&PRIVATE_A));
+    assert_eq!(root.get(&PRIVATE_A), None);
     Ok(())
 }
 
@@ -230,25 +255,29 @@ fn writing_with_no_checkpoint_is_an_error_that_changes_nothing() {
     );
     // The value that could not be set is handed back.
     assert_eq!(err.into_value(), 1);
-    let err = stack.set_block(&A, 2).unwrap_err();
-    assert_eq!(err.error().operation(), Some(Operation::SetBlock));
+    let err = stack.set(&PRIVATE_A, 2).unwrap_err();
+    assert!(
+        matches!(
+            err.error(),
+            Error::NoCheckpoint {
+                operation: Operation::Set,
+                key: Some("private_a"),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(err.into_value(), 2);
-    assert_eq!(
-        stack.remove(&A).unwrap_err().operation(),
-        Some(Operation::Remove)
-    );
-    assert_eq!(
-        stack.remove_block(&A).unwrap_err().operation(),
-        Some(Operation::RemoveBlock)
-    );
+    // Removing, resetting and popping find nothing to take.
+    assert!(!stack.remove(&A));
+    assert!(!stack.remove(&PRIVATE_A));
     assert_eq!(stack.reset(&A), 0);
-    let err = stack.pop().unwrap_err();
-    assert_eq!(err.operation(), Some(Operation::Pop));
-    assert_eq!(
-        err.to_string(),
-        "cannot pop a checkpoint: no checkpoint is active; enter a checkpoint first"
-    );
+    assert_eq!(stack.reset(&PRIVATE_A), 0);
+    assert!(stack.pop().is_none());
     assert_eq!(stack.depth(), 0);
+    // Nothing was set by the refused writes.
+    let guard = stack.enter();
+    assert_eq!((guard.get(&A), guard.get(&PRIVATE_A)), (None, None));
 }
 
 #[test]
@@ -258,11 +287,18 @@ fn a_popped_checkpoint_carries_its_values_back_in() -> Result<(), Error> {
     stack.set(&A, 1)?;
     stack.push(Checkpoint::new().with_value(&B, 2));
     stack.set(&A, 3)?;
-    stack.set_block(&NAME, "block".to_owned())?;
-    let saved = stack.pop()?;
-    assert_eq!(saved.get(&A), Some(3));
-    assert_eq!(saved.get(&B), Some(2));
-    assert_eq!(saved.get_block(&NAME).as_deref(), Some("block"));
+    stack.set(&PRIVATE_NAME, "block".to_owned())?;
+    let saved = stack.pop().expect("a checkpoint is active");
+    let (contents, saved) = held(saved);
+    assert_eq!(
+        contents,
+        Held {
+            a: Some(3),
+            b: Some(2),
+            private_name: Some("block".to_owned()),
+            ..Held::default()
+        }
+    );
     assert_eq!(stack.get(&A), Some(&1));
     assert_eq!(stack.get(&B), None);
 
@@ -272,24 +308,33 @@ fn a_popped_checkpoint_carries_its_values_back_in() -> Result<(), Error> {
     assert_eq!(stack.depth(), 3);
     assert_eq!(stack.get(&A), Some(&3));
     assert_eq!(stack.get(&B), Some(&2));
-    assert_eq!(stack.get_block(&NAME).map(String::as_str), Some("block"));
+    assert_eq!(stack.get(&PRIVATE_NAME).map(String::as_str), Some("block"));
     // A value removed while it was active stays out of the saved checkpoint.
-    stack.remove(&B)?;
-    let saved = stack.pop()?;
-    assert_eq!(saved.get(&B), None);
-    assert_eq!(saved.len(), 2);
+    assert!(stack.remove(&B));
+    let saved = stack.pop().expect("a checkpoint is active");
+    let (contents, _) = held(saved);
+    assert_eq!(
+        contents,
+        Held {
+            a: Some(3),
+            private_name: Some("block".to_owned()),
+            ..Held::default()
+        },
+        "two values are left"
+    );
     Ok(())
 }
 
 #[test]
 fn values_are_dropped_when_their_checkpoint_is_left() -> Result<(), Error> {
     static SHARED: Key<Arc<()>> = Key::new("shared");
+    static PRIVATE_SHARED: Key<Arc<()>> = Key::new("private_shared").private();
     let value = Arc::new(());
     let mut stack = Stack::new();
     {
         let mut guard = stack.enter();
         guard.set(&SHARED, Arc::clone(&value))?;
-        guard.set_block(&SHARED, Arc::clone(&value))?;
+        guard.set(&PRIVATE_SHARED, Arc::clone(&value))?;
         assert_eq!(Arc::strong_count(&value), 3);
     }
     assert_eq!(Arc::strong_count(&value), 1);
@@ -313,7 +358,7 @@ fn a_guard_leaves_checkpoints_pushed_through_it() -> Result<(), Error> {
         let mut guard = root.enter();
         // Popping the guard's own checkpoint by hand leaves the guard with
         // nothing to do.
-        let _ = guard.pop()?;
+        assert!(guard.pop().is_some());
         assert_eq!(guard.depth(), 1);
     }
     assert_eq!(root.depth(), 1);
@@ -326,15 +371,20 @@ fn debug_output_names_the_keys() -> Result<(), Error> {
     let mut stack = Stack::new();
     let mut guard = stack.enter();
     guard.set(&A, 1)?;
-    guard.set_block(&B, 2)?;
+    guard.set(&PRIVATE_B, 2)?;
     let shown = format!("{guard:?}");
     assert!(shown.contains("depth: 1"), "{shown}");
-    assert!(shown.contains("keys: [\"a\"]"), "{shown}");
-    assert!(shown.contains("block_keys: [\"b\"]"), "{shown}");
+    assert!(shown.contains(" keys: [\"a\"]"), "{shown}");
+    assert!(shown.contains("private_keys: [\"private_b\"]"), "{shown}");
     let checkpoint = Checkpoint::new().with_value(&NAME, String::new());
     assert_eq!(
         format!("{checkpoint:?}"),
-        "Checkpoint { name: None, values: [\"name\"], block_values: [] }"
+        "Checkpoint { name: None, values: [\"name\"], private_values: [] }"
+    );
+    let checkpoint = Checkpoint::named("n").with_value(&PRIVATE_B, 1);
+    assert_eq!(
+        format!("{checkpoint:?}"),
+        "Checkpoint { name: Some(\"n\"), values: [], private_values: [\"private_b\"] }"
     );
     Ok(())
 }

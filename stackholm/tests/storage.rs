@@ -7,6 +7,9 @@ use std::sync::{Arc, Mutex};
 use stackholm::{Checkpoint, Error, Key, Operation, Scope, DEFAULT};
 
 static A: Key<i32> = Key::new("a");
+/// `A`'s counterpart whose values are private to the checkpoint that set
+/// them (what block values were).
+static PRIVATE_A: Key<i32> = Key::new("private_a").private();
 static COUNTER: Key<u64> = Key::new("counter");
 
 /// A value whose destructor panics, and keys for it and a well-behaved one.
@@ -36,31 +39,34 @@ fn guards_enter_and_leave_nested_checkpoints() -> Result<(), Error> {
             let _inner = DEFAULT.enter_with(Checkpoint::new().with_value(&A, 2));
             assert_eq!(DEFAULT.depth(), 2);
             assert_eq!(DEFAULT.get(&A), Some(2));
-            assert!(DEFAULT.remove(&A)?);
+            assert_eq!(DEFAULT.remove(&A), Ok(true));
             assert_eq!(DEFAULT.get(&A), Some(1));
         }
         assert_eq!(DEFAULT.get(&A), Some(1));
-        DEFAULT.set_block(&A, 7)?;
-        assert_eq!(DEFAULT.get_block(&A), Some(7));
-        assert!(DEFAULT.contains(&A));
-        assert_eq!(DEFAULT.reset(&A)?, 1);
-        assert!(!DEFAULT.contains(&A));
-        assert!(DEFAULT.remove_block(&A)?);
+        DEFAULT.set(&PRIVATE_A, 7)?;
+        assert_eq!(DEFAULT.get(&PRIVATE_A), Some(7));
+        assert!(DEFAULT.get(&A).is_some());
+        assert_eq!(DEFAULT.reset(&A), Ok(1));
+        assert!(DEFAULT.get(&A).is_none());
+        // Resetting `A` leaves the private value alone.
+        assert_eq!(DEFAULT.get(&PRIVATE_A), Some(7));
+        assert_eq!(DEFAULT.remove(&PRIVATE_A), Ok(true));
+        assert_eq!(DEFAULT.get(&PRIVATE_A), None);
+        assert_eq!(
+            DEFAULT.remove(&PRIVATE_A),
+            Ok(false),
+            "nothing left to remove"
+        );
+        assert_eq!(DEFAULT.remove(&A), Ok(false), "nothing left to remove");
+        assert_eq!(DEFAULT.reset(&A), Ok(0));
     }
+    // No checkpoint active: reads find nothing, removals remove nothing,
+    // writes are refused.
     assert_eq!(DEFAULT.depth(), 0);
     assert_eq!(DEFAULT.get(&A), None);
-    let err = DEFAULT.try_get(&A).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::NoCheckpoint {
-                operation: Operation::Read,
-                key: Some("a"),
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_eq!(DEFAULT.get(&PRIVATE_A), None);
+    assert_eq!(DEFAULT.remove(&A), Ok(false));
+    assert_eq!(DEFAULT.reset(&A), Ok(0));
     let err = DEFAULT.set(&A, 1).unwrap_err();
     assert!(
         matches!(
@@ -90,7 +96,9 @@ fn declared_storages_are_independent() -> Result<(), Error> {
     OTHER.set(&A, 2)?;
     assert_eq!(DEFAULT.get(&A), Some(1));
     assert_eq!(OTHER.get(&A), Some(2));
-    assert!(OTHER.name().ends_with("::OTHER"), "{}", OTHER.name());
+    // The name a storage was declared under shows in its `Debug`.
+    let shown = format!("{OTHER:?}");
+    assert!(shown.contains("::OTHER\""), "{shown}");
     Ok(())
 }
 
@@ -114,13 +122,30 @@ fn reads_nest_inside_a_read_but_writes_are_refused() -> Result<(), Error> {
             "{err:?}"
         );
         assert_eq!(err.into_value(), 2, "the refused value is handed back");
+        // Entering is refused: `enter` panics, and the stack is unchanged.
+        let panic = catch_unwind(|| drop(DEFAULT.enter())).unwrap_err();
+        let message = panic_message(&*panic);
+        assert!(
+            message.contains("cannot enter a checkpoint: the storage is lent to a `with` closure"),
+            "{message}"
+        );
+        assert_eq!(DEFAULT.depth(), 1);
+        // Removing is refused too, and says why; nothing is removed.
         assert!(matches!(
-            DEFAULT.try_enter(),
+            DEFAULT.remove(&A),
             Err(Error::Busy {
-                operation: Operation::Enter,
+                operation: Operation::Remove,
                 ..
             })
         ));
+        assert!(matches!(
+            DEFAULT.reset(&A),
+            Err(Error::Busy {
+                operation: Operation::Reset,
+                ..
+            })
+        ));
+        assert_eq!(DEFAULT.get(&A), Some(1));
         // Another storage is a different stack, free to change.
         let _other = OTHER.enter();
         OTHER.set(&A, 3).unwrap();
@@ -203,11 +228,11 @@ fn a_guard_dropped_inside_a_scope_leaves_its_checkpoint_outside_it() -> Result<(
     DEFAULT.set(&A, 1)?;
     let inner = DEFAULT.enter();
     DEFAULT.set(&A, 2)?;
-    DEFAULT.sync_scope(|| {
+    DEFAULT.sync_scope(Checkpoint::new(), || {
         let _scoped = DEFAULT.enter();
         drop(inner);
-        // The scope's own stack is untouched.
-        assert_eq!(DEFAULT.depth(), 1);
+        // The scope's own stack (its root and `_scoped`) is untouched.
+        assert_eq!(DEFAULT.depth(), 2);
     });
     assert_eq!(DEFAULT.depth(), 1);
     assert_eq!(DEFAULT.get(&A), Some(1));
@@ -233,17 +258,20 @@ fn a_value_whose_destructor_panics_does_not_corrupt_the_stack() -> Result<(), Er
     DEFAULT.set(&GOOD, Arc::clone(&good))?;
     DEFAULT.set(&BAD, PanicsOnDrop)?;
     DEFAULT.set(&A, 2)?;
-    DEFAULT.set_block(&A, 3)?;
+    DEFAULT.set(&PRIVATE_A, 3)?;
     assert!(catch_unwind(AssertUnwindSafe(|| drop(guard))).is_err());
 
     assert_eq!(DEFAULT.depth(), 1);
     assert_eq!(DEFAULT.get(&A), Some(1));
-    assert_eq!(DEFAULT.get_block(&A), None);
-    assert!(!DEFAULT.contains(&BAD));
+    assert_eq!(DEFAULT.get(&PRIVATE_A), None);
+    assert!(!DEFAULT.with(&BAD, |bad| bad.is_some()));
     assert_eq!(Arc::strong_count(&good), 1, "every other value was dropped");
-    // The depth the bad frame had is reused cleanly.
+    // The depth the bad frame had is reused cleanly: none of its values,
+    // private ones included, shows through there.
     let _again = DEFAULT.enter();
     assert_eq!(DEFAULT.get(&A), Some(1));
+    assert_eq!(DEFAULT.get(&PRIVATE_A), None);
+    assert!(!DEFAULT.with(&BAD, |bad| bad.is_some()));
     DEFAULT.set(&A, 5)?;
     assert_eq!(DEFAULT.get(&A), Some(5));
     Ok(())
@@ -285,25 +313,56 @@ fn every_thread_has_its_own_stack() -> Result<(), Error> {
 
 #[test]
 fn reading_from_another_thread_local_destructor_does_not_panic() {
+    /// What a destructor saw: `A` and the depth, whether a snapshot could
+    /// be taken, and what entering did (the panic message, if it panicked).
+    type Saw = (Option<i32>, usize, bool, Result<(), String>);
+    static SEEN: Mutex<Vec<Saw>> = Mutex::new(Vec::new());
     struct ReadsOnDrop;
     impl Drop for ReadsOnDrop {
         fn drop(&mut self) {
             // DEFAULT's own thread-local may already be gone; either way
-            // this is an ordinary read.
-            let _ = DEFAULT.get(&A);
-            let _ = DEFAULT.depth();
-            let _ = DEFAULT.try_enter();
+            // these are ordinary reads, and must not panic (a panic escaping
+            // a thread-local destructor aborts the process).
+            let read = (DEFAULT.get(&A), DEFAULT.depth());
+            let snapshot = catch_unwind(|| drop(DEFAULT.snapshot())).is_ok();
+            // Entering works if the storage is still there, and panics,
+            // saying why, if it is gone.
+            let entered = catch_unwind(|| drop(DEFAULT.enter())).map_err(|p| panic_message(&*p));
+            SEEN.lock()
+                .unwrap()
+                .push((read.0, read.1, snapshot, entered));
         }
     }
     thread_local! {
         static READER: ReadsOnDrop = const { ReadsOnDrop };
     }
+    // Thread-locals are destroyed in an order of the platform's choosing
+    // (commonly the reverse of first use): one thread uses DEFAULT first,
+    // the other READER first, so that each order is likely to be seen.
     std::thread::spawn(|| {
         let _guard = DEFAULT.enter();
         READER.with(|_| ());
     })
     .join()
     .unwrap();
+    std::thread::spawn(|| {
+        READER.with(|_| ());
+        let _guard = DEFAULT.enter();
+    })
+    .join()
+    .unwrap();
+    let seen = std::mem::take(&mut *SEEN.lock().unwrap());
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for (a, depth, snapshot, entered) in seen {
+        assert_eq!((a, depth), (None, 0));
+        assert!(
+            snapshot,
+            "a snapshot on an exiting thread is empty, not a panic"
+        );
+        if let Err(message) = entered {
+            assert!(message.contains("the thread is exiting"), "{message}");
+        }
+    }
 }
 
 #[test]
@@ -311,7 +370,11 @@ fn debug_shows_the_storage_name() {
     let guard = DEFAULT.enter();
     assert_eq!(
         format!("{DEFAULT:?}"),
-        "Storage { name: \"stackholm::DEFAULT\", .. }"
+        "Storage { name: \"stackholm::DEFAULT\", task_only: false, .. }"
+    );
+    assert_eq!(
+        format!("{:?}", DEFAULT.task()),
+        "Storage { name: \"stackholm::DEFAULT\", task_only: true, .. }"
     );
     assert!(format!("{guard:?}").contains("stackholm::DEFAULT"));
 }
@@ -325,78 +388,85 @@ fn a_scope_drops_its_values_when_it_ends_and_the_next_scope_starts_empty() -> Re
         }
     }
     static HELD: Key<Counted> = Key::new("held");
+    static PRIVATE_HELD: Key<Counted> = Key::new("private_held").private();
     static VALUE: Key<u32> = Key::new("value");
-    static NAME: Key<&str> = Key::new("name");
+    static NAME: Key<&str> = Key::new("name").private();
 
     let drops = Arc::new(AtomicUsize::new(0));
     for round in 0..3 {
-        let mut scope = Scope::with_root(DEFAULT, Checkpoint::new().with_value(&VALUE, round));
+        let mut scope = Scope::new(DEFAULT, Checkpoint::new().with_value(&VALUE, round));
         scope.run(|| -> Result<(), Error> {
             assert_eq!(DEFAULT.depth(), 1);
             assert_eq!(DEFAULT.get(&VALUE), Some(round));
             assert!(!DEFAULT.with(&HELD, |held| held.is_some()));
-            assert_eq!(DEFAULT.get_block(&NAME), None);
+            assert!(!DEFAULT.with(&PRIVATE_HELD, |held| held.is_some()));
+            assert_eq!(DEFAULT.get(&NAME), None);
             DEFAULT.set(&HELD, Counted(Arc::clone(&drops)))?;
             Ok(())
         })?;
-        // A second checkpoint, entered in the scope between runs and left
-        // open on purpose: ending the scope leaves it. (A guard kept past a
-        // run is left by the run itself; see
-        // `a_guard_kept_past_a_scope_run_is_left_and_reported`.)
-        scope.stack_mut().push(Checkpoint::new());
+        // Only the root is ever active in a scope between runs (a guard
+        // kept past a run is left by the run itself; see
+        // `a_guard_kept_past_a_scope_run_is_left_and_reported`): the values
+        // of both kinds that the root holds when the scope ends are dropped
+        // with it.
         scope.run(|| -> Result<(), Error> {
-            assert_eq!(DEFAULT.depth(), 2);
-            DEFAULT.set_block(&NAME, "inner")?;
-            DEFAULT.set(&HELD, Counted(Arc::clone(&drops)))?;
+            assert_eq!(DEFAULT.depth(), 1);
+            assert!(
+                DEFAULT.with(&HELD, |held| held.is_some()),
+                "kept between runs"
+            );
+            DEFAULT.set(&NAME, "root")?;
+            DEFAULT.set(&PRIVATE_HELD, Counted(Arc::clone(&drops)))?;
             Ok(())
         })?;
-        assert_eq!(scope.stack().depth(), 2);
+        assert_eq!(scope.run(|| DEFAULT.depth()), 1);
         assert_eq!(drops.load(Ordering::SeqCst), 2 * round as usize);
         drop(scope);
         assert_eq!(drops.load(Ordering::SeqCst), 2 * round as usize + 2);
     }
-    // The spare stacks a thread keeps for its next scopes hold nothing.
-    let mut scope = Scope::new(DEFAULT);
-    assert_eq!(scope.stack().depth(), 0);
-    let err = scope.run(|| DEFAULT.try_get(&VALUE)).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::NoCheckpoint {
-                operation: Operation::Read,
-                key: Some("value"),
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    // The spare stacks a thread keeps for its next scopes hold nothing: a
+    // new scope has its own root and nothing else.
+    let mut scope = Scope::new(DEFAULT, Checkpoint::new());
+    scope.run(|| {
+        assert_eq!(DEFAULT.depth(), 1);
+        assert_eq!(DEFAULT.get(&VALUE), None);
+        assert!(!DEFAULT.with(&HELD, |held| held.is_some()));
+        assert!(!DEFAULT.with(&PRIVATE_HELD, |held| held.is_some()));
+        assert_eq!(DEFAULT.get(&NAME), None);
+    });
     Ok(())
 }
 
 #[test]
 fn a_scope_whose_value_panics_when_dropped_still_drops_the_rest() -> Result<(), Error> {
+    static PRIVATE_GOOD: Key<Arc<()>> = Key::new("private_good").private();
     let good = Arc::new(());
 
-    let mut scope = Scope::with_root(DEFAULT, Checkpoint::new());
-    scope.run(|| DEFAULT.set(&GOOD, Arc::clone(&good)))?;
-    // A nested checkpoint left open in the scope: dropping the scope leaves
-    // it, then the root.
-    scope.stack_mut().push(Checkpoint::new());
+    let mut scope = Scope::new(
+        DEFAULT,
+        Checkpoint::new().with_value(&GOOD, Arc::clone(&good)),
+    );
+    // Values dropped before and after the one that panics: the last set is
+    // dropped first.
     scope.run(|| -> Result<(), Error> {
         DEFAULT.set(&BAD, PanicsOnDrop)?;
-        DEFAULT.set(&GOOD, Arc::clone(&good))?;
+        DEFAULT.set(&PRIVATE_GOOD, Arc::clone(&good))?;
         Ok(())
     })?;
-    assert_eq!(scope.stack().depth(), 2);
+    assert_eq!(scope.run(|| DEFAULT.depth()), 1);
     assert_eq!(Arc::strong_count(&good), 3);
     let panic = catch_unwind(AssertUnwindSafe(|| drop(scope))).unwrap_err();
     assert_eq!(panic_message(&*panic), "value destructor");
     assert_eq!(Arc::strong_count(&good), 1, "every other value was dropped");
 
-    let mut next = Scope::new(DEFAULT);
+    let mut next = Scope::new(DEFAULT, Checkpoint::new());
     assert_eq!(
-        next.run(|| (DEFAULT.depth(), DEFAULT.get(&GOOD))),
-        (0, None)
+        next.run(|| (
+            DEFAULT.depth(),
+            DEFAULT.get(&GOOD),
+            DEFAULT.get(&PRIVATE_GOOD)
+        )),
+        (1, None, None)
     );
     Ok(())
 }
@@ -409,7 +479,7 @@ fn a_destructor_can_run_a_scope_while_a_set_aside_stack_is_left() {
     struct RunsScope(Arc<Mutex<Option<Seen>>>);
     impl Drop for RunsScope {
         fn drop(&mut self) {
-            let nested = DEFAULT.sync_scope_with(Checkpoint::new().with_value(&A, 3), || {
+            let nested = DEFAULT.sync_scope(Checkpoint::new().with_value(&A, 3), || {
                 (DEFAULT.depth(), DEFAULT.get(&A))
             });
             *self.0.lock().unwrap() = Some((DEFAULT.get(&A), DEFAULT.depth(), nested));
@@ -426,7 +496,7 @@ fn a_destructor_can_run_a_scope_while_a_set_aside_stack_is_left() {
         .set(&RUNS_SCOPE, RunsScope(Arc::clone(&seen)))
         .unwrap();
     DEFAULT.set(&A, 1).unwrap();
-    let mut scope = Scope::with_root(DEFAULT, Checkpoint::new().with_value(&A, 2));
+    let mut scope = Scope::new(DEFAULT, Checkpoint::new().with_value(&A, 2));
     scope.run(|| drop(outside));
     assert_eq!(
         seen.lock().unwrap().take(),
@@ -470,7 +540,7 @@ impl Drop for Witness {
             self.name,
             DEFAULT.get(&A),
             DEFAULT.depth(),
-            DEFAULT.contains(&WITNESS),
+            DEFAULT.with(&WITNESS, |witness| witness.is_some()),
         );
         self.seen.lock().unwrap().push(seen);
     }
@@ -539,10 +609,10 @@ fn a_destructor_sees_its_checkpoint_already_left_and_may_use_the_storage() -> Re
     DEFAULT.set(&WITNESS, witness("replaced"))?;
     DEFAULT.set(&A, 3)?;
     DEFAULT.set(&WITNESS, witness("replacement"))?;
-    assert!(DEFAULT.remove(&WITNESS)?);
+    assert_eq!(DEFAULT.remove(&WITNESS), Ok(true));
     DEFAULT.set(&OTHER_WITNESS, witness("reset"))?;
     DEFAULT.set(&A, 4)?;
-    assert_eq!(DEFAULT.reset(&OTHER_WITNESS)?, 1);
+    assert_eq!(DEFAULT.reset(&OTHER_WITNESS), Ok(1));
     assert_eq!(
         *seen.lock().unwrap(),
         [
@@ -551,7 +621,7 @@ fn a_destructor_sees_its_checkpoint_already_left_and_may_use_the_storage() -> Re
             ("reset", Some(4), 1, false)
         ]
     );
-    assert!(!DEFAULT.contains(&WITNESS));
+    assert!(!DEFAULT.with(&WITNESS, |witness| witness.is_some()));
     Ok(())
 }
 
@@ -574,7 +644,7 @@ fn a_destructor_panicking_while_the_thread_unwinds_does_not_abort() {
     assert_eq!(Arc::strong_count(&good), 1, "every other value was dropped");
     assert_eq!(DEFAULT.depth(), 1);
     assert_eq!(DEFAULT.get(&A), Some(1));
-    assert!(!DEFAULT.contains(&BAD));
+    assert!(!DEFAULT.with(&BAD, |bad| bad.is_some()));
 }
 
 #[test]
@@ -608,27 +678,26 @@ fn dropping_a_scope_leaves_its_checkpoints_inside_it() {
     };
     let _thread = DEFAULT.enter();
     DEFAULT.set(&A, 100).unwrap();
-    let mut scope = Scope::with_root(
+    DEFAULT.set(&WITNESS, witness("thread")).unwrap();
+    let mut scope = Scope::new(
         DEFAULT,
         Checkpoint::new()
             .with_value(&A, 1)
             .with_value(&WITNESS, witness("root")),
     );
-    scope.stack_mut().push(Checkpoint::new().with_value(&A, 2));
-    scope.stack_mut().push(
-        Checkpoint::new()
-            .with_value(&A, 3)
-            .with_value(&WITNESS, witness("inner")),
-    );
+    scope
+        .run(|| DEFAULT.set(&OTHER_WITNESS, witness("set in a run")))
+        .unwrap();
     drop(scope);
-    // Each destructor saw the scope's stack, its own checkpoint already
-    // left; never the thread's.
+    // Each destructor saw the scope's stack, its checkpoint already left;
+    // never the thread's. (The last value set is dropped first.)
     assert_eq!(
         *seen.lock().unwrap(),
-        [("inner", Some(2), 2, true), ("root", None, 0, false)]
+        [("set in a run", None, 0, false), ("root", None, 0, false)]
     );
     assert_eq!(DEFAULT.depth(), 1);
     assert_eq!(DEFAULT.get(&A), Some(100));
+    assert!(DEFAULT.with(&WITNESS, |witness| witness.is_some()));
 }
 
 #[test]
@@ -636,7 +705,7 @@ fn a_guard_kept_past_a_scope_run_is_left_and_reported() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let _thread = DEFAULT.enter();
     DEFAULT.set(&A, 100).unwrap();
-    let mut scope = Scope::with_root(DEFAULT, Checkpoint::new().with_value(&A, 1));
+    let mut scope = Scope::new(DEFAULT, Checkpoint::new().with_value(&A, 1));
     let panic = catch_unwind(AssertUnwindSafe(|| {
         scope.run(|| {
             let kept = DEFAULT.enter();
@@ -659,8 +728,10 @@ fn a_guard_kept_past_a_scope_run_is_left_and_reported() {
     assert!(message.contains("stackholm::DEFAULT"), "{message}");
     // The checkpoint was left inside the scope, its values dropped there.
     assert_eq!(*seen.lock().unwrap(), [("kept", Some(1), 1, false)]);
-    assert_eq!(scope.stack().depth(), 1);
-    assert_eq!(scope.run(|| DEFAULT.get(&A)), Some(1));
+    assert_eq!(
+        scope.run(|| (DEFAULT.depth(), DEFAULT.get(&A))),
+        (1, Some(1))
+    );
     assert_eq!(DEFAULT.depth(), 1);
     assert_eq!(DEFAULT.get(&A), Some(100));
 
@@ -671,8 +742,10 @@ fn a_guard_kept_past_a_scope_run_is_left_and_reported() {
         DEFAULT.depth()
     });
     assert_eq!(kept, Ok(2));
-    assert_eq!(scope.stack().depth(), 1);
-    assert_eq!(scope.run(|| DEFAULT.get(&A)), Some(1));
+    assert_eq!(
+        scope.run(|| (DEFAULT.depth(), DEFAULT.get(&A))),
+        (1, Some(1))
+    );
     // A checkpoint entered during the run and left in it is no stray.
     assert_eq!(
         scope.run(|| {
@@ -687,7 +760,7 @@ fn a_guard_kept_past_a_scope_run_is_left_and_reported() {
 fn a_scope_refuses_to_run_inside_a_read_of_its_storage() {
     let _root = DEFAULT.enter();
     DEFAULT.set(&A, 1).unwrap();
-    let mut scope = Scope::with_root(DEFAULT, Checkpoint::new().with_value(&A, 2));
+    let mut scope = Scope::new(DEFAULT, Checkpoint::new().with_value(&A, 2));
     DEFAULT.with(&A, |value| {
         assert_eq!(value, Some(&1));
         let refused = scope.try_run(|| unreachable!("not called when refused"));

@@ -1,6 +1,5 @@
 //! Task-local scopes, instrumented futures and propagation, on real tokio
 //! runtimes.
-#![cfg(feature = "tokio")]
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -12,11 +11,13 @@ use std::time::Duration;
 
 use stackholm::futures::{InCheckpoint, Scoped};
 use stackholm::{
-    Ambient, Checkpoint, CheckpointExt, CheckpointGuard, Error, Key, Operation, Scope, TaskOnly,
-    DEFAULT,
+    Checkpoint, CheckpointExt, CheckpointGuard, Error, Key, Operation, Scope, Stack, DEFAULT,
 };
 
 static TASK_ID: Key<usize> = Key::new("task_id");
+/// `TASK_ID`'s counterpart whose values are private to the checkpoint that
+/// set them (what block values were).
+static PRIVATE_TASK_ID: Key<usize> = Key::new("private_task_id").private();
 static LEVEL: Key<usize> = Key::new("level").inherited();
 static COUNTER: Key<u64> = Key::new("counter").inherited();
 
@@ -40,7 +41,7 @@ async fn a_thousand_interleaved_tasks_each_see_only_their_own_values() {
     let handles: Vec<_> = (0..TASKS)
         .map(|id| {
             let root = Checkpoint::new().with_value(&TASK_ID, id);
-            tokio::spawn(DEFAULT.scope_with(root, async move {
+            tokio::spawn(DEFAULT.scope(root, async move {
                 for level in 0..3 {
                     // A nested checkpoint around an await: the future runs
                     // inside it, rather than a guard held across the await.
@@ -130,15 +131,19 @@ async fn one_ambient_api_reaches_the_task_inside_a_scope_and_the_thread_outside(
     async {
         DEFAULT.set(&TASK_ID, 1).unwrap();
         assert_eq!(helper(), Some(1));
+        assert_eq!(DEFAULT.names(), ["thread"]);
         let inside = DEFAULT
-            .scope(async {
-                // A scope starts with a fresh stack: the thread's is not visible.
+            .scope(Checkpoint::named("task"), async {
+                // A scope starts with a fresh stack, its root alone: the
+                // thread's is not visible.
                 assert_eq!(helper(), None);
-                assert_eq!(DEFAULT.depth(), 0);
+                assert_eq!(DEFAULT.depth(), 1);
+                assert_eq!(DEFAULT.names(), ["task"]);
                 async {
                     DEFAULT.task().set(&TASK_ID, 2).unwrap();
                     tokio::task::yield_now().await;
-                    assert_eq!(DEFAULT.task().depth(), 1);
+                    assert_eq!(DEFAULT.task().depth(), 2);
+                    assert_eq!(DEFAULT.task().names(), ["task"]);
                     helper()
                 }
                 .in_checkpoint(Checkpoint::new())
@@ -147,9 +152,11 @@ async fn one_ambient_api_reaches_the_task_inside_a_scope_and_the_thread_outside(
             .await;
         assert_eq!(inside, Some(2));
         assert_eq!(helper(), Some(1));
+        assert_eq!(DEFAULT.names(), ["thread"]);
         assert_eq!(DEFAULT.task().depth(), 0, "no scope here");
+        assert!(DEFAULT.task().names().is_empty(), "no scope here");
     }
-    .in_checkpoint(Checkpoint::new())
+    .in_checkpoint(Checkpoint::named("thread"))
     .await;
     assert_eq!(helper(), None);
 }
@@ -158,14 +165,12 @@ async fn one_ambient_api_reaches_the_task_inside_a_scope_and_the_thread_outside(
 async fn scopes_nest_and_restore_the_outer_scope() {
     let outer = Checkpoint::new().with_value(&LEVEL, 1);
     DEFAULT
-        .scope_with(outer, async {
+        .scope(outer, async {
             let inner = Checkpoint::new().with_value(&LEVEL, 2);
-            let seen = DEFAULT
-                .scope_with(inner, async { DEFAULT.get(&LEVEL) })
-                .await;
+            let seen = DEFAULT.scope(inner, async { DEFAULT.get(&LEVEL) }).await;
             assert_eq!(seen, Some(2));
             assert_eq!(DEFAULT.get(&LEVEL), Some(1));
-            let seen = DEFAULT.sync_scope(|| DEFAULT.get(&LEVEL));
+            let seen = DEFAULT.sync_scope(Checkpoint::new(), || DEFAULT.get(&LEVEL));
             assert_eq!(seen, None);
         })
         .await;
@@ -174,20 +179,12 @@ async fn scopes_nest_and_restore_the_outer_scope() {
 #[test]
 fn the_task_only_handle_reports_a_missing_scope() {
     let task = DEFAULT.task();
-    let err = task.try_get(&LEVEL).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::NoScope {
-                operation: Operation::Read,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    // Reads find nothing.
     assert_eq!(task.get(&LEVEL), None);
+    assert!(!task.with(&LEVEL, |level| level.is_some()));
     assert_eq!(task.depth(), 0);
-    assert!(!task.contains(&LEVEL));
+    assert!(task.names().is_empty());
+    // Writes are refused, saying why.
     let err = task.set(&LEVEL, 1).unwrap_err();
     assert!(
         matches!(
@@ -204,13 +201,53 @@ fn the_task_only_handle_reports_a_missing_scope() {
         "{err}"
     );
     assert_eq!(err.into_value(), 1, "the value is handed back");
-    assert!(matches!(
-        task.try_enter(),
-        Err(Error::NoScope {
-            operation: Operation::Enter,
-            ..
+    let err = task.set_root(&LEVEL, 1).unwrap_err();
+    assert!(
+        matches!(
+            err.error(),
+            Error::NoScope {
+                operation: Operation::SetRoot,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.into_value(), 1, "the value is handed back");
+    let hook_ran = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&hook_ran);
+    let err = task
+        .on_exit(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
         })
-    ));
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NoScope {
+                operation: Operation::OnExit,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let counted = Arc::clone(&hook_ran);
+    let err = task
+        .on_root_exit(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NoScope {
+                operation: Operation::OnExit,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(Arc::strong_count(&hook_ran), 1, "refused hooks are dropped");
+    // Removals are refused too.
     assert!(matches!(
         task.remove(&LEVEL),
         Err(Error::NoScope {
@@ -218,22 +255,47 @@ fn the_task_only_handle_reports_a_missing_scope() {
             ..
         })
     ));
+    assert!(matches!(
+        task.reset(&LEVEL),
+        Err(Error::NoScope {
+            operation: Operation::Reset,
+            ..
+        })
+    ));
+    // Entering panics, saying why.
     let panic = catch_unwind(|| drop(task.enter())).unwrap_err();
-    let message = panic.downcast_ref::<String>().unwrap();
+    let message = panic_message(&*panic);
     assert!(
-        message.contains("no task-local scope is active"),
+        message.contains("cannot enter a checkpoint: no task-local scope is active"),
         "{message}"
     );
-    // The thread's stack is untouched and still reachable ambiently.
+    let panic = catch_unwind(|| drop(task.enter_with(Checkpoint::new()))).unwrap_err();
+    let message = panic_message(&*panic);
+    assert!(
+        message.contains("cannot enter a checkpoint: no task-local scope is active"),
+        "{message}"
+    );
+    // The thread's stack is untouched and still reachable ambiently; the
+    // task handle neither sees nor changes it.
+    assert_eq!(DEFAULT.depth(), 0);
     let _thread = DEFAULT.enter();
     DEFAULT.set(&LEVEL, 5).unwrap();
     assert_eq!(task.get(&LEVEL), None);
+    assert_eq!(task.depth(), 0);
+    assert!(task.remove(&LEVEL).is_err());
+    assert!(task.reset(&LEVEL).is_err());
+    assert!(task.set(&LEVEL, 6).is_err());
+    assert!(task.set_root(&LEVEL, 6).is_err());
+    assert!(task.on_exit(|_| ()).is_err());
+    assert!(catch_unwind(|| drop(task.enter())).is_err());
+    assert_eq!(DEFAULT.depth(), 1);
     assert_eq!(DEFAULT.get(&LEVEL), Some(5));
+    assert_eq!(hook_ran.load(Ordering::SeqCst), 0);
 }
 
 #[test]
 fn a_task_guard_outliving_its_scope_run_is_reported_and_does_nothing_when_dropped() {
-    let mut scope = Scope::with_root(DEFAULT, Checkpoint::new().with_value(&LEVEL, 1));
+    let mut scope = Scope::new(DEFAULT, Checkpoint::new().with_value(&LEVEL, 1));
     let _thread = DEFAULT.enter();
     DEFAULT.set(&LEVEL, 100).unwrap();
     // Returned out of the run, the guard outlives it: the run leaves its
@@ -248,18 +310,21 @@ fn a_task_guard_outliving_its_scope_run_is_reported_and_does_nothing_when_droppe
     .unwrap_err();
     let message = panic_message(&*panic);
     assert!(message.contains("held across"), "{message}");
-    assert_eq!(scope.stack().depth(), 1);
-    assert_eq!(scope.run(|| DEFAULT.get(&LEVEL)), Some(1));
+    assert_eq!(
+        scope.run(|| (DEFAULT.depth(), DEFAULT.get(&LEVEL))),
+        (1, Some(1))
+    );
     assert_eq!(DEFAULT.depth(), 1, "the thread's stack is not touched");
     assert_eq!(DEFAULT.get(&LEVEL), Some(100));
 
     // `try_run` hands such a guard out, its checkpoint already left.
     let guard = scope.try_run(|| DEFAULT.task().enter()).unwrap();
-    assert_eq!(scope.stack().depth(), 1);
+    assert_eq!(scope.run(|| DEFAULT.depth()), 1);
     // Dropped outside its scope, it does nothing.
     drop(guard);
     assert_eq!(DEFAULT.depth(), 1, "the thread's stack is not touched");
-    assert_eq!(scope.stack().depth(), 1);
+    assert_eq!(DEFAULT.get(&LEVEL), Some(100));
+    assert_eq!(scope.run(|| DEFAULT.depth()), 1);
     // Dropped back inside its scope, it does not take another checkpoint
     // for its own.
     let guard = scope.try_run(|| DEFAULT.task().enter()).unwrap();
@@ -269,8 +334,10 @@ fn a_task_guard_outliving_its_scope_run_is_reported_and_does_nothing_when_droppe
         DEFAULT.depth()
     });
     assert_eq!(depth, 2);
-    assert_eq!(scope.stack().depth(), 1);
-    assert_eq!(scope.run(|| DEFAULT.get(&LEVEL)), Some(1));
+    assert_eq!(
+        scope.run(|| (DEFAULT.depth(), DEFAULT.get(&LEVEL))),
+        (1, Some(1))
+    );
     assert_eq!(DEFAULT.depth(), 1);
 }
 
@@ -311,7 +378,7 @@ async fn a_task_guard_held_across_an_await_in_an_instrumented_future_panics_and_
     let polls = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&polls);
     DEFAULT
-        .scope_with(Checkpoint::new().with_value(&LEVEL, 0), async move {
+        .scope(Checkpoint::new().with_value(&LEVEL, 0), async move {
             let inner = async move {
                 let _held = DEFAULT.task().enter();
                 DEFAULT.set(&LEVEL, 2).unwrap();
@@ -372,20 +439,26 @@ fn a_guard_held_across_an_await_in_a_scoped_future_panics_and_is_left() {
     let _thread = DEFAULT.enter();
     DEFAULT.set(&LEVEL, 100).unwrap();
     let mut scoped = pin!(
-        DEFAULT.scope_with(Checkpoint::new().with_value(&LEVEL, 0), async {
-            let _held = DEFAULT.task().enter();
-            DEFAULT.set(&LEVEL, 2).unwrap();
-            std::future::pending::<()>().await;
+        DEFAULT.scope(Checkpoint::new().with_value(&LEVEL, 0), async {
+            {
+                let _held = DEFAULT.task().enter();
+                DEFAULT.set(&LEVEL, 2).unwrap();
+                futures_util::pending!();
+                // Its checkpoint is gone: dropped here, at the next poll,
+                // the guard does nothing.
+            }
+            // What the scope's stack is at the next poll.
+            (DEFAULT.depth(), DEFAULT.get(&LEVEL))
         })
     );
     let mut cx = Context::from_waker(Waker::noop());
     let panic = catch_unwind(AssertUnwindSafe(|| scoped.as_mut().poll(&mut cx))).unwrap_err();
     let message = panic_message(&*panic);
     assert!(message.contains("held across"), "{message}");
+    assert_eq!(DEFAULT.depth(), 1);
+    assert_eq!(DEFAULT.get(&LEVEL), Some(100));
     // The scope's stack is back to its root; the thread's is untouched.
-    let scope = scoped.as_mut().take_scope().unwrap();
-    assert_eq!(scope.stack().depth(), 1);
-    assert_eq!(scope.stack().get(&LEVEL), Some(&0));
+    assert_eq!(scoped.as_mut().poll(&mut cx), Poll::Ready((1, Some(0))));
     assert_eq!(DEFAULT.depth(), 1);
     assert_eq!(DEFAULT.get(&LEVEL), Some(100));
 }
@@ -402,7 +475,7 @@ async fn a_future_dropped_inside_nested_checkpoints_leaves_the_stack_as_it_was()
     }
     let dropped_deep = Arc::new(AtomicUsize::new(0));
     DEFAULT
-        .scope_with(Checkpoint::new().with_value(&LEVEL, 0), async {
+        .scope(Checkpoint::new().with_value(&LEVEL, 0), async {
             let witness = SeesLevelOnDrop(Arc::clone(&dropped_inside));
             let deep_witness = SeesLevelOnDrop(Arc::clone(&dropped_deep));
             let stuck = async move {
@@ -451,19 +524,32 @@ async fn a_future_dropped_inside_nested_checkpoints_leaves_the_stack_as_it_was()
         .with_value(&LEVEL, 7)
         .with_value(&RECORDS, RecordsLevelOnDrop("root", Arc::clone(&log)));
     let in_flight = RecordsLevelOnDrop("in flight", Arc::clone(&log));
-    let mut scoped = Box::pin(DEFAULT.scope_with(root, async move {
-        async move {
+    // What the scope's stack shows right after each poll of the in-flight
+    // future, to a future joined with it.
+    let between = Arc::new(Mutex::new(Vec::new()));
+    let watched = Arc::clone(&between);
+    let mut scoped = Box::pin(DEFAULT.scope(root, async move {
+        let in_flight = async move {
             DEFAULT.set(&RECORDS, in_flight).unwrap();
             DEFAULT.set(&LEVEL, 8).unwrap();
             std::future::pending::<()>().await;
         }
-        .in_checkpoint(Checkpoint::new())
-        .await;
+        .in_checkpoint(Checkpoint::new());
+        let watcher = async move {
+            loop {
+                let seen = (DEFAULT.depth(), DEFAULT.get(&LEVEL));
+                watched.lock().unwrap().push(seen);
+                futures_util::pending!();
+            }
+        };
+        futures_util::join!(in_flight, watcher);
     }));
     let mut cx = Context::from_waker(Waker::noop());
     assert!(scoped.as_mut().poll(&mut cx).is_pending());
-    // Between polls the future's own checkpoint is off the stack.
-    assert_eq!(scoped.scope().unwrap().stack().depth(), 1);
+    assert!(scoped.as_mut().poll(&mut cx).is_pending());
+    // Between its polls the future's own checkpoint is off the scope's
+    // stack, and the scope's stack off the thread's.
+    assert_eq!(*between.lock().unwrap(), [(1, Some(7)), (1, Some(7))]);
     assert_eq!(DEFAULT.depth(), 0);
     drop(scoped);
     assert_eq!(DEFAULT.depth(), 0);
@@ -492,9 +578,8 @@ fn a_panicking_poll_leaves_the_stack_as_it_was() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_inside_a_scoped_task_affects_no_other_task() {
-    let panicking = tokio::spawn(DEFAULT.scope_with(
-        Checkpoint::new().with_value(&LEVEL, 1),
-        async {
+    let panicking = tokio::spawn(
+        DEFAULT.scope(Checkpoint::new().with_value(&LEVEL, 1), async {
             async {
                 tokio::task::yield_now().await;
                 let _b = DEFAULT.task().enter();
@@ -502,16 +587,17 @@ async fn a_panic_inside_a_scoped_task_affects_no_other_task() {
             }
             .in_checkpoint(Checkpoint::new())
             .await;
-        },
-    ));
+        }),
+    );
     let panic = panicking.await.unwrap_err().into_panic();
     assert_eq!(panic_message(&*panic), "handler failed");
-    let healthy = tokio::spawn(DEFAULT.scope(async {
+    let healthy = tokio::spawn(DEFAULT.scope(Checkpoint::new(), async {
         let before = (DEFAULT.depth(), DEFAULT.get(&LEVEL));
         tokio::task::yield_now().await;
         before
     }));
-    assert_eq!(healthy.await.unwrap(), (0, None));
+    // Its own root, and nothing the failed task left.
+    assert_eq!(healthy.await.unwrap(), (1, None));
     let depths = futures_on_every_worker(2, || DEFAULT.depth()).await;
     assert!(depths.iter().all(|&d| d == 0), "{depths:?}");
 }
@@ -519,34 +605,37 @@ async fn a_panic_inside_a_scoped_task_affects_no_other_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_carries_the_visible_values_and_nothing_leaks_back() {
     DEFAULT
-        .scope_with(Checkpoint::new(), async {
+        .scope(Checkpoint::new(), async {
             DEFAULT.set(&SHARED, Unclonable("parent")).unwrap();
             DEFAULT.set(&LEVEL, 1).unwrap();
             async {
                 DEFAULT.set(&LEVEL, 2).unwrap();
-                DEFAULT.set_block(&TASK_ID, 5).unwrap();
+                DEFAULT.set(&PRIVATE_TASK_ID, 5).unwrap();
+                DEFAULT.set(&TASK_ID, 6).unwrap();
                 assert_eq!(DEFAULT.depth(), 2);
 
-                let child = DEFAULT.spawn(async {
+                let child = tokio::spawn(DEFAULT.inherit(async {
                     let seen = (
                         DEFAULT.with(&SHARED, |v| v.map(|v| v.0)),
                         DEFAULT.get(&LEVEL),
-                        DEFAULT.get_block(&TASK_ID),
+                        DEFAULT.get(&PRIVATE_TASK_ID),
+                        DEFAULT.get(&TASK_ID),
                         DEFAULT.depth(),
                     );
                     DEFAULT.set(&LEVEL, 100).unwrap();
                     DEFAULT.set(&SHARED, Unclonable("child")).unwrap();
                     tokio::task::yield_now().await;
                     seen
-                });
+                }));
                 // The parent goes on changing its own values meanwhile.
                 DEFAULT.set(&LEVEL, 3).unwrap();
                 let seen = child.await.unwrap();
-                // A block value set where the child was spawned is not
-                // carried.
-                assert_eq!(seen, (Some("parent"), Some(2), None, 1));
+                // A private value, or one of a key not inherited, set where
+                // the child was spawned is not carried.
+                assert_eq!(seen, (Some("parent"), Some(2), None, None, 1));
                 assert_eq!(DEFAULT.get(&LEVEL), Some(3));
-                assert_eq!(DEFAULT.get_block(&TASK_ID), Some(5));
+                assert_eq!(DEFAULT.get(&PRIVATE_TASK_ID), Some(5));
+                assert_eq!(DEFAULT.get(&TASK_ID), Some(6));
                 DEFAULT.with(&SHARED, |v| assert_eq!(v, Some(&Unclonable("parent"))));
             }
             .in_checkpoint(Checkpoint::new())
@@ -561,14 +650,16 @@ async fn spawn_blocking_carries_the_visible_values() {
     // The checkpoint is on the test thread's stack, entered on every poll.
     async {
         DEFAULT.set(&SHARED, Unclonable("caller")).unwrap();
-        let seen = DEFAULT
-            .spawn_blocking(|| {
+        let snapshot = DEFAULT.snapshot();
+        let seen = tokio::task::spawn_blocking(move || {
+            DEFAULT.sync_scope(snapshot, || {
                 let seen = DEFAULT.with(&SHARED, |v| v.map(|v| v.0));
                 DEFAULT.set(&SHARED, Unclonable("blocking")).unwrap();
                 seen
             })
-            .await
-            .unwrap();
+        })
+        .await
+        .unwrap();
         assert_eq!(seen, Some("caller"));
         DEFAULT.with(&SHARED, |v| assert_eq!(v, Some(&Unclonable("caller"))));
     }
@@ -584,7 +675,7 @@ async fn spawn_blocking_carries_the_visible_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inherit_runs_a_future_in_a_scope_rooted_at_the_visible_values() {
     DEFAULT
-        .scope_with(Checkpoint::new().with_value(&LEVEL, 1), async {
+        .scope(Checkpoint::new().with_value(&LEVEL, 1), async {
             async {
                 DEFAULT.set(&SHARED, Unclonable("parent")).unwrap();
                 let mut jobs = tokio::task::JoinSet::new();
@@ -623,32 +714,64 @@ fn spawn_thread_carries_the_visible_values() {
     let _thread = DEFAULT.enter();
     DEFAULT.set(&SHARED, Unclonable("caller")).unwrap();
     DEFAULT.set(&COUNTER, 1).unwrap();
-    let seen = DEFAULT
-        .spawn_thread(|| {
+    let snapshot = DEFAULT.snapshot();
+    let seen = std::thread::spawn(move || {
+        DEFAULT.sync_scope(snapshot, || {
             let seen = (
                 DEFAULT.with(&SHARED, |v| v.map(|v| v.0)),
                 DEFAULT.get(&COUNTER),
             );
             DEFAULT.set(&COUNTER, 2).unwrap();
-            DEFAULT.remove(&SHARED).unwrap();
+            assert_eq!(DEFAULT.remove(&SHARED), Ok(true));
             seen
         })
-        .join()
-        .unwrap();
+    })
+    .join()
+    .unwrap();
     assert_eq!(seen, (Some("caller"), Some(1)));
     assert_eq!(DEFAULT.get(&COUNTER), Some(1));
-    assert!(DEFAULT.contains(&SHARED));
+    assert!(DEFAULT.with(&SHARED, |v| v.is_some()));
 }
 
 #[test]
 fn a_snapshot_outside_any_checkpoint_is_empty() {
-    assert!(DEFAULT.snapshot().is_empty());
+    /// What entering `snapshot` on a stack of its own shows of every
+    /// inherited key of these tests.
+    fn contents(snapshot: Checkpoint) -> (Option<usize>, Option<u64>, Option<&'static str>) {
+        let mut stack = Stack::new();
+        let entered = stack.enter_with(snapshot);
+        (
+            entered.get(&LEVEL).copied(),
+            entered.get(&COUNTER).copied(),
+            entered.get(&SHARED).map(|v| v.0),
+        )
+    }
+    assert_eq!(contents(DEFAULT.snapshot()), (None, None, None));
+    {
+        // Nor does a snapshot taken after the checkpoints are left hold
+        // what they held.
+        let _left = DEFAULT.enter();
+        DEFAULT.set(&COUNTER, 1).unwrap();
+        DEFAULT.set(&SHARED, Unclonable("left")).unwrap();
+    }
+    assert_eq!(contents(DEFAULT.snapshot()), (None, None, None));
     let _root = DEFAULT.enter();
     DEFAULT.set(&COUNTER, 3).unwrap();
     DEFAULT.with(&COUNTER, |_| {
-        assert!(matches!(DEFAULT.try_snapshot(), Err(Error::Busy { .. })));
+        // Inside a read, taking a snapshot is refused.
+        let panic = catch_unwind(|| drop(DEFAULT.snapshot())).unwrap_err();
+        let message = panic_message(&*panic);
+        assert!(
+            message.contains("cannot take a snapshot: the storage is lent to a `with` closure"),
+            "{message}"
+        );
     });
-    assert_eq!(DEFAULT.snapshot().get(&COUNTER), Some(3));
+    assert_eq!(contents(DEFAULT.snapshot()), (None, Some(3), None));
+    assert_eq!(
+        DEFAULT.get(&COUNTER),
+        Some(3),
+        "the snapshot shares, not takes"
+    );
 }
 
 /// Implemented twice for `Send` types, so that naming it on one is
@@ -676,7 +799,7 @@ fn assert_not_send<T: AmbiguousIfSend<A>, A>(_: &T) {}
 fn futures_are_send_and_guards_are_not() {
     fn assert_send<T: Send>(_: &T) {}
     fn assert_send_type<T: Send>() {}
-    let scoped: Scoped<_> = DEFAULT.scope(async {});
+    let scoped: Scoped<_> = DEFAULT.scope(Checkpoint::new(), async {});
     assert_send(&scoped);
     let instrumented: InCheckpoint<_> = async {}.in_checkpoint(Checkpoint::new());
     assert_send(&instrumented);
@@ -688,24 +811,32 @@ fn futures_are_send_and_guards_are_not() {
     }
     .in_checkpoint(Checkpoint::new());
     assert_send(&sets);
-    // Guards are `!Send`, task guards included (these lines would not
-    // compile if they were `Send`), so a future holding one across an await
-    // cannot be spawned.
-    let _ = <CheckpointGuard<TaskOnly> as AmbiguousIfSend<_>>::not_send;
-    let _ = <CheckpointGuard<Ambient> as AmbiguousIfSend<_>>::not_send;
+    // Guards are `!Send`, task guards included (a task handle's guard is a
+    // `CheckpointGuard` too; this line would not compile if it were
+    // `Send`), so a future holding one across an await cannot be spawned.
+    let _ = <CheckpointGuard as AmbiguousIfSend<_>>::not_send;
     assert_not_send(&holds_a_task_guard_across_an_await());
 }
 
 #[test]
-fn the_scope_taken_from_a_completed_future_keeps_what_it_left() {
-    let mut scoped = pin!(DEFAULT.scope_with(Checkpoint::new(), async {
+fn a_scope_a_future_completed_in_keeps_what_it_left() {
+    // What `Scoped::take_scope` was for (running more, a response body say,
+    // in the stack a completed future left) is done by owning the `Scope`
+    // and polling the future inside its runs.
+    let mut scope = Scope::new(DEFAULT, Checkpoint::new());
+    let mut future = pin!(async {
         DEFAULT.set(&LEVEL, 9).unwrap();
-    }));
+        futures_util::pending!();
+        DEFAULT.set(&COUNTER, 10).unwrap();
+    });
     let mut cx = Context::from_waker(Waker::noop());
-    assert!(scoped.as_mut().poll(&mut cx).is_ready());
-    let mut scope = scoped.as_mut().take_scope().unwrap();
-    assert_eq!(scope.run(|| DEFAULT.get(&LEVEL)), Some(9));
-    assert!(scoped.as_mut().take_scope().is_none());
+    assert!(scope.run(|| future.as_mut().poll(&mut cx)).is_pending());
+    assert!(scope.run(|| future.as_mut().poll(&mut cx)).is_ready());
+    assert_eq!(
+        scope.run(|| (DEFAULT.get(&LEVEL), DEFAULT.get(&COUNTER))),
+        (Some(9), Some(10))
+    );
+    assert_eq!(DEFAULT.get(&LEVEL), None);
 }
 
 #[test]

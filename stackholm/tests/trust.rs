@@ -14,6 +14,7 @@ use stackholm::{Checkpoint, CheckpointExt, Error, Key, Scope, DEFAULT};
 static REQUEST: Key<u32> = Key::new("request");
 static OBSERVER: Key<Observer> = Key::new("observer");
 static SHADOW: Key<Observer> = Key::new("shadow");
+static PRIVATE_OBSERVER: Key<Observer> = Key::new("private_observer").private();
 static BRANCH: Key<&'static str> = Key::new("branch");
 
 thread_local! {
@@ -82,8 +83,8 @@ fn a_destructor_reads_the_storage_on_remove_and_reset() -> Result<(), Error> {
         [("reset inner", Some(3), 2), ("reset outer", Some(3), 2)]
     );
 
-    DEFAULT.set_block(&OBSERVER, Observer("block removed"))?;
-    assert!(DEFAULT.remove_block(&OBSERVER)?);
+    DEFAULT.set(&PRIVATE_OBSERVER, Observer("block removed"))?;
+    assert!(DEFAULT.remove(&PRIVATE_OBSERVER)?);
     assert_eq!(seen(), [("block removed", Some(3), 2)]);
     Ok(())
 }
@@ -191,20 +192,22 @@ fn a_scope_is_torn_down_inside_the_scope() -> Result<(), Error> {
     let _thread = DEFAULT.enter();
     DEFAULT.set(&REQUEST, 999)?;
 
-    let mut scope = Scope::with_root(
+    let mut scope = Scope::new(
         DEFAULT,
         Checkpoint::new()
             .with_value(&REQUEST, 1)
             .with_value(&SHADOW, Observer("root value")),
     );
-    scope
-        .stack_mut()
-        .push(Checkpoint::new().with_value(&OBSERVER, Observer("nested value")));
+    // A value set in the scope's root by code run in it.
+    scope.run(|| DEFAULT.set(&OBSERVER, Observer("set in a run")))?;
+    assert!(seen().is_empty());
     drop(scope);
     // Before, both saw the thread's 999 at depth 1.
+    let mut torn_down = seen();
+    torn_down.sort_unstable();
     assert_eq!(
-        seen(),
-        [("nested value", Some(1), 1), ("root value", None, 0)]
+        torn_down,
+        [("root value", None, 0), ("set in a run", None, 0)]
     );
     assert_eq!(DEFAULT.get(&REQUEST), Some(999));
     Ok(())
@@ -215,7 +218,7 @@ async fn a_cancelled_scoped_future_drops_its_values_inside_its_scope() {
     let _thread = DEFAULT.enter();
     DEFAULT.set(&REQUEST, 999).unwrap();
     let mut scoped = Box::pin(
-        DEFAULT.scope_with(
+        DEFAULT.scope(
             Checkpoint::new().with_value(&REQUEST, 8),
             async {
                 let _held = Observer("future local");
@@ -269,7 +272,7 @@ fn panic_of<F: std::future::Future>(future: F) -> Option<String> {
 fn join_branches_holding_guards_across_awaits_fail_loudly() {
     // Before, branch a read "b" and branch b read nothing.
     let reads = Mutex::new(Vec::new());
-    let message = panic_of(DEFAULT.scope_with(Checkpoint::new(), async {
+    let message = panic_of(DEFAULT.scope(Checkpoint::new(), async {
         let (a, b) = tokio::join!(branch_with_a_held_guard("a"), branch_with_a_held_guard("b"));
         reads.lock().unwrap().extend([a, b]);
     }));
@@ -316,7 +319,7 @@ async fn branch_in_its_own_checkpoint(name: &'static str) -> Option<&'static str
 #[tokio::test]
 async fn the_recommended_pattern_keeps_join_branches_apart() {
     let (a, b) = DEFAULT
-        .scope_with(Checkpoint::new(), async {
+        .scope(Checkpoint::new(), async {
             tokio::join!(
                 branch_in_its_own_checkpoint("a"),
                 branch_in_its_own_checkpoint("b")
@@ -329,7 +332,7 @@ async fn the_recommended_pattern_keeps_join_branches_apart() {
 #[tokio::test]
 async fn the_recommended_pattern_keeps_select_and_futures_unordered_apart() {
     DEFAULT
-        .scope_with(Checkpoint::new(), async {
+        .scope(Checkpoint::new(), async {
             let slow = async {
                 DEFAULT.set(&BRANCH, "slow").unwrap();
                 std::future::pending::<()>().await;
@@ -361,7 +364,7 @@ fn a_guard_moved_to_another_task_is_caught_where_it_escapes() {
     let runtime = current_thread();
     let local = tokio::task::LocalSet::new();
     let (send, receive) = std::sync::mpsc::channel();
-    let escaped = local.spawn_local(DEFAULT.scope_with(
+    let escaped = local.spawn_local(DEFAULT.scope(
         Checkpoint::new().with_value(&REQUEST, 1),
         async move {
             let guard = DEFAULT.enter();
@@ -463,7 +466,7 @@ fn a_checkpointed_future_whose_destructor_panics_still_leaves_its_checkpoint() {
 fn a_scoped_future_dropped_inside_a_read_drops_its_future_without_panicking() {
     let _request = DEFAULT.enter();
     DEFAULT.set(&REQUEST, 11).unwrap();
-    let scoped = DEFAULT.scope(async {
+    let scoped = DEFAULT.scope(Checkpoint::new(), async {
         let _held = Observer("future local");
         std::future::pending::<()>().await;
     });
@@ -479,10 +482,11 @@ fn a_scoped_future_dropped_inside_a_read_drops_its_future_without_panicking() {
 
 #[test]
 fn scope_try_run_reports_instead_of_panicking() {
-    let mut scope = Scope::new(DEFAULT);
+    let mut scope = Scope::new(DEFAULT, Checkpoint::new());
     let _request = DEFAULT.enter();
     DEFAULT.set(&REQUEST, 12).unwrap();
     let refused = DEFAULT.with(&REQUEST, |_| scope.try_run(|| ()));
     assert!(matches!(refused, Err(Error::Busy { .. })), "{refused:?}");
-    assert_eq!(scope.try_run(|| DEFAULT.depth()), Ok(0));
+    // Run, it reaches its own stack: its root only.
+    assert_eq!(scope.try_run(|| DEFAULT.depth()), Ok(1));
 }

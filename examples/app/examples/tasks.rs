@@ -54,10 +54,10 @@ async fn handle(user: &'static str) -> Result<Vec<String>, Error> {
 
     // A spawned task starts with a snapshot of what is visible here; what it
     // sets does not come back.
-    let audit = DEFAULT.spawn(async {
+    let audit = tokio::spawn(DEFAULT.inherit(async {
         DEFAULT.set(&STEP, "audit").unwrap();
         format!("spawned audit task: {}", describe())
-    });
+    }));
     log.push(audit.await.expect("the audit task does not panic"));
     log.push(format!("after the audit task: {}", describe()));
     Ok(log)
@@ -70,7 +70,7 @@ async fn main() -> Result<(), Error> {
         .zip(users)
         .map(|(id, user)| {
             let root = Checkpoint::new().with_value(&REQUEST_ID, id);
-            tokio::spawn(DEFAULT.scope_with(root, handle(user)))
+            tokio::spawn(DEFAULT.scope(root, handle(user)))
         })
         .collect();
     for request in requests {

@@ -161,13 +161,12 @@ async fn place_order(axum::extract::Path(id): axum::extract::Path<u32>) -> Strin
     }
     .in_checkpoint(Checkpoint::new().with_value(&STEP, "charge"))
     .await;
-    let notified = DEFAULT
-        .spawn(async move {
-            DEFAULT.set(&STEP, "notify").unwrap();
-            tokio::task::yield_now().await;
-            audit("notified");
-        })
-        .await;
+    let notified = tokio::spawn(DEFAULT.inherit(async move {
+        DEFAULT.set(&STEP, "notify").unwrap();
+        tokio::task::yield_now().await;
+        audit("notified");
+    }))
+    .await;
     notified.expect("the notification task does not panic");
     audit("done");
     let trail = DEFAULT.get(&TRAIL).expect("seeded by the layer");

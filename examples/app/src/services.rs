@@ -293,8 +293,8 @@ async fn place_order(
     tracing::info!(target: "orders", "order {id}: to billing");
     // Spawned work starts with the request's inherited keys, and with the
     // baggage it passes on: the call from there carries them all.
-    let charge =
-        DEFAULT.spawn(async move { call(&client, format!("http://{billing}/charges/{id}")).await });
+    let url = format!("http://{billing}/charges/{id}");
+    let charge = tokio::spawn(DEFAULT.inherit(async move { call(&client, url).await }));
     let next = charge
         .await
         .map_err(|err| (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response())??;

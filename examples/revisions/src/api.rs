@@ -96,7 +96,7 @@ impl Db {
         DEFAULT
             .on_root_exit(|outcome| {
                 let succeeded = outcome == Outcome::Left
-                    && RequestEnd::current().is_some_and(|end| end.succeeded());
+                    && RequestEnd::current(DEFAULT).is_some_and(|end| end.succeeded());
                 let conn = DEFAULT
                     .get(&REQUEST_DB)
                     .expect("the transaction is in the root until it ends");

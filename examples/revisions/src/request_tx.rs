@@ -88,7 +88,7 @@ pub async fn with_tx<R>(
     endings: &Endings,
     f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
 ) -> rusqlite::Result<R> {
-    if !DEFAULT.contains(&TX) {
+    if DEFAULT.with(&TX, |tx| tx.is_none()) {
         open(db, endings).await?;
     }
     DEFAULT.with(&TX, |tx| f(tx.expect("opened above")))
@@ -99,8 +99,8 @@ async fn open(db: &NotesDb, endings: &Endings) -> rusqlite::Result<()> {
     conn.execute_batch("BEGIN")?;
     let endings = Arc::clone(endings);
     let registered = DEFAULT.on_root_exit(move |outcome| {
-        let commit =
-            outcome == Outcome::Left && RequestEnd::current().is_some_and(|end| end.succeeded());
+        let commit = outcome == Outcome::Left
+            && RequestEnd::current(DEFAULT).is_some_and(|end| end.succeeded());
         DEFAULT.with(&TX, |tx| {
             let tx = tx.expect("the transaction is in the root until it ends");
             let end = if commit { "COMMIT" } else { "ROLLBACK" };

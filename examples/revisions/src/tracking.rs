@@ -374,7 +374,7 @@ mod tests {
     #[test]
     fn savepoints_keep_or_discard_exactly_their_own_deltas() {
         let conn = db();
-        DEFAULT.sync_scope_with(open_revision("alice".into(), "test".into()), || {
+        DEFAULT.sync_scope(open_revision("alice".into(), "test".into()), || {
             begin(&conn).unwrap();
             transaction(&conn, |tx| {
                 record("account", 1, "outer", json!(0), json!(1));
@@ -410,7 +410,7 @@ mod tests {
     fn a_request_that_does_not_commit_records_nothing() {
         let conn = db();
         conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
-        DEFAULT.sync_scope_with(open_revision("carol".into(), "test".into()), || {
+        DEFAULT.sync_scope(open_revision("carol".into(), "test".into()), || {
             begin(&conn).unwrap();
             transaction(&conn, |tx| {
                 tx.execute("INSERT INTO t (x) VALUES (1)", [])?;
@@ -430,7 +430,7 @@ mod tests {
     #[test]
     fn a_failed_outer_transaction_records_nothing() {
         let conn = db();
-        DEFAULT.sync_scope_with(open_revision("bob".into(), "test".into()), || {
+        DEFAULT.sync_scope(open_revision("bob".into(), "test".into()), || {
             begin(&conn).unwrap();
             let failed: Result<(), rusqlite::Error> = transaction(&conn, |_| {
                 record("account", 2, "balance", json!(1), json!(2));

@@ -3,7 +3,7 @@
 
 use std::mem;
 
-use stackholm::{Checkpoint, Key, Stack, Storage};
+use stackholm::{Checkpoint, Key, Storage};
 
 use super::codec::{BoxError, Codec};
 use crate::layer::Root;
@@ -12,8 +12,6 @@ use crate::layer::Root;
 /// for code that enters it itself.
 pub(crate) enum Target<'a, 'r> {
     Root(&'a mut Root<'r>),
-    /// A stack known to have an active checkpoint.
-    Stack(&'a mut Stack),
     Checkpoint(&'a mut Checkpoint),
 }
 
@@ -21,11 +19,6 @@ impl Target<'_, '_> {
     pub(crate) fn set<T: Send + 'static>(&mut self, key: &'static Key<T>, value: T) {
         match self {
             Self::Root(root) => root.set(key, value),
-            Self::Stack(stack) => {
-                // Fails only without an active checkpoint, which
-                // `extract_onto` ruled out before reading anything.
-                let _ = stack.set(key, value);
-            }
             Self::Checkpoint(checkpoint) => {
                 let taken = mem::replace(*checkpoint, Checkpoint::new());
                 **checkpoint = taken.with_value(key, value);

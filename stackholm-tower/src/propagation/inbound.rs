@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
-use stackholm::{Checkpoint, Error, Key, Stack};
+use stackholm::{Checkpoint, Key};
 
 use super::baggage::{self, Item, Reader};
 use super::field::Target;
@@ -83,25 +83,6 @@ impl Propagation {
         let mut checkpoint = Checkpoint::new();
         self.extract_into(headers, &mut Target::Checkpoint(&mut checkpoint));
         checkpoint
-    }
-
-    /// Sets the declared inbound values of `headers` in the innermost
-    /// checkpoint of `stack`: for a [`Scope`](stackholm::Scope) of your own
-    /// (its [`stack_mut`](stackholm::Scope::stack_mut)), filled in place as
-    /// [`StackholmLayer`](crate::StackholmLayer) fills its pooled root,
-    /// without building a checkpoint first.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NoCheckpoint`] if no
-    /// checkpoint of `stack` is active; nothing is read then.
-    pub fn extract_onto(&self, headers: &HeaderMap, stack: &mut Stack) -> Result<(), Error> {
-        if !stack.is_active() {
-            // `try_get` tells "no checkpoint" apart, for any key.
-            stack.try_get(&FORWARDED)?;
-        }
-        self.extract_into(headers, &mut Target::Stack(stack));
-        Ok(())
     }
 
     fn extract_into(&self, headers: &HeaderMap, target: &mut Target<'_, '_>) {

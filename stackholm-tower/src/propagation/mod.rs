@@ -339,10 +339,12 @@ impl Propagation {
     /// does not decode, is given twice, is over the limits, or cannot be
     /// written. Log them here; nothing else reports them.
     ///
-    /// For an outgoing request the hook runs inside the caller's context;
-    /// for an incoming one, while its root checkpoint is being filled,
-    /// before the request's context is current. It should not panic: a
-    /// panic goes up to the layer's `call` or the client's.
+    /// For an outgoing request the hook runs inside the caller's context.
+    /// For an incoming one it runs while the values are being read: as the
+    /// seed of a [`StackholmLayer`](crate::StackholmLayer), inside the
+    /// request's scope, whose root holds what has been read so far; from
+    /// [`extract`](Self::extract), in the caller's context. It should not
+    /// panic: a panic goes up to the layer's `call` or the client's.
     ///
     /// ```
     /// use stackholm_tower::propagation::Propagation;

@@ -15,7 +15,10 @@ use crate::Key;
 /// `checkpoint_data[...] = ...` before `with ctx:`); they become visible when
 /// it is entered and vanish when it is left. [`Stack::pop`](crate::Stack::pop)
 /// gives the innermost checkpoint back as a `Checkpoint` holding every value
-/// set in it, ready to be entered again.
+/// set in it, ready to be entered again; [`Storage::snapshot`] gives one
+/// holding the inherited values visible at the call site.
+///
+/// [`Storage::snapshot`]: crate::Storage::snapshot
 ///
 /// Entering takes the checkpoint by value, so the same checkpoint cannot be
 /// active twice at once.
@@ -56,16 +59,11 @@ impl Checkpoint {
         }
     }
 
-    /// An empty checkpoint named `name`; see [`with_name`](Self::with_name).
-    #[must_use]
-    pub const fn named(name: &'static str) -> Self {
-        Self::new().with_name(name)
-    }
-
-    /// Names the checkpoint: the names of the active checkpoints, outermost
-    /// first, can be read with [`Stack::names`](crate::Stack::names) and
-    /// [`Storage::names`](crate::Storage::names), for logs and errors that
-    /// say where they happened.
+    /// An empty checkpoint named `name`: the names of the active
+    /// checkpoints, outermost first, are read with
+    /// [`Storage::names`](crate::Storage::names) (and
+    /// [`Stack::names`](crate::Stack::names)), for logs and errors that say
+    /// where they happened.
     ///
     /// ```
     /// use stackholm::{Checkpoint, DEFAULT};
@@ -76,55 +74,20 @@ impl Checkpoint {
     /// assert_eq!(DEFAULT.names(), ["request", "transaction"]);
     /// ```
     #[must_use]
-    pub const fn with_name(mut self, name: &'static str) -> Self {
-        self.name = Some(name);
-        self
+    pub const fn named(name: &'static str) -> Self {
+        let mut checkpoint = Self::new();
+        checkpoint.name = Some(name);
+        checkpoint
     }
 
-    /// The checkpoint's name, if it has one.
-    #[must_use]
-    pub const fn name(&self) -> Option<&'static str> {
-        self.name
-    }
-
-    /// Pre-loads a checkpoint value: visible in the checkpoint and in every
-    /// checkpoint nested in it. Replaces a value pre-loaded for the same key.
+    /// Pre-loads a value for `key`, visible once the checkpoint is entered
+    /// (in nested checkpoints too, unless the key is
+    /// [private](Key::private)). Replaces a value pre-loaded for the same
+    /// key.
     #[must_use]
     pub fn with_value<T: Send + 'static>(mut self, key: &'static Key<T>, value: T) -> Self {
-        self.insert(key, Kind::Checkpoint, value);
+        self.insert(key, key.kind(), value);
         self
-    }
-
-    /// Pre-loads a block value: visible in this checkpoint only. Replaces a
-    /// block value pre-loaded for the same key.
-    #[must_use]
-    pub fn with_block_value<T: Send + 'static>(mut self, key: &'static Key<T>, value: T) -> Self {
-        self.insert(key, Kind::Block, value);
-        self
-    }
-
-    /// A clone of the checkpoint value this checkpoint holds for `key`.
-    #[must_use]
-    pub fn get<T: Clone + Send + 'static>(&self, key: &'static Key<T>) -> Option<T> {
-        self.find(key, Kind::Checkpoint)?.value().cloned()
-    }
-
-    /// A clone of the block value this checkpoint holds for `key`.
-    #[must_use]
-    pub fn get_block<T: Clone + Send + 'static>(&self, key: &'static Key<T>) -> Option<T> {
-        self.find(key, Kind::Block)?.value().cloned()
-    }
-
-    /// How many values (of both kinds) the checkpoint holds.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.carriers.iter().filter(|c| !c.is_empty()).count()
-    }
-
-    /// Whether the checkpoint holds no value at all.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn insert<T: Send + 'static>(&mut self, key: &'static Key<T>, kind: Kind, value: T) {
@@ -133,11 +96,6 @@ impl Checkpoint {
             Some(carried) => carried.replace(value),
             None => self.carriers.push(Box::new(Carried::new(key, kind, value))),
         }
-    }
-
-    fn find<T: Send + 'static>(&self, key: &'static Key<T>, kind: Kind) -> Option<&Carried<T>> {
-        let carrier = &self.carriers[self.position(key.index(), kind)?];
-        (carrier.as_ref() as &dyn Any).downcast_ref()
     }
 
     fn find_mut<T: Send + 'static>(
@@ -174,7 +132,7 @@ impl fmt::Debug for Checkpoint {
         f.debug_struct("Checkpoint")
             .field("name", &self.name)
             .field("values", &names(Kind::Checkpoint).collect::<Vec<_>>())
-            .field("block_values", &names(Kind::Block).collect::<Vec<_>>())
+            .field("private_values", &names(Kind::Block).collect::<Vec<_>>())
             .finish()
     }
 }

@@ -20,15 +20,11 @@ use crate::{Error, Key};
 /// `OptimizedListStorage`). For a stack per thread or per task, see
 /// [`Storage`](crate::Storage).
 ///
-/// Each checkpoint holds two kinds of values:
-///
-/// - **checkpoint values** ([`set`](Self::set), [`get`](Self::get)): visible
-///   in the checkpoint that set them and in every checkpoint nested in it; a
-///   nested checkpoint that sets the same key shadows the outer value until it
-///   is left;
-/// - **block values** ([`set_block`](Self::set_block),
-///   [`get_block`](Self::get_block)): visible in the one checkpoint that set
-///   them only.
+/// A value set in a checkpoint ([`set`](Self::set), [`get`](Self::get)) is
+/// visible in it and in every checkpoint nested in it; a nested checkpoint
+/// that sets the same key shadows the outer value until it is left. The
+/// values of a [private](Key::private) key are visible in the one checkpoint
+/// that set them only.
 ///
 /// Reading the nearest value costs the same at any depth and with any number
 /// of keys set: each key keeps its own stack of settings, innermost last.
@@ -51,7 +47,7 @@ use crate::{Error, Key};
 ///     assert_eq!(outer.get(&A), Some(&1));
 /// }
 /// assert_eq!(stack.get(&A), None);
-/// assert!(stack.try_get(&A).is_err());
+/// assert!(stack.set(&A, 3).is_err(), "no checkpoint is active");
 /// # Ok::<(), stackholm::Error>(())
 /// ```
 #[derive(Default)]
@@ -232,12 +228,6 @@ impl Stack {
         self.frames.capacity()
     }
 
-    /// Whether at least one checkpoint is active.
-    #[must_use]
-    pub fn is_active(&self) -> bool {
-        self.depth > 0
-    }
-
     /// Enters a new, empty checkpoint; it is left when the guard is dropped.
     ///
     /// The guard dereferences to the stack, so everything is done through it
@@ -264,7 +254,8 @@ impl Stack {
     }
 
     /// Leaves the innermost checkpoint and returns it, holding every value
-    /// that was set in it; entering it again brings them back.
+    /// that was set in it; entering it again brings them back. `None` if no
+    /// checkpoint is active.
     ///
     /// ```
     /// # use stackholm::{Checkpoint, Key, Stack};
@@ -273,33 +264,22 @@ impl Stack {
     /// let mut stack = Stack::new();
     /// stack.push(Checkpoint::new());
     /// stack.set(&A, 7)?;
-    /// let saved = stack.pop()?;
+    /// let saved = stack.pop().expect("a checkpoint is active");
     /// assert_eq!(stack.get(&A), None);
-    /// assert_eq!(saved.get(&A), Some(7));
     ///
     /// stack.push(saved);
     /// assert_eq!(stack.get(&A), Some(&7));
     /// # Ok::<(), stackholm::Error>(())
     /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NoCheckpoint`] if no checkpoint is active.
-    pub fn pop(&mut self) -> Result<Checkpoint, Error> {
+    pub fn pop(&mut self) -> Option<Checkpoint> {
         let mut checkpoint = Checkpoint::new();
-        if self.pop_into(&mut checkpoint).is_some() {
-            Ok(checkpoint)
-        } else {
-            Err(Error::NoCheckpoint {
-                operation: Operation::Pop,
-                key: None,
-            })
-        }
+        self.pop_into(&mut checkpoint)?;
+        Some(checkpoint)
     }
 
-    /// Sets a checkpoint value in the innermost checkpoint, replacing the
-    /// value that checkpoint already held for `key` and shadowing any outer
-    /// one until the checkpoint is left.
+    /// Sets a value in the innermost checkpoint, replacing the value that
+    /// checkpoint already held for `key` and shadowing any outer one until
+    /// the checkpoint is left.
     ///
     /// # Errors
     ///
@@ -311,50 +291,35 @@ impl Stack {
         key: &'static Key<T>,
         value: T,
     ) -> Result<(), SetError<T>> {
-        self.replace(key, Kind::Checkpoint, value, Operation::Set)
-            .map(drop)
+        self.replace(key, value, Operation::Set).map(drop)
     }
 
-    /// The nearest checkpoint value of `key`: the one set by the innermost
-    /// checkpoint that set it. `None` if no active checkpoint set it, or if
-    /// no checkpoint is active at all.
+    /// The nearest value of `key`: the one set by the innermost checkpoint
+    /// that set it (for a [private](Key::private) key, by the innermost
+    /// checkpoint itself). `None` if none did, or if no checkpoint is
+    /// active at all.
     #[inline]
     #[must_use]
     pub fn get<T: Send + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
-        Some(self.slots.typed(key)?.top(Kind::Checkpoint)?.value.get())
-    }
-
-    /// Like [`get`](Self::get), but tells "no checkpoint is active" apart from
-    /// "the key is not set".
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NoCheckpoint`] if no checkpoint is active.
-    pub fn try_get<T: Send + 'static>(&self, key: &'static Key<T>) -> Result<Option<&T>, Error> {
-        self.current_depth(key, Operation::Read)?;
-        Ok(self.get(key))
-    }
-
-    /// Whether `key` has a checkpoint value visible here.
-    #[must_use]
-    pub fn contains<T: Send + 'static>(&self, key: &'static Key<T>) -> bool {
-        self.get(key).is_some()
+        let kind = key.kind();
+        let top = self.slots.typed(key)?.top(kind)?;
+        match kind {
+            Kind::Checkpoint => Some(top.value.get()),
+            Kind::Block => (top.depth as usize + 1 == self.depth).then(|| top.value.get()),
+        }
     }
 
     /// Removes the nearest setting of `key` (the Python
     /// `pop_checkpoint_value`): the next outer setting, if any, becomes
-    /// visible again. Returns whether there was a setting to remove.
+    /// visible again. Returns whether there was a setting to remove: none
+    /// where no checkpoint is active.
     ///
     /// The setting removed may belong to an outer checkpoint; it stays
-    /// removed when the inner checkpoints are left.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NoCheckpoint`] if no checkpoint is active.
-    pub fn remove<T: Send + 'static>(&mut self, key: &'static Key<T>) -> Result<bool, Error> {
-        Ok(self
-            .take_nearest(key, Kind::Checkpoint, Operation::Remove)?
-            .is_some())
+    /// removed when the inner checkpoints are left. A
+    /// [private](Key::private) key's setting is removed only from the
+    /// innermost checkpoint, the only one where it is visible.
+    pub fn remove<T: Send + 'static>(&mut self, key: &'static Key<T>) -> bool {
+        self.take_nearest(key).is_some()
     }
 
     /// Removes every setting of `key` in every active checkpoint (the Python
@@ -368,53 +333,12 @@ impl Stack {
         let Some(slot) = self.slots.typed_mut(key) else {
             return Vec::new();
         };
-        let removed = slot.take_all(Kind::Checkpoint);
+        let kind = key.kind();
+        let removed = slot.take_all(kind);
         for entry in &removed {
-            forget_key(
-                &mut self.frames[entry.depth as usize],
-                Kind::Checkpoint,
-                key,
-            );
+            forget_key(&mut self.frames[entry.depth as usize], kind, key);
         }
         removed
-    }
-
-    /// Sets a block value: visible in the innermost checkpoint only, never in
-    /// the checkpoints nested in it. Replaces the block value the checkpoint
-    /// already held for `key`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NoCheckpoint`] if no checkpoint is active; the error hands
-    /// the value back.
-    pub fn set_block<T: Send + 'static>(
-        &mut self,
-        key: &'static Key<T>,
-        value: T,
-    ) -> Result<(), SetError<T>> {
-        self.replace(key, Kind::Block, value, Operation::SetBlock)
-            .map(drop)
-    }
-
-    /// The block value of `key` in the innermost checkpoint, if that
-    /// checkpoint set one.
-    #[inline]
-    #[must_use]
-    pub fn get_block<T: Send + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
-        let top = self.slots.typed(key)?.top(Kind::Block)?;
-        (top.depth as usize + 1 == self.depth).then(|| top.value.get())
-    }
-
-    /// Removes the block value of `key` from the innermost checkpoint.
-    /// Returns whether it held one.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NoCheckpoint`] if no checkpoint is active.
-    pub fn remove_block<T: Send + 'static>(&mut self, key: &'static Key<T>) -> Result<bool, Error> {
-        Ok(self
-            .take_nearest(key, Kind::Block, Operation::RemoveBlock)?
-            .is_some())
     }
 
     /// A checkpoint pre-loaded with the checkpoint values visible here of
@@ -602,8 +526,15 @@ impl Stack {
         Ok(())
     }
 
-    /// The names of the active checkpoints that have one, outermost first.
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+    /// The names of the active checkpoints that have one, outermost first;
+    /// see [`Checkpoint::named`].
+    #[must_use]
+    pub fn names(&self) -> Vec<&'static str> {
+        self.names_iter().collect()
+    }
+
+    /// [`names`](Self::names), without collecting them.
+    pub(crate) fn names_iter(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.frames[..self.depth]
             .iter()
             .filter_map(|frame| frame.name)
@@ -665,10 +596,10 @@ impl Stack {
     pub(crate) fn replace<T: Send + 'static>(
         &mut self,
         key: &'static Key<T>,
-        kind: Kind,
         value: T,
         operation: Operation,
     ) -> Result<Option<Value<T>>, SetError<T>> {
+        let kind = key.kind();
         let depth = match self.current_depth(key, operation) {
             Ok(depth) => depth,
             Err(err) => return Err(SetError::new(value, err)),
@@ -697,40 +628,33 @@ impl Stack {
         if let Err(err) = self.current_depth(key, Operation::SetRoot) {
             return Err(SetError::new(value, err));
         }
-        let index = key.index();
+        let (index, kind) = (key.index(), key.kind());
         let replaced = self
             .slots
             .typed_or_insert(key, index)
-            .set_root(Kind::Checkpoint, Value::Owned(value));
+            .set_root(kind, Value::Owned(value));
         if replaced.is_none() {
-            self.frames[0]
-                .settings
-                .push(Setting::new(index, Kind::Checkpoint));
+            self.frames[0].settings.push(Setting::new(index, kind));
         }
         Ok(replaced)
     }
 
-    /// Takes the nearest setting of `key` off the stack (for a block value,
+    /// Takes the nearest setting of `key` off the stack (for a private key,
     /// only if the innermost checkpoint holds it), for the caller to drop.
     pub(crate) fn take_nearest<T: Send + 'static>(
         &mut self,
         key: &'static Key<T>,
-        kind: Kind,
-        operation: Operation,
-    ) -> Result<Option<Value<T>>, Error> {
-        let current = self.current_depth(key, operation)?;
-        let Some(slot) = self.slots.typed_mut(key) else {
-            return Ok(None);
-        };
+    ) -> Option<Value<T>> {
+        let current = self.depth.checked_sub(1)? as u32;
+        let kind = key.kind();
+        let slot = self.slots.typed_mut(key)?;
         match slot.top(kind) {
             Some(top) if kind == Kind::Checkpoint || top.depth == current => {}
-            _ => return Ok(None),
+            _ => return None,
         }
-        let Some(entry) = slot.pop(kind) else {
-            return Ok(None);
-        };
+        let entry = slot.pop(kind)?;
         forget_key(&mut self.frames[entry.depth as usize], kind, key);
-        Ok(Some(entry.value))
+        Some(entry.value)
     }
 
     #[inline]
@@ -825,7 +749,7 @@ impl fmt::Debug for Stack {
         f.debug_struct("Stack")
             .field("depth", &self.depth())
             .field("keys", &visible(Kind::Checkpoint))
-            .field("block_keys", &visible(Kind::Block))
+            .field("private_keys", &visible(Kind::Block))
             .finish()
     }
 }

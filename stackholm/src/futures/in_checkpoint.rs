@@ -108,9 +108,30 @@ impl<F> InCheckpoint<F> {
         self.inner.as_mut().expect(PRESENT)
     }
 
-    /// The inner future, pinned.
-    pub fn inner_pin_mut(self: Pin<&mut Self>) -> Pin<&mut F> {
-        self.project().inner.as_pin_mut().expect(PRESENT)
+    /// Runs the future inside its checkpoint on `storage` instead of
+    /// [`DEFAULT`](crate::DEFAULT): the one way every stackholm type is told
+    /// its storage.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use stackholm::{Checkpoint, CheckpointExt, Key, DEFAULT};
+    ///
+    /// stackholm::storage! {
+    ///     static JOBS;
+    /// }
+    /// static STEP: Key<u32> = Key::new("step");
+    ///
+    /// let step = async { (JOBS.get(&STEP), DEFAULT.get(&STEP)) }
+    ///     .in_checkpoint(Checkpoint::new().with_value(&STEP, 1))
+    ///     .storage(JOBS)
+    ///     .await;
+    /// assert_eq!(step, (Some(1), None));
+    /// # }
+    /// ```
+    pub fn storage(mut self, storage: Storage) -> Self {
+        self.storage = storage;
+        self
     }
 
     /// The inner future, taken out of the checkpoint: the checkpoint ends

@@ -8,7 +8,7 @@ use std::future::Future;
 pub use in_checkpoint::InCheckpoint;
 pub use scoped::Scoped;
 
-use crate::{Checkpoint, Storage};
+use crate::Checkpoint;
 
 /// Runs futures inside checkpoints, in the spirit of `tracing::Instrument`.
 ///
@@ -34,23 +34,19 @@ use crate::{Checkpoint, Storage};
 /// # }
 /// ```
 pub trait CheckpointExt: Sized {
-    /// Runs `self` inside `checkpoint` on [`DEFAULT`](crate::DEFAULT): the
-    /// checkpoint is entered on every poll and left before the poll returns,
-    /// keeping what was set in it for the next poll, and left for good when
-    /// `self` completes.
+    /// Runs `self` inside `checkpoint` on [`DEFAULT`](crate::DEFAULT) (or
+    /// on another storage, with [`InCheckpoint::storage`]): the checkpoint
+    /// is entered on every poll and left before the poll returns, keeping
+    /// what was set in it for the next poll, and left for good when `self`
+    /// completes.
     ///
     /// This is how async code holds a checkpoint across `.await`, a
     /// middleware's "rest of the request" included:
     /// `next.run(request).in_checkpoint(checkpoint).await`. Values set with
-    /// [`Storage::set`] inside it go into the checkpoint.
+    /// [`Storage::set`](crate::Storage::set) inside it go into the
+    /// checkpoint.
     fn in_checkpoint(self, checkpoint: Checkpoint) -> InCheckpoint<Self> {
-        self.in_checkpoint_on(crate::DEFAULT, checkpoint)
-    }
-
-    /// Runs `self` inside `checkpoint` on `storage`; see
-    /// [`in_checkpoint`](Self::in_checkpoint).
-    fn in_checkpoint_on(self, storage: Storage, checkpoint: Checkpoint) -> InCheckpoint<Self> {
-        InCheckpoint::new(self, storage, checkpoint)
+        InCheckpoint::new(self, crate::DEFAULT, checkpoint)
     }
 }
 

@@ -26,7 +26,7 @@ pin_project! {
     /// an `.await`).
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct Scoped<F> {
-        scope: Option<Scope>,
+        scope: Scope,
         #[pin]
         future: Option<F>,
     }
@@ -38,14 +38,8 @@ pin_project! {
             if future.as_mut().as_pin_mut().is_none() {
                 return;
             }
-            let dropped = match this.scope {
-                Some(scope) => {
-                    scope.cancel();
-                    scope.try_run(|| future.set(None)).is_ok()
-                }
-                None => false,
-            };
-            if !dropped {
+            this.scope.cancel();
+            if this.scope.try_run(|| future.set(None)).is_err() {
                 future.set(None);
             }
         }
@@ -53,29 +47,11 @@ pin_project! {
 }
 
 impl<F> Scoped<F> {
-    /// Runs `future` inside `scope`; see also
-    /// [`Storage::scope`](crate::Storage::scope).
-    pub fn new(scope: Scope, future: F) -> Self {
+    pub(crate) fn new(scope: Scope, future: F) -> Self {
         Self {
-            scope: Some(scope),
+            scope,
             future: Some(future),
         }
-    }
-
-    /// The scope the future runs in; `None` once taken with
-    /// [`take_scope`](Self::take_scope).
-    #[must_use]
-    pub fn scope(&self) -> Option<&Scope> {
-        self.scope.as_ref()
-    }
-
-    /// Takes the scope out, with everything the future left in it, so that
-    /// something else can run in it after the future has completed (a
-    /// response body, say).
-    ///
-    /// Polling the future again afterwards panics.
-    pub fn take_scope(self: Pin<&mut Self>) -> Option<Scope> {
-        self.project().scope.take()
     }
 }
 
@@ -85,11 +61,7 @@ impl<F: Future> Future for Scoped<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let mut future = this.future;
-        let scope = this
-            .scope
-            .as_mut()
-            .expect("`Scoped` polled after its scope was taken");
-        scope.run(|| {
+        this.scope.run(|| {
             let output = future
                 .as_mut()
                 .as_pin_mut()

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use super::{Ambient, Mode, Storage};
+use super::Storage;
 use crate::engine::FrameId;
 use crate::exit::Outcome;
 use crate::Error;
@@ -61,14 +61,14 @@ use crate::Error;
 /// its storage cannot leave its checkpoint then, with the stack lent to the
 /// closure: it is left as soon as the closure returns (or unwinds).
 #[must_use = "the checkpoint is left as soon as the guard is dropped"]
-pub struct CheckpointGuard<M: Mode = Ambient> {
-    storage: Storage<M>,
+pub struct CheckpointGuard {
+    storage: Storage,
     id: FrameId,
     _not_send: PhantomData<*const ()>,
 }
 
-impl<M: Mode> CheckpointGuard<M> {
-    pub(super) fn new(storage: Storage<M>, id: FrameId) -> Self {
+impl CheckpointGuard {
+    pub(super) fn new(storage: Storage, id: FrameId) -> Self {
         Self {
             storage,
             id,
@@ -77,7 +77,7 @@ impl<M: Mode> CheckpointGuard<M> {
     }
 }
 
-impl<M: Mode> Drop for CheckpointGuard<M> {
+impl Drop for CheckpointGuard {
     #[inline]
     fn drop(&mut self) {
         // A busy stack is lent to a read: the checkpoint is left when that
@@ -89,7 +89,7 @@ impl<M: Mode> Drop for CheckpointGuard<M> {
     }
 }
 
-impl<M: Mode> fmt::Debug for CheckpointGuard<M> {
+impl fmt::Debug for CheckpointGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CheckpointGuard")
             .field("storage", &self.storage.name())

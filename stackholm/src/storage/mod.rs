@@ -2,21 +2,18 @@
 //! without passing it around.
 
 mod guard;
+mod inherit;
 mod local;
-mod mode;
-mod propagate;
 mod scope;
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::thread::LocalKey;
 
 pub use guard::CheckpointGuard;
 pub use local::Local;
-pub use mode::{Ambient, Mode, TaskOnly};
 pub use scope::Scope;
 
-use crate::engine::{FrameId, Kind, Until, Value};
+use crate::engine::{FrameId, Until, Value};
 use crate::error::{Operation, SetError};
 use crate::exit::{Hook, Outcome};
 use crate::{Checkpoint, Error, Key, Stack};
@@ -163,10 +160,13 @@ macro_rules! storage {
 /// runs. Reads nest freely inside it, but changing the same storage from
 /// inside the closure is refused with [`Error::Busy`] (and [`enter`](Self::enter)
 /// panics), because it could drop the value the closure holds.
-pub struct Storage<M: Mode = Ambient> {
+#[derive(Clone, Copy)]
+pub struct Storage {
     name: &'static str,
     local: &'static LocalKey<Local>,
-    _mode: PhantomData<M>,
+    /// Set on a [`task`](Self::task) handle: no falling back to the
+    /// thread's stack outside a scope.
+    task_only: bool,
 }
 
 impl Storage {
@@ -175,56 +175,46 @@ impl Storage {
         Self {
             name,
             local,
-            _mode: PhantomData,
+            task_only: false,
         }
     }
 
-    /// This storage restricted to the stack of the current task: a handle
-    /// whose methods fail with [`Error::NoScope`] outside a task-local scope
-    /// instead of falling back to the thread's stack.
+    /// This storage restricted to the stack of the current task: outside a
+    /// task-local scope, where the storage itself would reach the thread's
+    /// stack, this handle reaches none. Its writes fail there with
+    /// [`Error::NoScope`], [`enter`](Self::enter) panics, and reads find
+    /// nothing. Code that must run inside a request (behind a layer that
+    /// opens a scope per request) uses it to be told when it does not.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), stackholm::Error> {
-    /// use stackholm::{Checkpoint, Key, DEFAULT};
+    /// use stackholm::{Checkpoint, Error, Key, DEFAULT};
     ///
     /// static STEP: Key<u32> = Key::new("step");
     ///
-    /// let handle = tokio::spawn(DEFAULT.scope_with(Checkpoint::new(), async {
-    ///     DEFAULT.task().set(&STEP, 1)?;
-    ///     tokio::task::yield_now().await;
-    ///     Ok::<_, stackholm::Error>(DEFAULT.task().try_get(&STEP)?)
-    /// }));
-    /// assert_eq!(handle.await.unwrap()?, Some(1));
+    /// let step = DEFAULT
+    ///     .scope(Checkpoint::new(), async {
+    ///         DEFAULT.task().set(&STEP, 1)?;
+    ///         tokio::task::yield_now().await;
+    ///         Ok::<_, Error>(DEFAULT.task().get(&STEP))
+    ///     })
+    ///     .await?;
+    /// assert_eq!(step, Some(1));
     ///
     /// // Outside any scope the task-only handle says so.
-    /// assert!(matches!(DEFAULT.task().try_enter(), Err(stackholm::Error::NoScope { .. })));
+    /// let _thread = DEFAULT.enter();
+    /// let refused = DEFAULT.task().set(&STEP, 2).unwrap_err();
+    /// assert!(matches!(refused.error(), Error::NoScope { .. }));
     /// # Ok(())
     /// # }
     /// ```
     #[must_use]
-    pub const fn task(&self) -> Storage<TaskOnly> {
-        Storage {
-            name: self.name,
-            local: self.local,
-            _mode: PhantomData,
+    pub const fn task(&self) -> Self {
+        Self {
+            task_only: true,
+            ..*self
         }
-    }
-}
-
-impl<M: Mode> Clone for Storage<M> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<M: Mode> Copy for Storage<M> {}
-
-impl<M: Mode> Storage<M> {
-    /// The path the storage was declared under, for diagnostics.
-    #[must_use]
-    pub fn name(&self) -> &'static str {
-        self.name
     }
 
     /// Enters a new, empty checkpoint; it is left when the guard is dropped.
@@ -234,11 +224,13 @@ impl<M: Mode> Storage<M> {
     /// If the storage is lent to a [`with`](Self::with) closure further up
     /// the call stack, or the thread is exiting, or (on a
     /// [`task`](Self::task) handle) outside any scope.
-    /// [`try_enter`](Self::try_enter) returns these as errors instead.
     #[track_caller]
     #[inline]
-    pub fn enter(&self) -> CheckpointGuard<M> {
-        self.try_enter().unwrap_or_else(|err| self.fail(err))
+    pub fn enter(&self) -> CheckpointGuard {
+        match self.write(Operation::Enter, Stack::push_empty) {
+            Ok(id) => CheckpointGuard::new(*self, id),
+            Err(err) => self.fail(err),
+        }
     }
 
     /// Enters `checkpoint` with its pre-loaded values; they are visible until
@@ -248,36 +240,15 @@ impl<M: Mode> Storage<M> {
     ///
     /// As [`enter`](Self::enter).
     #[track_caller]
-    pub fn enter_with(&self, checkpoint: Checkpoint) -> CheckpointGuard<M> {
-        self.try_enter_with(checkpoint)
-            .unwrap_or_else(|err| self.fail(err))
+    pub fn enter_with(&self, mut checkpoint: Checkpoint) -> CheckpointGuard {
+        match self.write(Operation::Enter, |stack| stack.push_from(&mut checkpoint)) {
+            Ok(id) => CheckpointGuard::new(*self, id),
+            Err(err) => self.fail(err),
+        }
     }
 
-    /// Enters a new, empty checkpoint.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Busy`] if the storage is borrowed by a [`with`](Self::with)
-    /// closure further up the call stack, [`Error::Destroyed`] if the thread
-    /// is exiting.
-    #[inline]
-    pub fn try_enter(&self) -> Result<CheckpointGuard<M>, Error> {
-        let id = self.write(Operation::Enter, Stack::push_empty)?;
-        Ok(CheckpointGuard::new(*self, id))
-    }
-
-    /// Enters `checkpoint` with its pre-loaded values.
-    ///
-    /// # Errors
-    ///
-    /// As [`try_enter`](Self::try_enter).
-    pub fn try_enter_with(&self, mut checkpoint: Checkpoint) -> Result<CheckpointGuard<M>, Error> {
-        let id = self.write(Operation::Enter, |stack| stack.push_from(&mut checkpoint))?;
-        Ok(CheckpointGuard::new(*self, id))
-    }
-
-    /// Sets a checkpoint value in the innermost checkpoint; see [`Stack::set`].
-    /// The value it replaces there is dropped after the storage is released.
+    /// Sets a value in the innermost checkpoint; see [`Stack::set`]. The
+    /// value it replaces there is dropped after the storage is released.
     ///
     /// # Errors
     ///
@@ -291,10 +262,15 @@ impl<M: Mode> Storage<M> {
         key: &'static Key<T>,
         value: T,
     ) -> Result<(), SetError<T>> {
-        self.replace(key, Kind::Checkpoint, value, Operation::Set)
+        let mut value = Some(value);
+        let replaced = self.write(Operation::Set, |stack| {
+            let value = value.take().expect("stackholm: the value is set once");
+            stack.replace(key, value, Operation::Set)
+        });
+        settle(replaced, value)
     }
 
-    /// A clone of the nearest checkpoint value of `key`; `None` if no active
+    /// A clone of the nearest value of `key`; `None` if no active
     /// checkpoint set it or none is active. See [`Stack::get`].
     ///
     /// It never panics: where there is no stack to read (outside any scope
@@ -306,62 +282,39 @@ impl<M: Mode> Storage<M> {
         self.with(key, |value| value.cloned())
     }
 
-    /// Calls `f` with a reference to the nearest checkpoint value of `key`,
-    /// or `None` if no active checkpoint set it or none is active (or there
-    /// is no stack to read, as for [`get`](Self::get)).
+    /// Calls `f` with a reference to the nearest value of `key`, or `None`
+    /// (as for [`get`](Self::get)): a read without cloning.
     #[inline]
     pub fn with<T: Send + 'static, R>(
         &self,
         key: &'static Key<T>,
         f: impl FnOnce(Option<&T>) -> R,
     ) -> R {
-        self.read_value(key, Stack::get, f)
+        let mut f = Some(f);
+        let mut call = |value: Option<&T>| f.take().map(|f| f(value));
+        let output = match self.read(Operation::Read, |stack| call(stack.get(key))) {
+            Ok(output) => output,
+            Err(_) => call(None),
+        };
+        output.expect("stackholm: the read closure runs exactly once")
     }
 
-    /// A clone of the nearest checkpoint value of `key`, telling "no
-    /// checkpoint is active" apart from "the key is not set".
+    /// Removes the nearest setting of `key`; see [`Stack::remove`]. Returns
+    /// whether there was one (none where no checkpoint is active: removing
+    /// nothing is no error). The value is dropped after the storage is
+    /// released.
     ///
     /// # Errors
     ///
-    /// [`Error::NoCheckpoint`] if no checkpoint is active,
-    /// [`Error::NoScope`] on a [`task`](Self::task) handle outside any
-    /// scope, [`Error::Destroyed`] if the thread is exiting.
-    pub fn try_get<T: Clone + Send + 'static>(
-        &self,
-        key: &'static Key<T>,
-    ) -> Result<Option<T>, Error> {
-        self.try_with(key, |value| value.cloned())
-    }
-
-    /// Calls `f` with the nearest checkpoint value of `key`, telling "no
-    /// checkpoint is active" apart from "the key is not set".
-    ///
-    /// # Errors
-    ///
-    /// As [`try_get`](Self::try_get).
-    pub fn try_with<T: Send + 'static, R>(
-        &self,
-        key: &'static Key<T>,
-        f: impl FnOnce(Option<&T>) -> R,
-    ) -> Result<R, Error> {
-        self.read(Operation::Read, |stack| stack.try_get(key).map(f))?
-    }
-
-    /// Whether `key` has a checkpoint value visible here.
-    #[must_use]
-    pub fn contains<T: Send + 'static>(&self, key: &'static Key<T>) -> bool {
-        self.with(key, |value| value.is_some())
-    }
-
-    /// Removes the nearest setting of `key`; see [`Stack::remove`]. The
-    /// value is dropped after the storage is released.
-    ///
-    /// # Errors
-    ///
-    /// As [`set`](Self::set).
+    /// Where the stack cannot be changed: [`Error::Busy`] inside a
+    /// [`with`](Self::with) closure, [`Error::NoScope`] on a
+    /// [`task`](Self::task) handle outside any scope, [`Error::Destroyed`]
+    /// if the thread is exiting.
     #[inline]
     pub fn remove<T: Send + 'static>(&self, key: &'static Key<T>) -> Result<bool, Error> {
-        self.take_nearest(key, Kind::Checkpoint, Operation::Remove)
+        // Dropped here, after the storage is released.
+        let taken = self.write(Operation::Remove, |stack| stack.take_nearest(key))?;
+        Ok(taken.is_some())
     }
 
     /// Removes every setting of `key` in every active checkpoint and returns
@@ -369,59 +322,19 @@ impl<M: Mode> Storage<M> {
     ///
     /// # Errors
     ///
-    /// [`Error::Busy`] inside a [`with`](Self::with) closure,
-    /// [`Error::NoScope`] on a [`task`](Self::task) handle outside any
-    /// scope, [`Error::Destroyed`] if the thread is exiting.
+    /// As [`remove`](Self::remove).
     pub fn reset<T: Send + 'static>(&self, key: &'static Key<T>) -> Result<usize, Error> {
         // Dropped here, after the storage is released.
         let removed = self.write(Operation::Reset, |stack| stack.take_all(key))?;
         Ok(removed.len())
     }
 
-    /// Sets a block value, visible in the innermost checkpoint only; see
-    /// [`Stack::set_block`].
-    ///
-    /// # Errors
-    ///
-    /// As [`set`](Self::set).
-    pub fn set_block<T: Send + 'static>(
-        &self,
-        key: &'static Key<T>,
-        value: T,
-    ) -> Result<(), SetError<T>> {
-        self.replace(key, Kind::Block, value, Operation::SetBlock)
-    }
-
-    /// A clone of the innermost checkpoint's block value of `key`.
-    #[must_use]
-    pub fn get_block<T: Clone + Send + 'static>(&self, key: &'static Key<T>) -> Option<T> {
-        self.with_block(key, |value| value.cloned())
-    }
-
-    /// Calls `f` with the innermost checkpoint's block value of `key`.
-    pub fn with_block<T: Send + 'static, R>(
-        &self,
-        key: &'static Key<T>,
-        f: impl FnOnce(Option<&T>) -> R,
-    ) -> R {
-        self.read_value(key, Stack::get_block, f)
-    }
-
-    /// Removes the innermost checkpoint's block value of `key`.
-    ///
-    /// # Errors
-    ///
-    /// As [`set`](Self::set).
-    pub fn remove_block<T: Send + 'static>(&self, key: &'static Key<T>) -> Result<bool, Error> {
-        self.take_nearest(key, Kind::Block, Operation::RemoveBlock)
-    }
-
-    /// Sets a checkpoint value in the outermost checkpoint of the current
-    /// stack (the request's root under a layer that opens one per request),
-    /// whatever checkpoints are nested in it: the form for something opened
-    /// lazily, at any depth, for the whole request, such as a database
-    /// transaction. A nested checkpoint that set the same key still shadows
-    /// it until it is left.
+    /// Sets a value in the outermost checkpoint of the current stack (the
+    /// request's root under a layer that opens one per request), whatever
+    /// checkpoints are nested in it: the form for something opened lazily,
+    /// at any depth, for the whole request, such as a database transaction.
+    /// A nested checkpoint that set the same key still shadows it until it
+    /// is left.
     ///
     /// ```
     /// use stackholm::{Key, DEFAULT};
@@ -539,12 +452,11 @@ impl<M: Mode> Storage<M> {
     }
 
     /// The names of the active checkpoints of the current stack that have
-    /// one, outermost first; see [`Checkpoint::with_name`]. Empty where
-    /// there is no stack.
+    /// one, outermost first; see [`Checkpoint::named`]. Empty where there
+    /// is no stack.
     #[must_use]
     pub fn names(&self) -> Vec<&'static str> {
-        self.read(Operation::Read, |stack| stack.names().collect())
-            .unwrap_or_default()
+        self.read(Operation::Read, Stack::names).unwrap_or_default()
     }
 
     /// How many checkpoints are active on the current stack: the task's
@@ -556,7 +468,12 @@ impl<M: Mode> Storage<M> {
         self.read(Operation::Read, Stack::depth).unwrap_or(0)
     }
 
-    /// The panic of the methods that have a `try_` form returning `err`.
+    /// The path the storage was declared under, for messages.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The panic of the methods that cannot hand `err` back.
     #[cold]
     #[track_caller]
     pub(crate) fn fail(&self, err: Error) -> ! {
@@ -578,36 +495,6 @@ impl<M: Mode> Storage<M> {
         self.leave_until(Until::Left(id), outcome)
     }
 
-    /// Sets a value; the value it replaces is dropped once the storage is
-    /// released.
-    #[inline]
-    fn replace<T: Send + 'static>(
-        &self,
-        key: &'static Key<T>,
-        kind: Kind,
-        value: T,
-        operation: Operation,
-    ) -> Result<(), SetError<T>> {
-        let mut value = Some(value);
-        let replaced = self.write(operation, |stack| {
-            let value = value.take().expect("stackholm: the value is set once");
-            stack.replace(key, kind, value, operation)
-        });
-        settle(replaced, value)
-    }
-
-    /// Removes the nearest setting; its value is dropped once the storage is
-    /// released.
-    fn take_nearest<T: Send + 'static>(
-        &self,
-        key: &'static Key<T>,
-        kind: Kind,
-        operation: Operation,
-    ) -> Result<bool, Error> {
-        let taken = self.write(operation, |stack| stack.take_nearest(key, kind, operation))??;
-        Ok(taken.is_some())
-    }
-
     /// The storage's state on this thread, where this handle may reach it.
     #[inline]
     fn local<R>(
@@ -617,7 +504,7 @@ impl<M: Mode> Storage<M> {
     ) -> Result<R, Error> {
         self.local
             .try_with(|local| {
-                if M::TASK_ONLY && !local.in_scope() {
+                if self.task_only && !local.in_scope() {
                     return Err(Error::NoScope { operation });
                 }
                 f(local)
@@ -665,27 +552,6 @@ impl<M: Mode> Storage<M> {
             Err(_) => Err(Error::Busy { operation }),
         })
     }
-
-    /// Calls `f` with the value `get` finds for `key`. Where there is no
-    /// stack (outside a task-local scope for a task-only handle, on an
-    /// exiting thread) it sees what a stack without checkpoints shows:
-    /// nothing. The stack is only ever borrowed mutably while no user code
-    /// runs, so a read cannot find it busy.
-    #[inline]
-    fn read_value<T: Send + 'static, R>(
-        &self,
-        key: &'static Key<T>,
-        get: for<'a> fn(&'a Stack, &'static Key<T>) -> Option<&'a T>,
-        f: impl FnOnce(Option<&T>) -> R,
-    ) -> R {
-        let mut f = Some(f);
-        let mut call = |value: Option<&T>| f.take().map(|f| f(value));
-        let output = match self.read(Operation::Read, |stack| call(get(stack, key))) {
-            Ok(output) => output,
-            Err(_) => call(None),
-        };
-        output.expect("stackholm: the read closure runs exactly once")
-    }
 }
 
 /// The end of a set: drops the value it replaced, now that the storage is
@@ -710,10 +576,11 @@ fn settle<T>(
     }
 }
 
-impl<M: Mode> fmt::Debug for Storage<M> {
+impl fmt::Debug for Storage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Storage")
             .field("name", &self.name)
+            .field("task_only", &self.task_only)
             .finish_non_exhaustive()
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::thread::LocalKey;
 
-use super::{Local, Mode, Storage};
+use super::{Local, Storage};
 use crate::engine::{FrameId, Until};
 use crate::exit::Outcome;
 use crate::futures::Scoped;
@@ -31,15 +31,14 @@ use crate::{Checkpoint, Error, Stack};
 ///
 /// static REQUEST: Key<u32> = Key::new("request");
 ///
-/// let mut scope = Scope::with_root(DEFAULT, Checkpoint::new().with_value(&REQUEST, 7));
+/// let mut scope = Scope::new(DEFAULT, Checkpoint::new().with_value(&REQUEST, 7));
 /// assert_eq!(DEFAULT.get(&REQUEST), None);
 /// scope.run(|| {
 ///     assert_eq!(DEFAULT.get(&REQUEST), Some(7));
 ///     DEFAULT.set(&REQUEST, 8)
 /// })?;
 /// // What the call set is still there at the next call.
-/// assert_eq!(scope.run(|| DEFAULT.get(&REQUEST)), Some(8));
-/// assert_eq!(scope.stack().depth(), 1);
+/// assert_eq!(scope.run(|| (DEFAULT.get(&REQUEST), DEFAULT.depth())), (Some(8), 1));
 /// # Ok::<(), stackholm::Error>(())
 /// ```
 pub struct Scope {
@@ -53,18 +52,20 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// A scope with an empty stack: no checkpoint is active in it.
+    /// A scope of `storage` whose stack has `root` entered: its values are
+    /// visible to everything run in the scope, and it is left when the
+    /// scope is dropped.
     #[must_use]
-    pub fn new<M: Mode>(storage: Storage<M>) -> Self {
+    pub fn new(storage: Storage, mut root: Checkpoint) -> Self {
+        let mut stack = storage
+            .local
+            .try_with(Local::take_spare)
+            .unwrap_or_default();
+        stack.push_from(&mut root);
         Self {
             name: storage.name,
             local: storage.local,
-            stack: Some(
-                storage
-                    .local
-                    .try_with(Local::take_spare)
-                    .unwrap_or_default(),
-            ),
+            stack: Some(stack),
             ending: Outcome::Left,
         }
     }
@@ -81,15 +82,6 @@ impl Scope {
         if self.ending == Outcome::Left {
             self.ending = Outcome::Cancelled;
         }
-    }
-
-    /// A scope whose stack has `root` entered: its values are visible to
-    /// everything run in the scope, and it is left when the scope is dropped.
-    #[must_use]
-    pub fn with_root<M: Mode>(storage: Storage<M>, root: Checkpoint) -> Self {
-        let mut scope = Self::new(storage);
-        scope.stack_mut().push(root);
-        scope
     }
 
     /// Runs `f` with this scope's stack as the storage's task-local stack.
@@ -162,16 +154,9 @@ impl Scope {
         })
     }
 
-    /// The scope's stack, for inspection between runs.
-    #[must_use]
-    pub fn stack(&self) -> &Stack {
+    fn stack(&self) -> &Stack {
         const EMPTY: &Stack = &Stack::new();
         self.stack.as_ref().unwrap_or(EMPTY)
-    }
-
-    /// The scope's stack, to change it between runs.
-    pub fn stack_mut(&mut self) -> &mut Stack {
-        self.stack.get_or_insert_with(Stack::new)
     }
 }
 
@@ -262,19 +247,14 @@ impl fmt::Debug for Scope {
     }
 }
 
-impl<M: Mode> Storage<M> {
-    /// Runs `future` inside a fresh task-local stack of this storage, with no
-    /// checkpoint active. The stack lives in the returned future, so every
-    /// task has its own, whatever thread polls it.
+impl Storage {
+    /// Runs `future` inside a fresh task-local stack of this storage, with
+    /// `root` entered as its first checkpoint. The stack lives in the
+    /// returned future, so every task has its own, whatever thread polls
+    /// it: what `tokio::task_local!`'s `scope` does for one value.
     ///
     /// Inside, the storage's methods reach the task's stack; code that is
     /// not inside any scope reaches its thread's stack instead.
-    pub fn scope<F: Future>(&self, future: F) -> Scoped<F> {
-        Scoped::new(Scope::new(*self), future)
-    }
-
-    /// Runs `future` inside a fresh task-local stack of this storage, with
-    /// `root` entered as its first checkpoint.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -284,7 +264,7 @@ impl<M: Mode> Storage<M> {
     /// static TENANT: Key<u32> = Key::new("tenant");
     ///
     /// let tenant = DEFAULT
-    ///     .scope_with(Checkpoint::new().with_value(&TENANT, 3), async {
+    ///     .scope(Checkpoint::new().with_value(&TENANT, 3), async {
     ///         tokio::task::yield_now().await;
     ///         DEFAULT.get(&TENANT)
     ///     })
@@ -292,29 +272,19 @@ impl<M: Mode> Storage<M> {
     /// assert_eq!(tenant, Some(3));
     /// # }
     /// ```
-    pub fn scope_with<F: Future>(&self, root: Checkpoint, future: F) -> Scoped<F> {
-        Scoped::new(Scope::with_root(*self, root), future)
-    }
-
-    /// Runs `f` inside a fresh task-local stack of this storage, with no
-    /// checkpoint active.
-    ///
-    /// # Panics
-    ///
-    /// As [`Scope::run`].
-    #[track_caller]
-    pub fn sync_scope<R>(&self, f: impl FnOnce() -> R) -> R {
-        Scope::new(*self).run(f)
+    pub fn scope<F: Future>(&self, root: Checkpoint, future: F) -> Scoped<F> {
+        Scoped::new(Scope::new(*self, root), future)
     }
 
     /// Runs `f` inside a fresh task-local stack of this storage, with `root`
-    /// entered as its first checkpoint.
+    /// entered as its first checkpoint: for a thread or a blocking job, as
+    /// `tokio::task_local!`'s `sync_scope`.
     ///
     /// # Panics
     ///
     /// As [`Scope::run`].
     #[track_caller]
-    pub fn sync_scope_with<R>(&self, root: Checkpoint, f: impl FnOnce() -> R) -> R {
-        Scope::with_root(*self, root).run(f)
+    pub fn sync_scope<R>(&self, root: Checkpoint, f: impl FnOnce() -> R) -> R {
+        Scope::new(*self, root).run(f)
     }
 }
