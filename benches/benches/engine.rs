@@ -257,6 +257,23 @@ fn snapshot(c: &mut Criterion) {
             b.iter(|| black_box(root.snapshot()));
         });
     }
+    // One inherited value, on a stack that has seen 10,000 other keys: a
+    // snapshot's cost follows the values it carries, not the keys seen.
+    for seen in [0, 10_000] {
+        let id = format!("1-inherited-{seen}-keys-seen");
+        group.bench_function(BenchmarkId::new("stackholm-owned", id), |b| {
+            let mut stack = Stack::new();
+            for _ in 0..seen {
+                let key: &'static stackholm::Key<u64> =
+                    Box::leak(Box::new(stackholm::Key::new("seen once")));
+                let mut once = stack.enter();
+                once.set(key, 0).unwrap();
+            }
+            let mut root = stack.enter();
+            root.set(&SNAPSHOT_INHERITED[0], 1).unwrap();
+            b.iter(|| black_box(root.snapshot()));
+        });
+    }
     group.finish();
 }
 

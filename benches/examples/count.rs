@@ -143,6 +143,24 @@ fn log_requests(name: &str, count: usize) {
     });
 }
 
+static INHERITED: stackholm::Key<u64> = stackholm::Key::new("inherited").inherited();
+
+/// Snapshots of one inherited value, on an owned stack that has used
+/// `seen` other keys once each before.
+fn snapshots(seen: usize, count: usize) {
+    let mut stack = Stack::new();
+    for _ in 0..seen {
+        let key: &'static stackholm::Key<u64> = Box::leak(Box::new(stackholm::Key::new("seen")));
+        let mut once = stack.enter();
+        once.set(key, 0).expect("inside a checkpoint");
+    }
+    let mut root = stack.enter();
+    root.set(&INHERITED, 1).expect("inside a checkpoint");
+    for _ in 0..count {
+        black_box(root.snapshot());
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(what), Some(count)) = (args.next(), args.next()) else {
@@ -158,6 +176,7 @@ fn main() {
         "enter_set_leave" => on(name, EnterSetLeave(count)),
         "read_nearest" => on(name, ReadDeep(count)),
         "log_request" => log_requests(name, count),
+        "snapshot" => snapshots(name.parse().expect("KEYS-SEEN is a number"), count),
         "in_process" => in_process(app(name), count),
         "loopback" => loopback(app(name), count),
         other => panic!("unknown workload `{other}`"),

@@ -17,6 +17,8 @@ pub(crate) trait Carrier: Any + Send {
     fn key_index(&self) -> usize;
     fn key_name(&self) -> &'static str;
     fn kind(&self) -> Kind;
+    /// Whether the key is inherited.
+    fn inherited(&self) -> bool;
     fn is_empty(&self) -> bool;
 
     /// Moves the value into its slot at `depth`; returns whether the slot
@@ -76,6 +78,10 @@ impl<T: Send + 'static> Carrier for Carried<T> {
 
     fn kind(&self) -> Kind {
         self.kind
+    }
+
+    fn inherited(&self) -> bool {
+        self.key.sharing().is_some()
     }
 
     fn is_empty(&self) -> bool {

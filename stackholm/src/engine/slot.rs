@@ -140,6 +140,9 @@ pub(crate) trait ErasedSlot: Any + Send {
 
     /// How many settings of `kind` the slot holds.
     fn len(&self, kind: Kind) -> usize;
+
+    /// The depth of the innermost setting of `kind`.
+    fn top_depth(&self, kind: Kind) -> Option<u32>;
 }
 
 impl<T: Send + 'static> ErasedSlot for Slot<T> {
@@ -170,6 +173,10 @@ impl<T: Send + 'static> ErasedSlot for Slot<T> {
 
     fn len(&self, kind: Kind) -> usize {
         self.entries[kind as usize].len()
+    }
+
+    fn top_depth(&self, kind: Kind) -> Option<u32> {
+        Some(self.top(kind)?.depth)
     }
 }
 
@@ -238,10 +245,6 @@ impl Slots {
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &dyn ErasedSlot> {
         self.slots.iter().filter_map(|slot| slot.as_deref())
-    }
-
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut dyn ErasedSlot> {
-        self.slots.iter_mut().filter_map(|slot| slot.as_deref_mut())
     }
 }
 

@@ -74,19 +74,26 @@ struct Frame {
     hooks: Hooks,
 }
 
-/// A key index and a kind in one word: a setting a frame holds.
+/// A key index, whether the key is inherited, and a kind, in one word: a
+/// setting a frame holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Setting(u32);
 
 impl Setting {
     #[inline]
-    fn new(index: usize, kind: Kind) -> Self {
-        Self(((index as u32) << 1) | kind as u32)
+    fn new(index: usize, inherited: bool, kind: Kind) -> Self {
+        Self(((index as u32) << 2) | (u32::from(inherited) << 1) | kind as u32)
     }
 
     #[inline]
     fn index(self) -> u32 {
-        self.0 >> 1
+        self.0 >> 2
+    }
+
+    /// Whether a snapshot may share the setting's value.
+    #[inline]
+    fn inherited(self) -> bool {
+        self.0 & 2 != 0
     }
 
     #[inline]
@@ -351,8 +358,10 @@ impl Stack {
     ///
     /// Entering it on another stack (a spawned task's, another thread's)
     /// gives code there the values visible here; what it sets there stays
-    /// there. Taking a snapshot costs one reference count per visible key;
-    /// the first snapshot of a value moves it into a shared allocation.
+    /// there. Taking a snapshot costs a look at each value on the stack and
+    /// one reference count per inherited value it carries, however many
+    /// keys the thread has used; the first snapshot of a value moves it
+    /// into a shared allocation.
     ///
     /// ```
     /// # use stackholm::{Key, Stack};
@@ -372,12 +381,25 @@ impl Stack {
     /// ```
     #[must_use]
     pub fn snapshot(&mut self) -> Checkpoint {
+        // The active frames' settings, not every slot: the cost follows the
+        // values on the stack, not the keys this stack has ever seen.
+        let mut carriers = Vec::new();
+        for (depth, frame) in self.frames[..self.depth].iter().enumerate() {
+            for setting in &frame.settings {
+                if !setting.inherited() || setting.kind() != Kind::Checkpoint {
+                    continue;
+                }
+                let Some(slot) = self.slots.erased_mut(setting.index()) else {
+                    continue;
+                };
+                // Only the nearest setting of a key is visible here.
+                if slot.top_depth(Kind::Checkpoint) == Some(depth as u32) {
+                    carriers.extend(slot.share_top_checkpoint_value());
+                }
+            }
+        }
         Checkpoint {
-            carriers: self
-                .slots
-                .iter_mut()
-                .filter_map(|slot| slot.share_top_checkpoint_value())
-                .collect(),
+            carriers,
             ..Checkpoint::new()
         }
     }
@@ -399,9 +421,11 @@ impl Stack {
         frame.hooks.append(&mut checkpoint.hooks);
         for carrier in &mut checkpoint.carriers {
             if carrier.attach(&mut self.slots, depth as u32) {
-                frame
-                    .settings
-                    .push(Setting::new(carrier.key_index(), carrier.kind()));
+                frame.settings.push(Setting::new(
+                    carrier.key_index(),
+                    carrier.inherited(),
+                    carrier.kind(),
+                ));
             }
         }
     }
@@ -614,9 +638,11 @@ impl Stack {
             .typed_or_insert(key, index)
             .set(kind, depth, Value::Owned(value));
         if replaced.is_none() {
-            self.frames[depth as usize]
-                .settings
-                .push(Setting::new(index, kind));
+            self.frames[depth as usize].settings.push(Setting::new(
+                index,
+                key.sharing().is_some(),
+                kind,
+            ));
         }
         Ok(replaced)
     }
@@ -638,7 +664,9 @@ impl Stack {
             .typed_or_insert(key, index)
             .set_root(kind, Value::Owned(value));
         if replaced.is_none() {
-            self.frames[0].settings.push(Setting::new(index, kind));
+            self.frames[0]
+                .settings
+                .push(Setting::new(index, key.sharing().is_some(), kind));
         }
         Ok(replaced)
     }
@@ -681,7 +709,7 @@ fn no_checkpoint(operation: Operation, key: &'static str) -> Error {
 
 /// Drops a key from the list of keys its frame holds a setting of.
 fn forget_key<T>(frame: &mut Frame, kind: Kind, key: &'static Key<T>) {
-    let setting = Setting::new(key.index(), kind);
+    let setting = Setting::new(key.index(), key.sharing().is_some(), kind);
     let settings = &mut frame.settings;
     if let Some(position) = settings.iter().rposition(|&s| s == setting) {
         settings.swap_remove(position);
