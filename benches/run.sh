@@ -17,6 +17,10 @@ done
 echo "== layer load test" >&2
 cargo bench -p stackholm-benches --bench layer >&2
 python3 benches/report.py --baselines "$(IFS=,; echo "${baselines[*]}")"
+echo
+echo "### Heap"
+echo
+cargo run --release -q -p stackholm-benches --example heap
 if command -v valgrind >/dev/null; then
     echo
     echo "### Instructions"
