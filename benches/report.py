@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Turns criterion's output into the tables and chart of BENCHMARKS.md.
+"""Turns criterion's output into BENCHMARKS.md's wall-clock part and chart.
 
 Reads the medians under target/criterion (from
 `cargo bench -p stackholm-benches --bench engine`; with --baselines, the
 median over several saved runs, as benches/run.sh makes them) and, if present,
-target/layer-bench.json (from `--bench layer`); prints Markdown tables of
-the figures, of the ratios the targets are stated in, and writes
-docs/benchmarks.svg. Standard library only.
+target/layer-bench.json (from `--bench layer`); prints the Markdown of the
+figures and of the ratios the targets are stated in, and draws
+docs/benchmarks.svg with matplotlib.
 
     python3 benches/report.py [--baselines run1,run2,run3] [--target-dir target]
                               [--svg docs/benchmarks.svg]
@@ -113,6 +113,10 @@ def targets(medians):
             lambda i: div(best[0], m("request_like", i, request)), 2.0, False)
     row("OpenTelemetry's request-like ÷ ours (≥ 5)",
         lambda i: div(m("request_like", "opentelemetry", request), m("request_like", i, request)), 5.0, False)
+    row("request-like ÷ the naive stack's (≤ 0.7)",
+        lambda i: div(m("request_like", i, request), m("request_like", "naive-stack", request)), 0.7)
+    row("request-like ÷ the hand-rolled task-local map's (≤ 0.5)",
+        lambda i: div(m("request_like", i, request), m("request_like", "task-local-map", request)), 0.5)
     return "\n".join(lines)
 
 
@@ -148,36 +152,49 @@ def layer(target):
     return "\n".join(out)
 
 
-def svg(medians, path):
+def others(medians):
+    """Every other group measured, with its figures, for the record."""
+    main = {"enter_leave", "enter_set_leave", "read_nearest", "set_remove_nearest",
+            "request_like", "layer_per_request"}
+    rest = sorted(key for key in medians if key[0] not in main)
+    if not rest:
+        return None
+    out = ["| group | implementation | case | median (ns) |", "|---|---|---|---:|"]
+    for group, function, value in rest:
+        out.append(f"| {group} | {function} | {value or '—'} | {fmt(medians[(group, function, value)])} |")
+    return "\n".join(out)
+
+
+def chart(medians, path):
     """One panel per headline workload, one bar per implementation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     panels = [
         ("enter + set + leave, 50 values present", "enter_set_leave", "50-present"),
         ("read at depth 100, 50 other keys", "read_nearest", "depth-100/50-others"),
         ("request-like workload", "request_like", "5-values-3-nested"),
     ]
-    width, bar_h, gap, label_w, panel_gap = 760, 18, 6, 150, 40
     colors = ["#1f6feb", "#388bfd", "#79c0ff", "#8b949e", "#8b949e", "#8b949e", "#d29922", "#8b949e"]
-    y, parts = 20, []
-    for title, group, value in panels:
-        figures = [(name, medians.get((group, impl, value)), colors[n]) for n, (impl, name) in enumerate(IMPLS)]
-        figures = [f for f in figures if f[1] is not None]
-        if not figures:
-            continue
-        top = max(ns for _, ns, _ in figures)
-        parts.append(f'<text x="0" y="{y}" font-weight="bold">{title} (ns, lower is better)</text>')
-        y += 10
-        for name, ns, color in figures:
-            w = (width - label_w - 70) * ns / top
-            parts.append(f'<text x="{label_w - 8}" y="{y + bar_h - 5}" text-anchor="end">{name}</text>')
-            parts.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{color}"/>')
-            parts.append(f'<text x="{label_w + w + 6:.1f}" y="{y + bar_h - 5}">{fmt(ns)}</text>')
-            y += bar_h + gap
-        y += panel_gap
-    doc = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y}" '
-           f'font-family="sans-serif" font-size="12">'
-           f'<rect width="100%" height="100%" fill="white"/>{"".join(parts)}</svg>\n')
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 9))
+    for ax, (title, group, value) in zip(axes, panels):
+        bars = [(name, medians.get((group, impl, value)), colors[n])
+                for n, (impl, name) in enumerate(IMPLS)]
+        bars = [bar for bar in bars if bar[1] is not None][::-1]
+        names = [name for name, _, _ in bars]
+        figures = [ns for _, ns, _ in bars]
+        ax.barh(names, figures, color=[color for _, _, color in bars])
+        for y, ns in enumerate(figures):
+            ax.annotate(fmt(ns), (ns, y), xytext=(4, 0), textcoords="offset points", va="center")
+        ax.set_title(f"{title} (ns, lower is better)", loc="left", fontweight="bold")
+        ax.margins(x=0.15)
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(doc)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
 
 
 def main():
@@ -190,6 +207,7 @@ def main():
     medians = load(args.target_dir, args.baselines.split(","))
     if not medians:
         sys.exit(f"no criterion results under {args.target_dir}/criterion: run the benches first")
+    print(f"![Medians of the headline workloads]({args.svg})\n")
     print("### Medians (ns)\n")
     print(markdown(medians))
     print("\n### Targets\n")
@@ -202,8 +220,11 @@ def main():
     if layer_table:
         print("\n### Layer overhead on loopback\n")
         print(layer_table)
-    svg(medians, args.svg)
-    print(f"\n(chart written to {args.svg})")
+    rest = others(medians)
+    if rest:
+        print("\n### Other workloads\n")
+        print(rest)
+    chart(medians, args.svg)
 
 
 if __name__ == "__main__":
