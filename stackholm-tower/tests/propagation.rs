@@ -787,7 +787,8 @@ async fn non_ascii_header_value_is_skipped_on_the_way_out() {
 /// arrive as `a` and a lone tab as an empty value.
 #[tokio::test]
 async fn header_values_with_outer_white_space_are_skipped_on_the_way_out() {
-    for value in [" lead and trail ", "\t", " lead", "trail\t", " "] {
+    /// What goes out, and what is told, for the caller `value`.
+    async fn sent(value: &'static str) -> (Seen, Vec<Told>) {
         let (propagation, log) = recording(declared());
         let work = move |propagation: Propagation| async move {
             DEFAULT.set(&CALLER, value.to_owned()).unwrap();
@@ -796,9 +797,13 @@ async fn header_values_with_outer_white_space_are_skipped_on_the_way_out() {
         let seen = serve(app(propagation, work), request(headers![]))
             .await
             .remove(0);
+        (seen, take(&log))
+    }
+    for value in [" lead and trail ", "\t", " lead", "trail\t", " "] {
+        let (seen, told_) = sent(value).await;
         assert_eq!(seen.out.get("x-caller"), None, "{value:?}");
         assert_eq!(
-            take(&log),
+            told_,
             [told(
                 Direction::Outbound,
                 Place::Header("x-caller"),
@@ -810,16 +815,9 @@ async fn header_values_with_outer_white_space_are_skipped_on_the_way_out() {
     }
     // White space inside a value, and an empty value, go out exactly.
     for value in ["in\tside out", ""] {
-        let (propagation, log) = recording(declared());
-        let work = move |propagation: Propagation| async move {
-            DEFAULT.set(&CALLER, value.to_owned()).unwrap();
-            vec![observe(&propagation)]
-        };
-        let seen = serve(app(propagation, work), request(headers![]))
-            .await
-            .remove(0);
+        let (seen, told_) = sent(value).await;
         assert_eq!(seen.out("x-caller"), Some(value));
-        assert_eq!(take(&log), []);
+        assert_eq!(told_, []);
     }
 }
 
