@@ -162,6 +162,16 @@ impl<T: 'static> Key<T> {
         }
     }
 
+    /// [`index`](Self::index) + 1: never 0, so a table can mark free
+    /// places with 0.
+    #[inline]
+    pub(crate) fn tag(&'static self) -> u32 {
+        match self.index.load(Ordering::Acquire) {
+            0 => self.assign_index() as u32 + 1,
+            stored => stored,
+        }
+    }
+
     #[cold]
     fn assign_index(&'static self) -> usize {
         let fresh = NEXT_INDEX.fetch_add(1, Ordering::Relaxed);

@@ -21,9 +21,10 @@ pub(crate) trait Carrier: Any + Send {
     fn inherited(&self) -> bool;
     fn is_empty(&self) -> bool;
 
-    /// Moves the value into its slot at `depth`; returns whether the slot
-    /// gained a setting at that depth (the caller records it in the frame).
-    fn attach(&mut self, slots: &mut Slots, depth: u32) -> bool;
+    /// Moves the value into its slot at `depth`; returns the slot's
+    /// position if it gained a setting at that depth (the caller records it
+    /// in the frame).
+    fn attach(&mut self, slots: &mut Slots, depth: u32) -> Option<u32>;
 
     /// Moves the innermost setting of the carrier's key and kind back out of
     /// `slots` into the carrier.
@@ -88,16 +89,14 @@ impl<T: Send + 'static> Carrier for Carried<T> {
         self.value.is_none()
     }
 
-    fn attach(&mut self, slots: &mut Slots, depth: u32) -> bool {
-        match self.value.take() {
-            // A checkpoint holds one value per key and kind, and the frame it
-            // enters is new: nothing is there to replace.
-            Some(value) => slots
-                .typed_or_insert(self.key, self.key.index())
-                .set(self.kind, depth, value)
-                .is_none(),
-            None => false,
-        }
+    fn attach(&mut self, slots: &mut Slots, depth: u32) -> Option<u32> {
+        let value = self.value.take()?;
+        let (position, slot) = slots.typed_or_insert(self.key);
+        // A checkpoint holds one value per key and kind, and the frame it
+        // enters is new: nothing is there to replace.
+        slot.set(self.kind, depth, value)
+            .is_none()
+            .then_some(position)
     }
 
     fn detach(&mut self, slots: &mut Slots) {

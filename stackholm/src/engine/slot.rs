@@ -143,6 +143,9 @@ pub(crate) trait ErasedSlot: Any + Send {
 
     /// The depth of the innermost setting of `kind`.
     fn top_depth(&self, kind: Kind) -> Option<u32>;
+
+    /// The index of the slot's key.
+    fn key_index(&self) -> usize;
 }
 
 impl<T: Send + 'static> ErasedSlot for Slot<T> {
@@ -178,22 +181,63 @@ impl<T: Send + 'static> ErasedSlot for Slot<T> {
     fn top_depth(&self, kind: Kind) -> Option<u32> {
         Some(self.top(kind)?.depth)
     }
+
+    fn key_index(&self) -> usize {
+        self.key.index()
+    }
 }
 
-/// Every slot of one stack, indexed by key index.
+/// Every slot of one stack: the slots of the keys it has used, found from
+/// a key's tag (its index + 1) through a small open-addressed table.
+///
+/// A table of the stack's own, not a vector indexed by key index: key
+/// indexes are process-wide, so such a vector grows with every key the
+/// process has used, in every stack (a suspended request's scope held
+/// 321 KB once 10,000 keys had been used; `benches/examples/heap.rs`).
 #[derive(Default)]
 pub(crate) struct Slots {
-    slots: Vec<Option<Box<dyn ErasedSlot>>>,
+    /// In order of first use.
+    slots: Vec<Box<dyn ErasedSlot>>,
+    /// `(tag, position in slots)`, `(0, _)` where free; a power of two long
+    /// and at most half full, so that every probe ends.
+    table: Vec<(u32, u32)>,
+}
+
+/// Where a probe for `tag` starts in a table of `mask + 1` places:
+/// multiplying by an odd constant maps consecutive tags, which keys mostly
+/// have, to distinct places.
+#[inline]
+fn start(tag: u32, mask: usize) -> usize {
+    tag.wrapping_mul(0x9E37_79B9) as usize & mask
 }
 
 impl Slots {
     pub(crate) const fn new() -> Self {
-        Self { slots: Vec::new() }
+        Self {
+            slots: Vec::new(),
+            table: Vec::new(),
+        }
+    }
+
+    /// Where the slot under `tag` is in `slots`.
+    #[inline]
+    fn position(&self, tag: u32) -> Option<usize> {
+        // An empty table's mask starts the probe out of bounds: one check
+        // for both.
+        let mask = self.table.len().wrapping_sub(1);
+        let mut at = start(tag, mask);
+        loop {
+            match *self.table.get(at)? {
+                (stored, position) if stored == tag => return Some(position as usize),
+                (0, _) => return None,
+                _ => at = (at + 1) & mask,
+            }
+        }
     }
 
     #[inline]
     pub(crate) fn typed<T: Send + 'static>(&self, key: &'static Key<T>) -> Option<&Slot<T>> {
-        let slot: &dyn Any = self.slots.get(key.index())?.as_deref()?;
+        let slot: &dyn Any = &**self.slots.get(self.position(key.tag())?)?;
         Some(downcast(slot.downcast_ref()))
     }
 
@@ -202,49 +246,73 @@ impl Slots {
         &mut self,
         key: &'static Key<T>,
     ) -> Option<&mut Slot<T>> {
-        let slot: &mut dyn Any = self.slots.get_mut(key.index())?.as_deref_mut()?;
+        let position = self.position(key.tag())?;
+        let slot: &mut dyn Any = &mut **self.slots.get_mut(position)?;
         Some(downcast(slot.downcast_mut()))
     }
 
-    /// The key's slot, created on the key's first use in this stack.
+    /// The key's slot and its position, created on the key's first use in
+    /// this stack.
     #[inline]
     pub(crate) fn typed_or_insert<T: Send + 'static>(
         &mut self,
         key: &'static Key<T>,
-        index: usize,
-    ) -> &mut Slot<T> {
-        if !matches!(self.slots.get(index), Some(Some(_))) {
-            self.insert(key, index);
-        }
-        let slot: &mut dyn Any = self.slots[index]
-            .as_deref_mut()
-            .expect("stackholm: the slot was created above");
-        downcast(slot.downcast_mut())
+    ) -> (u32, &mut Slot<T>) {
+        let tag = key.tag();
+        let position = match self.position(tag) {
+            Some(position) => position,
+            None => self.insert(key, tag),
+        };
+        let slot: &mut dyn Any = &mut *self.slots[position];
+        (position as u32, downcast(slot.downcast_mut()))
+    }
+
+    /// The position of the key's slot, if the stack has used the key.
+    pub(crate) fn position_of<T>(&self, key: &'static Key<T>) -> Option<u32> {
+        Some(self.position(key.tag())? as u32)
     }
 
     /// Creates the key's slot: once per key and stack, so out of the way of
-    /// every later set.
+    /// every later set. Returns its position.
     #[cold]
     #[inline(never)]
-    fn insert<T: Send + 'static>(&mut self, key: &'static Key<T>, index: usize) {
-        if self.slots.len() <= index {
-            self.slots.resize_with(index + 1, || None);
+    fn insert<T: Send + 'static>(&mut self, key: &'static Key<T>, tag: u32) -> usize {
+        let position = self.slots.len();
+        self.slots.push(Box::new(Slot::new(key)));
+        if self.table.len() < 2 * self.slots.len() {
+            let len = (2 * self.slots.len()).next_power_of_two().max(4);
+            let old = std::mem::replace(&mut self.table, vec![(0, 0); len]);
+            for (tag, position) in old.into_iter().filter(|&(tag, _)| tag != 0) {
+                self.put(tag, position);
+            }
         }
-        self.slots[index] = Some(Box::new(Slot::new(key)));
+        self.put(tag, position as u32);
+        position
     }
 
-    #[inline]
-    pub(crate) fn erased(&self, index: u32) -> Option<&dyn ErasedSlot> {
-        self.slots.get(index as usize)?.as_deref()
+    fn put(&mut self, tag: u32, position: u32) {
+        let mask = self.table.len() - 1;
+        let mut at = start(tag, mask);
+        while self.table[at].0 != 0 {
+            at = (at + 1) & mask;
+        }
+        self.table[at] = (tag, position);
     }
 
+    /// The slot at `position`, as a frame's setting names it.
     #[inline]
-    pub(crate) fn erased_mut(&mut self, index: u32) -> Option<&mut dyn ErasedSlot> {
-        self.slots.get_mut(index as usize)?.as_deref_mut()
+    pub(crate) fn at(&self, position: u32) -> &dyn ErasedSlot {
+        &*self.slots[position as usize]
+    }
+
+    /// The slot at `position`, as a frame's setting names it.
+    #[inline]
+    pub(crate) fn at_mut(&mut self, position: u32) -> &mut dyn ErasedSlot {
+        &mut *self.slots[position as usize]
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &dyn ErasedSlot> {
-        self.slots.iter().filter_map(|slot| slot.as_deref())
+        self.slots.iter().map(|slot| &**slot)
     }
 }
 
@@ -253,4 +321,34 @@ impl Slots {
 #[inline]
 fn downcast<S>(slot: Option<S>) -> S {
     slot.expect("stackholm: a slot holds the value type of the key it was created for")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_finds_every_slot_as_it_grows_and_none_it_lacks() {
+        let keys: Vec<&'static Key<usize>> = (0..1000)
+            .map(|_| &*Box::leak(Box::new(Key::new("k"))))
+            .collect();
+        let absent: &'static Key<usize> = Box::leak(Box::new(Key::new("absent")));
+        let mut slots = Slots::new();
+        assert!(slots.typed(absent).is_none(), "an empty table");
+        for (n, key) in keys.iter().enumerate() {
+            let (position, slot) = slots.typed_or_insert(key);
+            assert_eq!(position as usize, n, "positions in order of first use");
+            assert!(slot.set(Kind::Checkpoint, 0, Value::Owned(n)).is_none());
+            for (m, earlier) in keys[..=n].iter().enumerate().step_by(97) {
+                let found = slots
+                    .typed(earlier)
+                    .and_then(|slot| slot.top(Kind::Checkpoint));
+                assert_eq!(found.map(|entry| *entry.value.get()), Some(m));
+            }
+            assert!(slots.typed(absent).is_none());
+        }
+        assert_eq!(slots.iter().count(), 1000);
+        assert_eq!(slots.position_of(keys[500]), Some(500));
+        assert_eq!(slots.position_of(absent), None);
+    }
 }

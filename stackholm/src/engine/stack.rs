@@ -74,19 +74,20 @@ struct Frame {
     hooks: Hooks,
 }
 
-/// A key index, whether the key is inherited, and a kind, in one word: a
-/// setting a frame holds.
+/// The position of a key's slot, whether the key is inherited, and a
+/// kind, in one word: a setting a frame holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Setting(u32);
 
 impl Setting {
     #[inline]
-    fn new(index: usize, inherited: bool, kind: Kind) -> Self {
-        Self(((index as u32) << 2) | (u32::from(inherited) << 1) | kind as u32)
+    fn new(position: u32, inherited: bool, kind: Kind) -> Self {
+        Self((position << 2) | (u32::from(inherited) << 1) | kind as u32)
     }
 
+    /// Where the key's slot is in the stack's slots.
     #[inline]
-    fn index(self) -> u32 {
+    fn position(self) -> u32 {
         self.0 >> 2
     }
 
@@ -204,11 +205,10 @@ impl Stack {
     pub(crate) fn is_bare(&self) -> bool {
         self.frames[..self.depth].iter().all(|frame| {
             frame.hooks.is_empty()
-                && frame.settings.iter().all(|setting| {
-                    self.slots
-                        .erased(setting.index())
-                        .is_none_or(|slot| !slot.has_drop_glue())
-                })
+                && frame
+                    .settings
+                    .iter()
+                    .all(|setting| !self.slots.at(setting.position()).has_drop_glue())
         })
     }
 
@@ -346,8 +346,10 @@ impl Stack {
         };
         let kind = key.kind();
         let removed = slot.take_all(kind);
-        for entry in &removed {
-            forget_key(&mut self.frames[entry.depth as usize], kind, key);
+        if let Some(position) = self.slots.position_of(key) {
+            for entry in &removed {
+                forget_key(&mut self.frames[entry.depth as usize], kind, key, position);
+            }
         }
         removed
     }
@@ -389,9 +391,7 @@ impl Stack {
                 if !setting.inherited() || setting.kind() != Kind::Checkpoint {
                     continue;
                 }
-                let Some(slot) = self.slots.erased_mut(setting.index()) else {
-                    continue;
-                };
+                let slot = self.slots.at_mut(setting.position());
                 // Only the nearest setting of a key is visible here.
                 if slot.top_depth(Kind::Checkpoint) == Some(depth as u32) {
                     carriers.extend(slot.share_top_checkpoint_value());
@@ -420,12 +420,10 @@ impl Stack {
         frame.name = checkpoint.name;
         frame.hooks.append(&mut checkpoint.hooks);
         for carrier in &mut checkpoint.carriers {
-            if carrier.attach(&mut self.slots, depth as u32) {
-                frame.settings.push(Setting::new(
-                    carrier.key_index(),
-                    carrier.inherited(),
-                    carrier.kind(),
-                ));
+            if let Some(position) = carrier.attach(&mut self.slots, depth as u32) {
+                frame
+                    .settings
+                    .push(Setting::new(position, carrier.inherited(), carrier.kind()));
             }
         }
     }
@@ -457,14 +455,11 @@ impl Stack {
         checkpoint.name = frame.name;
         checkpoint.hooks.append(&mut frame.hooks);
         for setting in frame.settings.drain(..) {
-            let (index, kind) = (setting.index(), setting.kind());
-            match checkpoint.carrier_mut(index as usize, kind) {
+            let kind = setting.kind();
+            let slot = self.slots.at_mut(setting.position());
+            match checkpoint.carrier_mut(slot.key_index(), kind) {
                 Some(carrier) => carrier.detach(&mut self.slots),
-                None => checkpoint.carriers.extend(
-                    self.slots
-                        .erased_mut(index)
-                        .and_then(|slot| slot.detach_top(kind)),
-                ),
+                None => checkpoint.carriers.extend(slot.detach_top(kind)),
             }
         }
         Some(frame.id)
@@ -611,9 +606,9 @@ impl Stack {
             };
             // Last set, first in: `doomed` drops the first kept first.
             while let Some(setting) = frame.settings.pop() {
-                if let Some(slot) = self.slots.erased_mut(setting.index()) {
-                    slot.doom_top(setting.kind(), doomed);
-                }
+                self.slots
+                    .at_mut(setting.position())
+                    .doom_top(setting.kind(), doomed);
             }
         }
     }
@@ -632,14 +627,11 @@ impl Stack {
             Ok(depth) => depth,
             Err(err) => return Err(SetError::new(value, err)),
         };
-        let index = key.index();
-        let replaced = self
-            .slots
-            .typed_or_insert(key, index)
-            .set(kind, depth, Value::Owned(value));
+        let (position, slot) = self.slots.typed_or_insert(key);
+        let replaced = slot.set(kind, depth, Value::Owned(value));
         if replaced.is_none() {
             self.frames[depth as usize].settings.push(Setting::new(
-                index,
+                position,
                 key.sharing().is_some(),
                 kind,
             ));
@@ -658,15 +650,13 @@ impl Stack {
         if let Err(err) = self.current_depth(key, Operation::SetRoot) {
             return Err(SetError::new(value, err));
         }
-        let (index, kind) = (key.index(), key.kind());
-        let replaced = self
-            .slots
-            .typed_or_insert(key, index)
-            .set_root(kind, Value::Owned(value));
+        let kind = key.kind();
+        let (position, slot) = self.slots.typed_or_insert(key);
+        let replaced = slot.set_root(kind, Value::Owned(value));
         if replaced.is_none() {
             self.frames[0]
                 .settings
-                .push(Setting::new(index, key.sharing().is_some(), kind));
+                .push(Setting::new(position, key.sharing().is_some(), kind));
         }
         Ok(replaced)
     }
@@ -685,7 +675,8 @@ impl Stack {
             _ => return None,
         }
         let entry = slot.pop(kind)?;
-        forget_key(&mut self.frames[entry.depth as usize], kind, key);
+        let position = self.slots.position_of(key)?;
+        forget_key(&mut self.frames[entry.depth as usize], kind, key, position);
         Some(entry.value)
     }
 
@@ -707,9 +698,10 @@ fn no_checkpoint(operation: Operation, key: &'static str) -> Error {
     }
 }
 
-/// Drops a key from the list of keys its frame holds a setting of.
-fn forget_key<T>(frame: &mut Frame, kind: Kind, key: &'static Key<T>) {
-    let setting = Setting::new(key.index(), key.sharing().is_some(), kind);
+/// Drops a key, whose slot is at `position`, from the list of keys its
+/// frame holds a setting of.
+fn forget_key<T>(frame: &mut Frame, kind: Kind, key: &'static Key<T>, position: u32) {
+    let setting = Setting::new(position, key.sharing().is_some(), kind);
     let settings = &mut frame.settings;
     if let Some(position) = settings.iter().rposition(|&s| s == setting) {
         settings.swap_remove(position);
