@@ -77,17 +77,22 @@ impl fmt::Display for Error {
             }
             Self::Busy { operation } => write!(
                 f,
-                "cannot {operation}: the storage is lent to a `with` closure further up \
-                 this call stack; read the value out of it first (for example with `get`)"
+                concat!(
+                    "cannot {}: the storage is lent to a `with` closure further up ",
+                    "this call stack; read the value out of it first (for example with `get`)",
+                ),
+                operation
             ),
             Self::NoScope { operation } => write!(
                 f,
-                "cannot {operation}: no task-local scope is active; run this code \
-                 inside `Storage::scope` (or behind a layer that opens one per request)"
+                concat!(
+                    "cannot {}: no task-local scope is active; run this code ",
+                    "inside `Storage::scope` (or behind a layer that opens one per request)",
+                ),
+                operation
             ),
             Self::Destroyed => f.write_str(
-                "the thread's checkpoint storage has been destroyed: \
-                 the thread is exiting",
+                "the thread's checkpoint storage has been destroyed: the thread is exiting",
             ),
         }
     }

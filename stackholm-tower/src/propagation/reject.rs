@@ -78,10 +78,10 @@ impl fmt::Display for Reason {
                 super::baggage::MAX_MEMBERS,
                 super::baggage::MAX_BYTES
             ),
-            Self::NotHeaderValue => f.write_str(
-                "the value is not visible ASCII or has white space at either end, \
-                 so it cannot be sent as a header value",
-            ),
+            Self::NotHeaderValue => f.write_str(concat!(
+                "the value is not visible ASCII or has white space at either end, ",
+                "so it cannot be sent as a header value",
+            )),
         }
     }
 }
