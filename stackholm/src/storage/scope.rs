@@ -19,12 +19,14 @@ use crate::{Checkpoint, Error, Stack};
 /// middleware uses a `Scope` directly to poll a response future and then the
 /// response body inside the same stack.
 ///
-/// Dropping a scope leaves the checkpoints still active in it, innermost
-/// first, inside the scope, dropping their values as leaving them with
-/// guards would. The emptied stack is then kept by the dropping thread for the next scope
-/// started there (up to 32 per thread and storage, and none that grew past
-/// 64 checkpoints), so that a scope per request costs no allocation once
-/// the thread is warm.
+/// Between runs a scope holds its root checkpoint only: a run that returns
+/// with a checkpoint entered during it still active leaves it (and `run`
+/// panics, naming the mistake). Dropping the scope leaves the root inside
+/// the scope, running its exit hooks and dropping its values as leaving it
+/// with a guard would. The emptied stack is then kept by the dropping
+/// thread for the next scope started there (up to 32 per thread and
+/// storage, and none that grew past 64 checkpoints), so that a scope per
+/// request costs no allocation once the thread is warm.
 ///
 /// ```
 /// use stackholm::{Checkpoint, Key, Scope, DEFAULT};
