@@ -1,5 +1,7 @@
 //! How a request ended, for the exit hooks of its root checkpoint.
 
+use std::cell::Cell;
+
 use http::StatusCode;
 use stackholm::{Key, Storage};
 
@@ -57,7 +59,10 @@ pub struct RequestEnd {
 }
 
 /// Where the layer keeps it: in the request's root, for no other task.
-static END: Key<RequestEnd> = Key::new("stackholm_tower::request_end");
+/// In a cell, so that recording the request's end is one read of the
+/// storage, not a read and a write. Not inherited: spawned work has no
+/// end of the request to record or read.
+static END: Key<Cell<RequestEnd>> = Key::new("stackholm_tower::request_end");
 
 impl RequestEnd {
     /// The status of the response, once its head was produced; `None` if
@@ -90,15 +95,24 @@ impl RequestEnd {
     /// [`StackholmLayer`](crate::StackholmLayer).
     #[must_use]
     pub fn current(storage: Storage) -> Option<Self> {
-        storage.get(&END)
+        storage.with(&END, |end| end.map(Cell::get))
+    }
+
+    /// Puts the request's end, nothing known yet, in its root; run inside
+    /// the request's scope, first.
+    pub(crate) fn begin(storage: Storage) {
+        let _ = storage.set_root(&END, Cell::new(Self::default()));
     }
 
     /// Records a change in the request's root; run inside the request's
     /// scope.
     pub(crate) fn record(storage: Storage, change: impl FnOnce(&mut Self)) {
-        let mut end = storage.get(&END).unwrap_or_default();
-        change(&mut end);
-        // The root is there for as long as the request's scope is.
-        let _ = storage.set_root(&END, end);
+        storage.with(&END, |end| {
+            if let Some(end) = end {
+                let mut changed = end.get();
+                change(&mut changed);
+                end.set(changed);
+            }
+        });
     }
 }

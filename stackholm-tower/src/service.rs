@@ -65,7 +65,7 @@ where
         let storage = self.storage;
         let mut scope = Scope::new(storage, Checkpoint::new());
         let future = scope.run(|| {
-            RequestEnd::record(storage, |_| ());
+            RequestEnd::begin(storage);
             self.seed.seed(&parts, &mut Root::new(storage));
             self.inner.call(Request::from_parts(parts, body))
         });
