@@ -224,7 +224,8 @@ impl Root<'_> {
         }
     }
 
-    /// A clone of the root's value of `key`, if set.
+    /// A clone of the nearest value of `key`, if set: the root's, unless
+    /// the seed entered a checkpoint of its own.
     #[must_use]
     pub fn get<T: Clone + Send + 'static>(&self, key: &'static Key<T>) -> Option<T> {
         self.storage.get(key)

@@ -48,7 +48,8 @@
 //! Writes return a `Result` whose error says what was missing
 //! ([`Error::NoCheckpoint`]: enter a checkpoint first) and hands the value
 //! back; reads never fail, giving `None` where nothing is set; entering
-//! panics only where tokio's `LocalKey` would (see [`Storage::enter`]).
+//! panics only where the stack cannot be reached or changed (see
+//! [`Storage::enter`]).
 //!
 //! # Concepts
 //!

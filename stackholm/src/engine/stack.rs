@@ -669,13 +669,15 @@ impl Stack {
     ) -> Option<Value<T>> {
         let current = self.depth.checked_sub(1)? as u32;
         let kind = key.kind();
+        // Found before anything is taken: an early return afterwards would
+        // drop the value here, under the caller's borrow.
+        let position = self.slots.position_of(key)?;
         let slot = self.slots.typed_mut(key)?;
         match slot.top(kind) {
             Some(top) if kind == Kind::Checkpoint || top.depth == current => {}
             _ => return None,
         }
         let entry = slot.pop(kind)?;
-        let position = self.slots.position_of(key)?;
         forget_key(&mut self.frames[entry.depth as usize], kind, key, position);
         Some(entry.value)
     }

@@ -283,8 +283,12 @@ impl Local {
                 Err(_) => return,
             };
             let Some(id) = id else { break };
-            // Outcomes and hooks as if the guard had been dropped now.
-            let _ = self.leave(Until::Left(id), Outcome::Left);
+            // Outcomes and hooks as if the guard had been dropped now. Still
+            // busy (a destructor's own read): the next read's end retries.
+            if let Err(Error::Busy { .. }) = self.leave(Until::Left(id), Outcome::Left) {
+                self.defer_leave(id);
+                return;
+            }
         }
         self.deferring.set(false);
     }
