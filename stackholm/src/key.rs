@@ -1,17 +1,13 @@
 //! Typed keys: the names under which values are stored.
 
-use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::engine::{share_top, Carrier, Kind};
+use crate::engine::{share, Share};
 
-/// How a snapshot shares the nearest value of a key's slot.
-pub(crate) type Share = fn(&mut dyn Any) -> Option<Box<dyn Carrier>>;
-
-/// The next free slot index; slot indexes are never reused.
-static NEXT_INDEX: AtomicU32 = AtomicU32::new(0);
+/// The next free key tag, less one; tags are never reused.
+static NEXT_TAG: AtomicU32 = AtomicU32::new(0);
 
 /// A typed key under which a value of type `T` is stored in a checkpoint.
 ///
@@ -63,11 +59,11 @@ static NEXT_INDEX: AtomicU32 = AtomicU32::new(0);
 /// ```
 pub struct Key<T: 'static> {
     name: &'static str,
-    // 0 while unassigned, `index + 1` afterwards. Interior mutability is also
+    // 0 while unassigned, the tag afterwards. Interior mutability is also
     // what keeps a `const` key from being promoted to a `'static` borrow.
-    index: AtomicU32,
+    tag: AtomicU32,
     /// Set for inherited keys only: a snapshot shares nothing else.
-    share: Option<Share>,
+    share: Option<Share<T>>,
     /// Whether values are visible only in the checkpoint that set them.
     private: bool,
     _value: PhantomData<fn() -> T>,
@@ -87,7 +83,7 @@ impl<T: 'static> Key<T> {
     pub const fn new(name: &'static str) -> Self {
         Self {
             name,
-            index: AtomicU32::new(0),
+            tag: AtomicU32::new(0),
             share: None,
             private: false,
             _value: PhantomData,
@@ -132,17 +128,15 @@ impl<T: 'static> Key<T> {
         }
     }
 
-    /// Which of a checkpoint's kinds of values the key's values are.
+    /// Whether the key's values are visible in the checkpoint that set
+    /// them only.
     #[inline]
-    pub(crate) const fn kind(&self) -> Kind {
-        if self.private {
-            Kind::Block
-        } else {
-            Kind::Checkpoint
-        }
+    pub(crate) const fn is_private(&self) -> bool {
+        self.private
     }
 
-    pub(crate) fn sharing(&'static self) -> Option<Share> {
+    /// How values are shared with snapshots, for an inherited key.
+    pub(crate) fn sharing(&self) -> Option<Share<T>> {
         self.share
     }
 
@@ -152,38 +146,29 @@ impl<T: 'static> Key<T> {
         self.name
     }
 
-    /// The dense index of this key's slot in every stack, assigned on first
-    /// use; it is what makes a read O(1) without hashing.
-    #[inline]
-    pub(crate) fn index(&'static self) -> usize {
-        match self.index.load(Ordering::Acquire) {
-            0 => self.assign_index(),
-            stored => (stored - 1) as usize,
-        }
-    }
-
-    /// [`index`](Self::index) + 1: never 0, so a table can mark free
-    /// places with 0.
+    /// The key's tag: a number of its own, assigned on first use, never 0
+    /// so that a table can mark free places with 0. Tables of slots find a
+    /// key's slot by it.
     #[inline]
     pub(crate) fn tag(&'static self) -> u32 {
-        match self.index.load(Ordering::Acquire) {
-            0 => self.assign_index() as u32 + 1,
+        match self.tag.load(Ordering::Acquire) {
+            0 => self.assign_tag(),
             stored => stored,
         }
     }
 
     #[cold]
-    fn assign_index(&'static self) -> usize {
-        let fresh = NEXT_INDEX.fetch_add(1, Ordering::Relaxed);
+    fn assign_tag(&'static self) -> u32 {
+        let fresh = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
         assert!(fresh < u32::MAX - 1, "stackholm: too many keys declared");
         match self
-            .index
+            .tag
             .compare_exchange(0, fresh + 1, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(_) => fresh as usize,
-            // Another thread assigned this key first; its index wins and ours
+            Ok(_) => fresh + 1,
+            // Another thread assigned this key first; its tag wins and ours
             // is left unused.
-            Err(stored) => (stored - 1) as usize,
+            Err(stored) => stored,
         }
     }
 }
@@ -255,7 +240,7 @@ impl<T: Send + Sync + 'static> Key<T> {
             "a private key cannot be inherited: spawned work is nested in the checkpoint"
         );
         Self {
-            share: Some(share_top::<T>),
+            share: Some(share::<T>),
             ..self
         }
     }
@@ -280,9 +265,9 @@ mod tests {
     static B: Key<u32> = Key::new("same");
 
     #[test]
-    fn distinct_statics_get_distinct_indexes() {
-        assert_ne!(A.index(), B.index());
-        assert_eq!(A.index(), A.index());
+    fn distinct_statics_get_distinct_tags() {
+        assert_ne!(A.tag(), B.tag());
+        assert_eq!(A.tag(), A.tag());
     }
 
     #[test]
@@ -293,10 +278,10 @@ mod tests {
     }
 
     #[test]
-    fn concurrent_first_use_agrees_on_one_index() {
+    fn concurrent_first_use_agrees_on_one_tag() {
         static RACED: Key<u8> = Key::new("raced");
-        let seen: Vec<usize> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| RACED.index())).collect();
+        let seen: Vec<u32> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| RACED.tag())).collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert!(seen.iter().all(|&i| i == seen[0]));

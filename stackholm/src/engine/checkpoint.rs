@@ -1,12 +1,9 @@
 //! A checkpoint's values while it is not on a stack.
 
-use std::any::Any;
 use std::fmt;
 
-use super::carrier::{Carried, Carrier};
-use super::slot::Kind;
-use super::value::Value;
-use crate::exit::Hooks;
+use super::slots::Slots;
+use crate::exit::Hook;
 use crate::Key;
 
 /// A checkpoint that is not on a stack: the values it brings when entered.
@@ -41,11 +38,12 @@ use crate::Key;
 /// ```
 #[derive(Default)]
 pub struct Checkpoint {
-    pub(super) carriers: Vec<Box<dyn Carrier>>,
+    /// One setting per key at most, at depth 0.
+    pub(super) slots: Slots,
     pub(super) name: Option<&'static str>,
     /// Exit hooks registered while it was entered, kept while it is off the
     /// stack (a checkpointed future between polls).
-    pub(super) hooks: Hooks,
+    pub(super) hooks: Vec<Hook>,
 }
 
 impl Checkpoint {
@@ -53,9 +51,9 @@ impl Checkpoint {
     #[must_use]
     pub const fn new() -> Self {
         Self {
-            carriers: Vec::new(),
+            slots: Slots::new(),
             name: None,
-            hooks: Hooks::new(),
+            hooks: Vec::new(),
         }
     }
 
@@ -86,53 +84,25 @@ impl Checkpoint {
     /// key.
     #[must_use]
     pub fn with_value<T: Send + 'static>(mut self, key: &'static Key<T>, value: T) -> Self {
-        self.insert(key, key.kind(), value);
+        let (_, slot) = self.slots.typed_or_insert(key);
+        drop(slot.set(0, value));
         self
-    }
-
-    fn insert<T: Send + 'static>(&mut self, key: &'static Key<T>, kind: Kind, value: T) {
-        let value = Value::Owned(value);
-        match self.find_mut(key, kind) {
-            Some(carried) => carried.replace(value),
-            None => self.carriers.push(Box::new(Carried::new(key, kind, value))),
-        }
-    }
-
-    fn find_mut<T: Send + 'static>(
-        &mut self,
-        key: &'static Key<T>,
-        kind: Kind,
-    ) -> Option<&mut Carried<T>> {
-        let position = self.position(key.index(), kind)?;
-        (self.carriers[position].as_mut() as &mut dyn Any).downcast_mut()
-    }
-
-    /// The carrier for the given key index and kind, to move a value back
-    /// into when the checkpoint is popped.
-    pub(super) fn carrier_mut(&mut self, index: usize, kind: Kind) -> Option<&mut dyn Carrier> {
-        let position = self.position(index, kind)?;
-        Some(self.carriers[position].as_mut())
-    }
-
-    fn position(&self, index: usize, kind: Kind) -> Option<usize> {
-        self.carriers
-            .iter()
-            .position(|c| c.key_index() == index && c.kind() == kind)
     }
 }
 
 impl fmt::Debug for Checkpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names = |kind| {
-            self.carriers
+        let names = |private| {
+            self.slots
                 .iter()
-                .filter(move |c| c.kind() == kind && !c.is_empty())
-                .map(|c| c.key_name())
+                .filter(move |slot| slot.len() > 0 && slot.private() == private)
+                .map(|slot| slot.key_name())
+                .collect::<Vec<_>>()
         };
         f.debug_struct("Checkpoint")
             .field("name", &self.name)
-            .field("values", &names(Kind::Checkpoint).collect::<Vec<_>>())
-            .field("private_values", &names(Kind::Block).collect::<Vec<_>>())
+            .field("values", &names(false))
+            .field("private_values", &names(true))
             .finish()
     }
 }

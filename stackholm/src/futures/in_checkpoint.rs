@@ -151,7 +151,7 @@ impl<F> InCheckpoint<F> {
 const PRESENT: &str = "the inner future is present until `InCheckpoint` is dropped";
 
 fn enter(storage: Storage, checkpoint: &mut Checkpoint) -> Result<FrameId, Error> {
-    storage.write(Operation::Enter, |stack| stack.push_from(checkpoint))
+    storage.write(Operation::Enter, |stack| stack.frames.enter_with(checkpoint))
 }
 
 impl<F: Future> Future for InCheckpoint<F> {
@@ -235,7 +235,7 @@ impl Entered<'_> {
         self.done = true;
         let checkpoint = &mut *self.checkpoint;
         let id = self.id;
-        let suspend = |stack: &mut crate::Stack| stack.suspend(id, checkpoint);
+        let suspend = |stack: &mut crate::Stack| stack.frames.suspend(id, checkpoint);
         if self.storage.write(Operation::Leave, suspend) == Ok(true) {
             return 0;
         }
@@ -246,7 +246,7 @@ impl Entered<'_> {
         let checkpoint = &mut *self.checkpoint;
         let _ = self
             .storage
-            .write(Operation::Leave, |stack| stack.suspend(id, checkpoint));
+            .write(Operation::Leave, |stack| stack.frames.suspend(id, checkpoint));
         strays
     }
 

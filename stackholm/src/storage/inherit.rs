@@ -5,7 +5,7 @@ use std::future::Future;
 use super::Storage;
 use crate::error::Operation;
 use crate::futures::Scoped;
-use crate::{Checkpoint, Error, Stack};
+use crate::{Checkpoint, Error};
 
 impl Storage {
     /// A checkpoint pre-loaded with the values visible here of every
@@ -37,7 +37,7 @@ impl Storage {
     #[track_caller]
     #[must_use]
     pub fn snapshot(&self) -> Checkpoint {
-        match self.write(Operation::Snapshot, Stack::snapshot) {
+        match self.write(Operation::Snapshot, |stack| stack.frames.snapshot()) {
             Ok(snapshot) => snapshot,
             Err(Error::Busy { operation }) => self.fail(Error::Busy { operation }),
             Err(_) => Checkpoint::new(),

@@ -1,11 +1,11 @@
 //! The thread-local state of one storage: the current stack, the stacks
 //! that running scopes have set aside, and spare stacks for new scopes.
 
-use std::cell::{Cell, RefCell, RefMut};
+use std::cell::{Cell, RefCell};
 
-use crate::engine::{leave_by_steps, Doomed, FrameId, Panics, Step, Until};
+use crate::engine::{leave_by_steps, FrameId, Frames, Panics, Removed, Step, Until};
 use crate::error::Operation;
-use crate::exit::{Hooks, Outcome};
+use crate::exit::Outcome;
 use crate::{Error, Stack};
 
 /// One storage's state on one thread; public only for
@@ -17,27 +17,24 @@ use crate::{Error, Stack};
 /// lookup and one `RefCell` borrow.
 ///
 /// No user code runs while any of these cells is borrowed: values that
-/// leave a stack are moved out into `doomed` and dropped after the borrow is
-/// released, as `tokio::task_local!` swaps its values out before dropping
-/// them.
+/// leave a stack are handed to the current stack's [`Removed`] and dropped
+/// after the borrow is released, as `tokio::task_local!` swaps its values
+/// out before dropping them.
 #[doc(hidden)]
 pub struct Local {
-    /// The stack that the storage's methods reach: the innermost running
-    /// scope's, or the thread's own when no scope is running.
+    /// The frames that the storage's methods reach (the innermost running
+    /// scope's, or the thread's own when no scope is running), and the
+    /// values taken off them waiting to be dropped.
     current: RefCell<Stack>,
-    /// The stacks set aside by the running scopes, outermost first; while
-    /// any scope runs, the first is the thread's own.
-    parked: RefCell<Vec<Stack>>,
+    /// The frames set aside by the running scopes, outermost first; while
+    /// any scope runs, the first are the thread's own.
+    parked: RefCell<Vec<Frames>>,
     /// How many scopes are running: `parked.len()`, readable without a
     /// borrow on every access.
     scopes: Cell<usize>,
     /// Empty stacks of ended scopes, kept warm so that a new scope (one per
     /// request, behind a layer) does not allocate its frames and slots anew.
-    spare: RefCell<Vec<Stack>>,
-    /// Carriers for the values of checkpoints being left, kept warm. Taken
-    /// out while their values are dropped, so that a destructor leaving
-    /// checkpoints of its own finds a fresh one.
-    doomed: RefCell<Doomed>,
+    spare: RefCell<Vec<Frames>>,
     /// Checkpoints whose guards were dropped while the current stack was
     /// lent to a read (`with`), to be left as soon as the read is over;
     /// `deferring` says whether there are any without a borrow.
@@ -54,7 +51,6 @@ impl Local {
             parked: RefCell::new(Vec::new()),
             scopes: Cell::new(0),
             spare: RefCell::new(Vec::new()),
-            doomed: RefCell::new(Doomed::new()),
             deferred: RefCell::new(Vec::new()),
             deferring: Cell::new(false),
         }
@@ -70,7 +66,7 @@ impl Local {
     const SPARE_FRAMES: usize = 64;
 
     /// An empty stack for a new scope: a spare one if there is one.
-    pub(super) fn take_spare(&self) -> Stack {
+    pub(super) fn take_spare(&self) -> Frames {
         self.spare
             .try_borrow_mut()
             .ok()
@@ -80,13 +76,13 @@ impl Local {
 
     /// Keeps the stack of an ended scope for a later one. A stack that still
     /// holds checkpoints is dropped instead: its values are the scope's.
-    pub(super) fn keep_spare(&self, stack: Stack) {
-        if stack.depth() > 0 || stack.frame_capacity() > Self::SPARE_FRAMES {
+    pub(super) fn keep_spare(&self, frames: Frames) {
+        if frames.depth() > 0 || frames.capacity() > Self::SPARE_FRAMES {
             return;
         }
         if let Ok(mut spare) = self.spare.try_borrow_mut() {
             if spare.len() < Self::SPARE_STACKS {
-                spare.push(stack);
+                spare.push(frames);
             }
         }
     }
@@ -111,7 +107,7 @@ impl Local {
     ///
     /// [`Error::Busy`] if the current stack is lent to a `with` closure;
     /// nothing changes then.
-    pub(super) fn install(&self, slot: &mut Option<Stack>) -> Result<Option<FrameId>, Error> {
+    pub(super) fn install(&self, slot: &mut Option<Frames>) -> Result<Option<FrameId>, Error> {
         let busy = Error::Busy {
             operation: Operation::RunScope,
         };
@@ -119,9 +115,9 @@ impl Local {
         // install leaves every stack where it was.
         let mut current = self.current.try_borrow_mut().map_err(|_| busy)?;
         let mut parked = self.parked.try_borrow_mut().map_err(|_| busy)?;
-        let stack = slot.take().unwrap_or_default();
-        let top = stack.top_id();
-        parked.push(std::mem::replace(&mut *current, stack));
+        let frames = slot.take().unwrap_or_default();
+        let top = frames.top_id();
+        parked.push(std::mem::replace(&mut current.frames, frames));
         self.scopes.set(parked.len());
         Ok(top)
     }
@@ -132,11 +128,11 @@ impl Local {
     /// [`install`](Self::install) current again. Returns how many
     /// checkpoints had to be left, and the stack, or `None` if the state is
     /// not reachable.
-    pub(super) fn uninstall(&self, top: Option<FrameId>) -> (usize, Option<Stack>) {
+    pub(super) fn uninstall(&self, top: Option<FrameId>) -> (usize, Option<Frames>) {
         let strayed = self
             .current
             .try_borrow()
-            .is_ok_and(|stack| stack.top_id() != top);
+            .is_ok_and(|stack| stack.frames.top_id() != top);
         let strays = if strayed { self.leave_strays(top) } else { 0 };
         let (Ok(mut current), Ok(mut parked)) =
             (self.current.try_borrow_mut(), self.parked.try_borrow_mut())
@@ -147,7 +143,7 @@ impl Local {
             return (strays, None);
         };
         self.scopes.set(parked.len());
-        (strays, Some(std::mem::replace(&mut *current, outer)))
+        (strays, Some(std::mem::replace(&mut current.frames, outer)))
     }
 
     #[cold]
@@ -176,78 +172,65 @@ impl Local {
     /// still on the stack and nothing is borrowed.
     #[inline]
     pub(super) fn leave(&self, until: Until, outcome: Outcome) -> Result<usize, Error> {
-        if let Until::Left(id) = until {
-            if let (Ok(mut current), Ok(mut doomed)) =
-                (self.current.try_borrow_mut(), self.doomed.try_borrow_mut())
-            {
-                if current.leave_top(id, Some(&mut doomed)) {
-                    drop(current);
+        if let (Until::Left(id), Ok(mut current)) = (until, self.current.try_borrow_mut()) {
+            let stack = &mut *current;
+            if stack.frames.leave_top(id, &mut stack.removed) {
+                let removed = stack.removed.take_full();
+                drop(current);
+                if let Some(removed) = removed {
                     let mut panics = Panics::default();
-                    self.drain(doomed, &mut panics);
+                    self.drop_removed(removed, &mut panics);
                     panics.resume();
-                    return Ok(1);
                 }
+                return Ok(1);
             }
         }
         self.leave_stepwise(until, outcome)
     }
 
-    /// [`leave`](Self::leave), one checkpoint at a time.
+    /// [`leave`](Self::leave), one step at a time.
     #[inline(never)]
     fn leave_stepwise(&self, until: Until, outcome: Outcome) -> Result<usize, Error> {
-        leave_by_steps(outcome, |panics, hooks| {
-            let busy = Error::Busy {
-                operation: Operation::Leave,
-            };
-            let mut doomed = self.doomed.try_borrow_mut().map_err(|_| busy)?;
-            let step = self.step(until, &mut doomed, hooks)?;
-            self.drain(doomed, panics);
+        leave_by_steps(outcome, |panics| {
+            let (step, removed) = self.step(until)?;
+            if let Some(removed) = removed {
+                self.drop_removed(removed, panics);
+            }
             Ok(step)
         })
     }
 
-    /// Drops the values a leave took off, once no cell is borrowed.
-    #[inline]
-    fn drain(&self, doomed: RefMut<'_, Doomed>, panics: &mut Panics) {
-        if !doomed.is_empty() {
-            self.drop_doomed(doomed, panics);
-        }
-    }
-
-    /// Takes the values out of the cell, drops them with nothing borrowed,
-    /// then puts the carriers back for the next leave.
+    /// Drops values a leave took off, with no cell borrowed, then gives the
+    /// emptied buffer back for the next leave.
     #[cold]
     #[inline(never)]
-    fn drop_doomed(&self, mut doomed: RefMut<'_, Doomed>, panics: &mut Panics) {
-        let mut taken = std::mem::take(&mut *doomed);
-        drop(doomed);
-        taken.drop_values(panics);
-        if let Ok(mut kept) = self.doomed.try_borrow_mut() {
-            // What a destructor's own leave kept there holds no values: a
-            // leave drops all it takes off before it returns.
-            std::mem::swap(&mut *kept, &mut taken);
+    fn drop_removed(&self, mut removed: Removed, panics: &mut Panics) {
+        removed.drop_all(panics);
+        if let Ok(mut current) = self.current.try_borrow_mut() {
+            current.removed.give_back(removed);
         }
     }
 
-    fn step(&self, until: Until, doomed: &mut Doomed, hooks: &mut Hooks) -> Result<Step, Error> {
+    /// One step of leaving, on the current stack or, for a checkpoint not
+    /// there, on the ones running scopes set aside; with what it took off
+    /// that waits to be dropped.
+    fn step(&self, until: Until) -> Result<(Step, Option<Removed>), Error> {
         let busy = Error::Busy {
             operation: Operation::Leave,
         };
-        let step =
-            self.current
-                .try_borrow_mut()
-                .map_err(|_| busy)?
-                .step(until, Some(&mut *doomed), hooks);
-        if step != Step::Missing || !matches!(until, Until::Left(_)) {
-            return Ok(step);
+        let mut current = self.current.try_borrow_mut().map_err(|_| busy)?;
+        let stack = &mut *current;
+        let mut step = stack.frames.step(until, &mut stack.removed);
+        if matches!((&step, until), (Step::Missing, Until::Left(_))) {
+            let mut parked = self.parked.try_borrow_mut().map_err(|_| busy)?;
+            for frames in parked.iter_mut().rev() {
+                step = frames.step(until, &mut stack.removed);
+                if !matches!(step, Step::Missing) {
+                    break;
+                }
+            }
         }
-        let mut parked = self.parked.try_borrow_mut().map_err(|_| busy)?;
-        Ok(parked
-            .iter_mut()
-            .rev()
-            .map(|stack| stack.step(until, Some(&mut *doomed), hooks))
-            .find(|step| *step != Step::Missing)
-            .unwrap_or(Step::Missing))
+        Ok((step, stack.removed.take_full()))
     }
 }
 

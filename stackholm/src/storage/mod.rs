@@ -13,7 +13,7 @@ pub use guard::CheckpointGuard;
 pub use local::Local;
 pub use scope::Scope;
 
-use crate::engine::{FrameId, Until, Value};
+use crate::engine::{no_checkpoint, FrameId, Frames, Until, Value};
 use crate::error::{Operation, SetError};
 use crate::exit::{Hook, Outcome};
 use crate::{Checkpoint, Error, Key, Stack};
@@ -227,7 +227,7 @@ impl Storage {
     #[track_caller]
     #[inline]
     pub fn enter(&self) -> CheckpointGuard {
-        match self.write(Operation::Enter, Stack::push_empty) {
+        match self.write(Operation::Enter, |stack| stack.frames.enter()) {
             Ok(id) => CheckpointGuard::new(*self, id),
             Err(err) => self.fail(err),
         }
@@ -241,7 +241,9 @@ impl Storage {
     /// As [`enter`](Self::enter).
     #[track_caller]
     pub fn enter_with(&self, mut checkpoint: Checkpoint) -> CheckpointGuard {
-        match self.write(Operation::Enter, |stack| stack.push_from(&mut checkpoint)) {
+        match self.write(Operation::Enter, |stack| {
+            stack.frames.enter_with(&mut checkpoint)
+        }) {
             Ok(id) => CheckpointGuard::new(*self, id),
             Err(err) => self.fail(err),
         }
@@ -262,12 +264,7 @@ impl Storage {
         key: &'static Key<T>,
         value: T,
     ) -> Result<(), SetError<T>> {
-        let mut value = Some(value);
-        let replaced = self.write(Operation::Set, |stack| {
-            let value = value.take().expect("stackholm: the value is set once");
-            stack.replace(key, value, Operation::Set)
-        });
-        settle(replaced, value)
+        self.put(Operation::Set, key, value, Frames::set)
     }
 
     /// A clone of the nearest value of `key`; `None` if no active
@@ -313,7 +310,7 @@ impl Storage {
     #[inline]
     pub fn remove<T: Send + 'static>(&self, key: &'static Key<T>) -> Result<bool, Error> {
         // Dropped here, after the storage is released.
-        let taken = self.write(Operation::Remove, |stack| stack.take_nearest(key))?;
+        let taken = self.write(Operation::Remove, |stack| stack.frames.take_nearest(key))?;
         Ok(taken.is_some())
     }
 
@@ -325,7 +322,7 @@ impl Storage {
     /// As [`remove`](Self::remove).
     pub fn reset<T: Send + 'static>(&self, key: &'static Key<T>) -> Result<usize, Error> {
         // Dropped here, after the storage is released.
-        let removed = self.write(Operation::Reset, |stack| stack.take_all(key))?;
+        let removed = self.write(Operation::Reset, |stack| stack.frames.take_all(key))?;
         Ok(removed.len())
     }
 
@@ -358,11 +355,31 @@ impl Storage {
         key: &'static Key<T>,
         value: T,
     ) -> Result<(), SetError<T>> {
-        let mut value = Some(value);
-        let replaced = self.write(Operation::SetRoot, |stack| {
-            stack.replace_root(key, value.take().expect("stackholm: the value is set once"))
+        self.put(Operation::SetRoot, key, value, Frames::set_root)
+    }
+
+    /// Sets a value with `put`; drops the value it replaces once the
+    /// storage is released.
+    #[inline]
+    fn put<T: Send + 'static>(
+        &self,
+        operation: Operation,
+        key: &'static Key<T>,
+        value: T,
+        put: fn(&mut Frames, &'static Key<T>, T) -> Result<Option<Value<T>>, T>,
+    ) -> Result<(), SetError<T>> {
+        let mut unset = Some(value);
+        let put = self.write(operation, |stack| {
+            put(&mut stack.frames, key, unset.take().expect(ONCE))
         });
-        settle(replaced, value)
+        match put {
+            Ok(Ok(replaced)) => {
+                drop(replaced);
+                Ok(())
+            }
+            Ok(Err(value)) => Err(no_checkpoint(operation, key, value)),
+            Err(err) => Err(SetError::new(unset.take().expect(ONCE), err)),
+        }
     }
 
     /// Registers `hook` to run when the innermost checkpoint ends, told how
@@ -434,7 +451,7 @@ impl Storage {
         let mut hook = Some(hook);
         let registered = self.write(Operation::OnExit, |stack| {
             let hook = hook.take().expect("stackholm: the hook is registered once");
-            stack.on_exit(hook, root)
+            stack.frames.on_exit(hook, root)
         });
         // A refused hook is dropped here, with nothing borrowed.
         drop(hook);
@@ -456,7 +473,8 @@ impl Storage {
     /// is no stack.
     #[must_use]
     pub fn names(&self) -> Vec<&'static str> {
-        self.read(Operation::Read, Stack::names).unwrap_or_default()
+        self.read(Operation::Read, |stack| stack.frames.names())
+            .unwrap_or_default()
     }
 
     /// How many checkpoints are active on the current stack: the task's
@@ -554,27 +572,9 @@ impl Storage {
     }
 }
 
-/// The end of a set: drops the value it replaced, now that the storage is
-/// released, or hands the value back with the error (from `unset` if the
-/// stack could not be reached at all).
-fn settle<T>(
-    replaced: Result<Result<Option<Value<T>>, SetError<T>>, Error>,
-    mut unset: Option<T>,
-) -> Result<(), SetError<T>> {
-    match replaced {
-        Ok(Ok(old)) => {
-            drop(old);
-            Ok(())
-        }
-        Ok(Err(err)) => Err(err),
-        Err(err) => Err(SetError::new(
-            unset
-                .take()
-                .expect("stackholm: an unreachable stack takes no value"),
-            err,
-        )),
-    }
-}
+/// A value is handed to a closure that runs at most once, and taken back
+/// only where it did not run.
+const ONCE: &str = "stackholm: the value is taken once";
 
 impl fmt::Debug for Storage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -6,10 +6,10 @@ use std::future::Future;
 use std::thread::LocalKey;
 
 use super::{Local, Storage};
-use crate::engine::{FrameId, Until};
+use crate::engine::{FrameId, Frames, Until};
 use crate::exit::Outcome;
 use crate::futures::Scoped;
-use crate::{Checkpoint, Error, Stack};
+use crate::{Checkpoint, Error};
 
 /// A task-local stack of a [`Storage`], held while it is not installed.
 ///
@@ -48,7 +48,7 @@ pub struct Scope {
     local: &'static LocalKey<Local>,
     /// `None` only while the stack is installed, or if taking it back
     /// failed, in which case the scope goes on with an empty one.
-    stack: Option<Stack>,
+    stack: Option<Frames>,
     /// What the checkpoints still active when the scope is dropped are told.
     ending: Outcome,
 }
@@ -63,7 +63,7 @@ impl Scope {
             .local
             .try_with(Local::take_spare)
             .unwrap_or_default();
-        stack.push_from(&mut root);
+        stack.enter_with(&mut root);
         Self {
             name: storage.name,
             local: storage.local,
@@ -156,8 +156,8 @@ impl Scope {
         })
     }
 
-    fn stack(&self) -> &Stack {
-        const EMPTY: &Stack = &Stack::new();
+    fn stack(&self) -> &Frames {
+        const EMPTY: &Frames = &Frames::new();
         self.stack.as_ref().unwrap_or(EMPTY)
     }
 }
@@ -167,7 +167,7 @@ impl Scope {
 /// left.
 struct Installed<'a> {
     local: &'static LocalKey<Local>,
-    stack: &'a mut Option<Stack>,
+    stack: &'a mut Option<Frames>,
     ending: &'a mut Outcome,
     /// The innermost checkpoint when the stack was installed.
     top: Option<FrameId>,
