@@ -127,7 +127,9 @@ impl Frames {
 
     /// Sets a value in the innermost checkpoint; returns the value it
     /// replaces there, or gives `value` back if no checkpoint is active.
-    #[inline]
+    // Always inlined, like the read: the caller then drops what is replaced
+    // without a result passed through memory.
+    #[inline(always)]
     pub(crate) fn set<T: Send + 'static>(
         &mut self,
         key: &'static Key<T>,
@@ -348,7 +350,8 @@ impl Frames {
         let Some(frame) = self.frames.pop() else {
             return;
         };
-        for setting in self.settings.drain(frame.start as usize..).rev() {
+        let start = frame.start as usize;
+        for &setting in self.settings.get(start..).unwrap_or_default().iter().rev() {
             let slot = self.slots.at_mut(setting);
             if setting.drops() {
                 removed.keep(slot);
@@ -356,6 +359,9 @@ impl Frames {
                 slot.drop_top();
             }
         }
+        // Nothing above can fail halfway: no user code runs, and the
+        // settings are cut once their values are off.
+        self.settings.truncate(start);
     }
 }
 

@@ -46,7 +46,7 @@ impl<T: Send + 'static> Slot<T> {
     /// and returns the value it held, or pushes a new setting and returns
     /// `None`, in which case the caller records it in the frame at `depth`.
     /// The old value is the caller's to drop.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn set(&mut self, depth: u32, value: T) -> Option<Value<T>> {
         match self.entries.last_mut() {
             Some(top) if top.depth == depth => {

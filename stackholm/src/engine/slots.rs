@@ -54,12 +54,12 @@ pub(crate) struct Slots {
     table: Vec<(u32, Setting)>,
 }
 
-/// Where a probe for `tag` starts in a table of `mask + 1` places:
-/// multiplying by an odd constant maps consecutive tags, which keys mostly
-/// have, to distinct places.
+/// Where a probe for `tag` starts in a table of `mask + 1` places. Tags are
+/// handed out one after the other, so the keys a stack uses mostly have
+/// tags close together, which their low bits already keep apart.
 #[inline]
 fn start(tag: u32, mask: usize) -> usize {
-    tag.wrapping_mul(0x9E37_79B9) as usize & mask
+    tag as usize & mask
 }
 
 impl Slots {
@@ -103,7 +103,7 @@ impl Slots {
     }
 
     /// The key's slot and its setting, made on the key's first use here.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn typed_or_insert<T: Send + 'static>(
         &mut self,
         key: &'static Key<T>,
