@@ -10,7 +10,7 @@
 use std::fmt;
 
 use super::checkpoint::Checkpoint;
-use super::ids::{FrameId, FrameIds};
+use super::ids::FrameId;
 use super::removed::Removed;
 use super::slot::Entry;
 use super::slots::{Setting, Slots};
@@ -30,7 +30,6 @@ pub(crate) struct Frames {
     /// frames, each frame's in the order registered.
     hooks: Vec<(u32, Hook)>,
     slots: Slots,
-    ids: FrameIds,
 }
 
 /// One active checkpoint.
@@ -49,7 +48,6 @@ impl Frames {
             settings: Vec::new(),
             hooks: Vec::new(),
             slots: Slots::new(),
-            ids: FrameIds::new(),
         }
     }
 
@@ -70,10 +68,9 @@ impl Frames {
         self.frames.capacity()
     }
 
-    /// Enters a checkpoint with nothing in it.
+    /// Enters a checkpoint with nothing in it, as `id`.
     #[inline]
-    pub(crate) fn enter(&mut self) -> FrameId {
-        let id = self.ids.next();
+    pub(crate) fn enter(&mut self, id: FrameId) {
         if self.frames.len() == self.frames.capacity() {
             self.grow();
         }
@@ -82,7 +79,6 @@ impl Frames {
             name: None,
             start: self.settings.len() as u32,
         });
-        id
     }
 
     /// Room for one more frame, from one: a suspended scope holds its root.
@@ -92,10 +88,10 @@ impl Frames {
         self.frames.reserve_exact(self.frames.capacity().max(1));
     }
 
-    /// Enters `checkpoint`, moving its values, name and hooks in. It keeps
-    /// its (now empty) slots for when it is taken off again.
-    pub(crate) fn enter_with(&mut self, checkpoint: &mut Checkpoint) -> FrameId {
-        let id = self.enter();
+    /// Enters `checkpoint` as `id`, moving its values, name and hooks in.
+    /// It keeps its (now empty) slots for when it is taken off again.
+    pub(crate) fn enter_with(&mut self, id: FrameId, checkpoint: &mut Checkpoint) {
+        self.enter(id);
         let depth = self.frames.len() as u32 - 1;
         let top = self.frames.len() - 1;
         self.frames[top].name = checkpoint.name;
@@ -112,7 +108,6 @@ impl Frames {
                 self.settings.push(setting);
             }
         }
-        id
     }
 
     /// The nearest value of `key`; see [`Stack::get`](super::Stack::get).

@@ -32,7 +32,7 @@ mod value;
 
 pub use checkpoint::Checkpoint;
 pub(crate) use frames::Frames;
-pub(crate) use ids::FrameId;
+pub(crate) use ids::{FrameId, FrameIds};
 pub(crate) use leave::{leave_by_steps, Step, Until};
 pub(crate) use panics::Panics;
 pub(crate) use removed::Removed;

@@ -7,7 +7,7 @@ use std::ops::{Deref, DerefMut};
 
 use super::checkpoint::Checkpoint;
 use super::frames::Frames;
-use super::ids::FrameId;
+use super::ids::{FrameId, FrameIds};
 use super::leave::{leave_by_steps, Until};
 use super::panics::Panics;
 use super::removed::Removed;
@@ -54,6 +54,9 @@ use crate::{Error, Key};
 #[derive(Default)]
 pub struct Stack {
     pub(crate) frames: Frames,
+    /// Ids for the checkpoints entered here; kept out of the frames, which
+    /// move in and out of an ambient storage on every run of a scope.
+    ids: FrameIds,
     /// Values taken off with drop glue, dropped before a method returns
     /// (an ambient storage's, after its borrow is released).
     pub(crate) removed: Removed,
@@ -65,6 +68,7 @@ impl Stack {
     pub const fn new() -> Self {
         Self {
             frames: Frames::new(),
+            ids: FrameIds::new(),
             removed: Removed::new(),
         }
     }
@@ -82,14 +86,14 @@ impl Stack {
     /// while it lives, nested checkpoints included.
     #[inline]
     pub fn enter(&mut self) -> StackGuard<'_> {
-        let id = self.frames.enter();
+        let id = self.open();
         StackGuard { stack: self, id }
     }
 
     /// Enters `checkpoint` with the values pre-loaded into it; they are
     /// visible until the guard is dropped.
     pub fn enter_with(&mut self, mut checkpoint: Checkpoint) -> StackGuard<'_> {
-        let id = self.frames.enter_with(&mut checkpoint);
+        let id = self.open_with(&mut checkpoint);
         StackGuard { stack: self, id }
     }
 
@@ -98,7 +102,7 @@ impl Stack {
     /// This is the manual form of [`enter_with`](Self::enter_with), for
     /// checkpoints whose lifetime is not a lexical scope.
     pub fn push(&mut self, mut checkpoint: Checkpoint) {
-        self.frames.enter_with(&mut checkpoint);
+        self.open_with(&mut checkpoint);
     }
 
     /// Leaves the innermost checkpoint and returns it, holding every value
@@ -216,6 +220,26 @@ impl Stack {
     #[must_use]
     pub fn names(&self) -> Vec<&'static str> {
         self.frames.names()
+    }
+
+    /// Enters a new, empty checkpoint and returns its id.
+    #[inline]
+    pub(crate) fn open(&mut self) -> FrameId {
+        let id = self.ids.next();
+        self.frames.enter(id);
+        id
+    }
+
+    /// Enters `checkpoint` and returns its id.
+    pub(crate) fn open_with(&mut self, checkpoint: &mut Checkpoint) -> FrameId {
+        let id = self.ids.next();
+        self.frames.enter_with(id, checkpoint);
+        id
+    }
+
+    /// An id for a checkpoint entered on other frames (a new scope's).
+    pub(crate) fn next_id(&mut self) -> FrameId {
+        self.ids.next()
     }
 
     /// Leaves the checkpoint `id` and any still active inside it, running

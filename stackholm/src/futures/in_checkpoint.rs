@@ -151,7 +151,7 @@ impl<F> InCheckpoint<F> {
 const PRESENT: &str = "the inner future is present until `InCheckpoint` is dropped";
 
 fn enter(storage: Storage, checkpoint: &mut Checkpoint) -> Result<FrameId, Error> {
-    storage.write(Operation::Enter, |stack| stack.frames.enter_with(checkpoint))
+    storage.write(Operation::Enter, |stack| stack.open_with(checkpoint))
 }
 
 impl<F: Future> Future for InCheckpoint<F> {

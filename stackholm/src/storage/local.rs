@@ -3,7 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use crate::engine::{leave_by_steps, FrameId, Frames, Panics, Removed, Step, Until};
+use crate::engine::{leave_by_steps, FrameId, FrameIds, Frames, Panics, Removed, Step, Until};
 use crate::error::Operation;
 use crate::exit::Outcome;
 use crate::{Error, Stack};
@@ -65,6 +65,15 @@ impl Local {
     /// recursion does not pin its memory for the thread's lifetime.
     const SPARE_FRAMES: usize = 64;
 
+    /// An id for the root of a new scope.
+    pub(super) fn next_id(&self) -> FrameId {
+        match self.current.try_borrow_mut() {
+            Ok(mut current) => current.next_id(),
+            // Lent to a read: a block of ids of its own.
+            Err(_) => FrameIds::new().next(),
+        }
+    }
+
     /// An empty stack for a new scope: a spare one if there is one.
     pub(super) fn take_spare(&self) -> Frames {
         self.spare
@@ -97,38 +106,38 @@ impl Local {
         &self.current
     }
 
-    /// Makes the stack in `slot` (a fresh one if it is empty) the current
-    /// stack until [`uninstall`](Self::uninstall) hands it back, and returns
-    /// the id of its innermost checkpoint. Moving it out of an `Option`
-    /// rather than leaving an empty stack behind spares every poll of a
-    /// scoped future building and dropping one.
+    /// Makes `frames` the current stack until [`uninstall`](Self::uninstall)
+    /// hands them back, leaving `frames` empty meanwhile.
     ///
     /// # Errors
     ///
     /// [`Error::Busy`] if the current stack is lent to a `with` closure;
     /// nothing changes then.
-    pub(super) fn install(&self, slot: &mut Option<Frames>) -> Result<Option<FrameId>, Error> {
-        let busy = Error::Busy {
-            operation: Operation::RunScope,
-        };
+    #[inline]
+    pub(super) fn install(&self, frames: &mut Frames) -> Result<(), Error> {
         // Both borrows are taken before anything changes, so that a refused
         // install leaves every stack where it was.
-        let mut current = self.current.try_borrow_mut().map_err(|_| busy)?;
-        let mut parked = self.parked.try_borrow_mut().map_err(|_| busy)?;
-        let frames = slot.take().unwrap_or_default();
-        let top = frames.top_id();
-        parked.push(std::mem::replace(&mut current.frames, frames));
+        let (Ok(mut current), Ok(mut parked)) =
+            (self.current.try_borrow_mut(), self.parked.try_borrow_mut())
+        else {
+            return Err(Error::Busy {
+                operation: Operation::RunScope,
+            });
+        };
+        let outer = std::mem::replace(&mut current.frames, std::mem::take(frames));
+        parked.push(outer);
         self.scopes.set(parked.len());
-        Ok(top)
+        Ok(())
     }
 
     /// Leaves the checkpoints entered above `top` on the current stack (a
-    /// guard outlived the scope's run), then takes the current stack back
-    /// out and makes the stack set aside by the matching
+    /// guard outlived the scope's run), then hands the current stack back
+    /// into `frames` and makes the stack set aside by the matching
     /// [`install`](Self::install) current again. Returns how many
-    /// checkpoints had to be left, and the stack, or `None` if the state is
-    /// not reachable.
-    pub(super) fn uninstall(&self, top: Option<FrameId>) -> (usize, Option<Frames>) {
+    /// checkpoints had to be left; `frames` stays empty if the state cannot
+    /// be reached.
+    #[inline]
+    pub(super) fn uninstall(&self, top: Option<FrameId>, frames: &mut Frames) -> usize {
         let strayed = self
             .current
             .try_borrow()
@@ -137,13 +146,13 @@ impl Local {
         let (Ok(mut current), Ok(mut parked)) =
             (self.current.try_borrow_mut(), self.parked.try_borrow_mut())
         else {
-            return (strays, None);
+            return strays;
         };
-        let Some(outer) = parked.pop() else {
-            return (strays, None);
-        };
-        self.scopes.set(parked.len());
-        (strays, Some(std::mem::replace(&mut current.frames, outer)))
+        if let Some(outer) = parked.pop() {
+            self.scopes.set(parked.len());
+            *frames = std::mem::replace(&mut current.frames, outer);
+        }
+        strays
     }
 
     #[cold]

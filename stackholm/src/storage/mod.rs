@@ -227,7 +227,7 @@ impl Storage {
     #[track_caller]
     #[inline]
     pub fn enter(&self) -> CheckpointGuard {
-        match self.write(Operation::Enter, |stack| stack.frames.enter()) {
+        match self.write(Operation::Enter, Stack::open) {
             Ok(id) => CheckpointGuard::new(*self, id),
             Err(err) => self.fail(err),
         }
@@ -242,7 +242,7 @@ impl Storage {
     #[track_caller]
     pub fn enter_with(&self, mut checkpoint: Checkpoint) -> CheckpointGuard {
         match self.write(Operation::Enter, |stack| {
-            stack.frames.enter_with(&mut checkpoint)
+            stack.open_with(&mut checkpoint)
         }) {
             Ok(id) => CheckpointGuard::new(*self, id),
             Err(err) => self.fail(err),

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::thread::LocalKey;
 
 use super::{Local, Storage};
-use crate::engine::{FrameId, Frames, Until};
+use crate::engine::{FrameId, FrameIds, Frames, Until};
 use crate::exit::Outcome;
 use crate::futures::Scoped;
 use crate::{Checkpoint, Error};
@@ -46,9 +46,9 @@ use crate::{Checkpoint, Error};
 pub struct Scope {
     name: &'static str,
     local: &'static LocalKey<Local>,
-    /// `None` only while the stack is installed, or if taking it back
-    /// failed, in which case the scope goes on with an empty one.
-    stack: Option<Frames>,
+    /// Empty while the stack is installed, or if taking it back failed, in
+    /// which case the scope goes on with an empty one.
+    frames: Frames,
     /// What the checkpoints still active when the scope is dropped are told.
     ending: Outcome,
 }
@@ -59,15 +59,15 @@ impl Scope {
     /// scope is dropped.
     #[must_use]
     pub fn new(storage: Storage, mut root: Checkpoint) -> Self {
-        let mut stack = storage
+        let (mut frames, id) = storage
             .local
-            .try_with(Local::take_spare)
-            .unwrap_or_default();
-        stack.enter_with(&mut root);
+            .try_with(|local| (local.take_spare(), local.next_id()))
+            .unwrap_or_else(|_| (Frames::new(), FrameIds::new().next()));
+        frames.enter_with(id, &mut root);
         Self {
             name: storage.name,
             local: storage.local,
-            stack: Some(stack),
+            frames,
             ending: Outcome::Left,
         }
     }
@@ -144,21 +144,17 @@ impl Scope {
     /// instructions than one lookup wrapped around the call.
     fn install(&mut self) -> Result<Installed<'_>, Error> {
         let local = self.local;
-        let top = local
-            .try_with(|local| local.install(&mut self.stack))
+        let top = self.frames.top_id();
+        local
+            .try_with(|local| local.install(&mut self.frames))
             .map_err(|_| Error::Destroyed)??;
         Ok(Installed {
             local,
-            stack: &mut self.stack,
+            frames: &mut self.frames,
             ending: &mut self.ending,
             top,
             taken_back: false,
         })
-    }
-
-    fn stack(&self) -> &Frames {
-        const EMPTY: &Frames = &Frames::new();
-        self.stack.as_ref().unwrap_or(EMPTY)
     }
 }
 
@@ -167,7 +163,7 @@ impl Scope {
 /// left.
 struct Installed<'a> {
     local: &'static LocalKey<Local>,
-    stack: &'a mut Option<Frames>,
+    frames: &'a mut Frames,
     ending: &'a mut Outcome,
     /// The innermost checkpoint when the stack was installed.
     top: Option<FrameId>,
@@ -179,13 +175,10 @@ impl Installed<'_> {
     /// call had to be left.
     fn take_back(&mut self) -> usize {
         self.taken_back = true;
-        let top = self.top;
-        let (strays, stack) = self
-            .local
-            .try_with(|local| local.uninstall(top))
-            .unwrap_or((0, None));
-        *self.stack = stack;
-        strays
+        let (top, frames) = (self.top, &mut *self.frames);
+        self.local
+            .try_with(|local| local.uninstall(top, frames))
+            .unwrap_or(0)
     }
 }
 
@@ -222,10 +215,10 @@ impl Drop for Scope {
     /// storage, or on an exiting thread) the stack and its values are
     /// dropped as they are, with nothing borrowed.
     fn drop(&mut self) {
-        if let Some(stack) = self.stack.as_mut().filter(|stack| stack.is_bare()) {
-            stack.clear_bare();
+        if self.frames.is_bare() {
+            self.frames.clear_bare();
         }
-        if self.stack().depth() > 0 {
+        if self.frames.depth() > 0 {
             let local = self.local;
             let outcome = self.ending;
             let cleared =
@@ -234,9 +227,8 @@ impl Drop for Scope {
                 return;
             }
         }
-        if let Some(stack) = self.stack.take() {
-            let _ = self.local.try_with(|local| local.keep_spare(stack));
-        }
+        let frames = std::mem::take(&mut self.frames);
+        let _ = self.local.try_with(|local| local.keep_spare(frames));
     }
 }
 
@@ -244,7 +236,7 @@ impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scope")
             .field("storage", &self.name)
-            .field("stack", self.stack())
+            .field("stack", &self.frames)
             .finish()
     }
 }
