@@ -147,14 +147,21 @@ impl<T: 'static> Key<T> {
     }
 
     /// The key's tag: a number of its own, assigned on first use, never 0
-    /// so that a table can mark free places with 0. Tables of slots find a
-    /// key's slot by it.
+    /// (the tag of a key not used yet). Tables of slots find a key's slot by
+    /// it.
     #[inline]
     pub(crate) fn tag(&'static self) -> u32 {
         match self.tag.load(Ordering::Acquire) {
             0 => self.assign_tag(),
             stored => stored,
         }
+    }
+
+    /// The key's tag if it has one, 0 if it was never used: what a read
+    /// looks for, which need not assign one.
+    #[inline]
+    pub(crate) fn peek_tag(&self) -> u32 {
+        self.tag.load(Ordering::Acquire)
     }
 
     #[cold]

@@ -49,10 +49,15 @@ impl Setting {
 #[derive(Default)]
 pub(crate) struct Slots {
     slots: Vec<Box<dyn ErasedSlot>>,
-    /// `(tag, setting)`, tag 0 where free; a power of two long and at most
-    /// half full, so that every probe ends.
+    /// `(tag, setting)`, tag [`FREE`] where free; a power of two long and
+    /// at most half full, so that every probe ends.
     table: Vec<(u32, Setting)>,
 }
+
+/// The tag of a free place: no key's. Not 0, which is the tag of a key
+/// not used yet, so that a read of such a key (which need not assign it
+/// one) finds nothing without a check of its own.
+const FREE: u32 = u32::MAX;
 
 /// Where a probe for `tag` starts in a table of `mask + 1` places. Tags are
 /// handed out one after the other, so the keys a stack uses mostly have
@@ -80,7 +85,7 @@ impl Slots {
         loop {
             match *self.table.get(at)? {
                 (stored, setting) if stored == tag => return Some(setting),
-                (0, _) => return None,
+                (FREE, _) => return None,
                 _ => at = (at + 1) & mask,
             }
         }
@@ -88,7 +93,7 @@ impl Slots {
 
     #[inline]
     pub(crate) fn typed<T: Send + 'static>(&self, key: &'static Key<T>) -> Option<&Slot<T>> {
-        let slot: &dyn Any = &**self.slots.get(self.find(key.tag())?.position())?;
+        let slot: &dyn Any = &**self.slots.get(self.find(key.peek_tag())?.position())?;
         Some(downcast(slot.downcast_ref()))
     }
 
@@ -144,8 +149,8 @@ impl Slots {
         self.slots.push(slot);
         if self.table.len() < 2 * self.slots.len() {
             let len = (2 * self.slots.len()).next_power_of_two().max(4);
-            let old = std::mem::replace(&mut self.table, vec![(0, setting); len]);
-            for (tag, setting) in old.into_iter().filter(|&(tag, _)| tag != 0) {
+            let old = std::mem::replace(&mut self.table, vec![(FREE, setting); len]);
+            for (tag, setting) in old.into_iter().filter(|&(tag, _)| tag != FREE) {
                 self.put(tag, setting);
             }
         }
@@ -156,7 +161,7 @@ impl Slots {
     fn put(&mut self, tag: u32, setting: Setting) {
         let mask = self.table.len() - 1;
         let mut at = start(tag, mask);
-        while self.table[at].0 != 0 {
+        while self.table[at].0 != FREE {
             at = (at + 1) & mask;
         }
         self.table[at] = (tag, setting);

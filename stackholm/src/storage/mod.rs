@@ -276,7 +276,7 @@ impl Storage {
     #[must_use]
     #[inline]
     pub fn get<T: Clone + Send + 'static>(&self, key: &'static Key<T>) -> Option<T> {
-        self.with(key, |value| value.cloned())
+        self.read(|stack| stack.get(key).cloned()).flatten()
     }
 
     /// Calls `f` with a reference to the nearest value of `key`, or `None`
@@ -289,9 +289,9 @@ impl Storage {
     ) -> R {
         let mut f = Some(f);
         let mut call = |value: Option<&T>| f.take().map(|f| f(value));
-        let output = match self.read(Operation::Read, |stack| call(stack.get(key))) {
-            Ok(output) => output,
-            Err(_) => call(None),
+        let output = match self.read(|stack| call(stack.get(key))) {
+            Some(output) => output,
+            None => call(None),
         };
         output.expect("stackholm: the read closure runs exactly once")
     }
@@ -473,8 +473,7 @@ impl Storage {
     /// is no stack.
     #[must_use]
     pub fn names(&self) -> Vec<&'static str> {
-        self.read(Operation::Read, |stack| stack.frames.names())
-            .unwrap_or_default()
+        self.read(|stack| stack.frames.names()).unwrap_or_default()
     }
 
     /// How many checkpoints are active on the current stack: the task's
@@ -483,7 +482,7 @@ impl Storage {
     /// an exiting thread).
     #[must_use]
     pub fn depth(&self) -> usize {
-        self.read(Operation::Read, Stack::depth).unwrap_or(0)
+        self.read(Stack::depth).unwrap_or(0)
     }
 
     /// The path the storage was declared under, for messages.
@@ -530,11 +529,12 @@ impl Storage {
             .unwrap_or(Err(Error::Destroyed))
     }
 
-    /// Runs `f` on the current stack, lent. A guard dropped inside `f`
-    /// cannot leave its checkpoint then: that is done once the loan is over,
-    /// also when `f` panics.
+    /// Runs `f` on the current stack, lent; `None` where this handle
+    /// reaches no stack, or the stack is being changed. A guard dropped
+    /// inside `f` cannot leave its checkpoint then: that is done once the
+    /// loan is over, also when `f` panics.
     #[inline]
-    fn read<R>(&self, operation: Operation, f: impl FnOnce(&Stack) -> R) -> Result<R, Error> {
+    fn read<R>(&self, f: impl FnOnce(&Stack) -> R) -> Option<R> {
         struct AfterRead<'a>(&'a Local);
         impl Drop for AfterRead<'_> {
             #[inline]
@@ -542,13 +542,15 @@ impl Storage {
                 self.0.leave_deferred();
             }
         }
-        self.local(operation, |local| {
-            let _after = AfterRead(local);
-            match local.current().try_borrow() {
-                Ok(stack) => Ok(f(&stack)),
-                Err(_) => Err(Error::Busy { operation }),
+        let read = self.local.try_with(|local| {
+            if self.task_only && !local.in_scope() {
+                return None;
             }
-        })
+            let _after = AfterRead(local);
+            let stack = local.current().try_borrow().ok()?;
+            Some(f(&stack))
+        });
+        read.ok().flatten()
     }
 
     /// Leaves the checkpoint `id` once the current stack is no longer lent
