@@ -207,7 +207,10 @@ impl Frames {
     fn forget(&mut self, depth: u32, setting: Setting) {
         let depth = depth as usize;
         let (start, end) = (self.frames[depth].start as usize, self.end(depth));
-        if let Some(at) = self.settings[start..end].iter().rposition(|&s| s == setting) {
+        if let Some(at) = self.settings[start..end]
+            .iter()
+            .rposition(|&s| s == setting)
+        {
             self.settings.remove(start + at);
             for frame in &mut self.frames[depth + 1..] {
                 frame.start -= 1;
@@ -341,12 +344,15 @@ impl Frames {
     /// values to `removed`, the last set first.
     #[inline]
     pub(crate) fn pop_top(&mut self, removed: &mut Removed) {
-        debug_assert!(!self.top_has_hooks(), "hooks run before their frame is left");
+        debug_assert!(
+            !self.top_has_hooks(),
+            "hooks run before their frame is left"
+        );
         let Some(frame) = self.frames.pop() else {
             return;
         };
         let start = frame.start as usize;
-        for &setting in self.settings.get(start..).unwrap_or_default().iter().rev() {
+        for &setting in self.settings[start..].iter().rev() {
             let slot = self.slots.at_mut(setting);
             if setting.drops() {
                 removed.keep(slot);

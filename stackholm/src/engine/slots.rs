@@ -205,7 +205,10 @@ mod tests {
             assert!(slots.typed(absent).is_none());
         }
         assert_eq!(slots.iter().count(), 1000);
-        assert_eq!(slots.find(keys[500].tag()).map(Setting::position), Some(500));
+        assert_eq!(
+            slots.find(keys[500].tag()).map(Setting::position),
+            Some(500)
+        );
         assert_eq!(slots.find(absent.tag()), None);
     }
 }

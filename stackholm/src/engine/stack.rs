@@ -265,7 +265,11 @@ impl Stack {
 /// of line, so that the set stays small.
 #[cold]
 #[inline(never)]
-pub(crate) fn no_checkpoint<T>(operation: Operation, key: &'static Key<T>, value: T) -> SetError<T> {
+pub(crate) fn no_checkpoint<T>(
+    operation: Operation,
+    key: &'static Key<T>,
+    value: T,
+) -> SetError<T> {
     let err = Error::NoCheckpoint {
         operation,
         key: Some(key.name()),

@@ -244,9 +244,9 @@ impl Entered<'_> {
             .leave_until(Until::Top(Some(id)), Outcome::Cancelled)
             .unwrap_or(0);
         let checkpoint = &mut *self.checkpoint;
-        let _ = self
-            .storage
-            .write(Operation::Leave, |stack| stack.frames.suspend(id, checkpoint));
+        let _ = self.storage.write(Operation::Leave, |stack| {
+            stack.frames.suspend(id, checkpoint)
+        });
         strays
     }
 

@@ -78,7 +78,9 @@ impl CheckpointGuard {
 }
 
 impl Drop for CheckpointGuard {
-    #[inline]
+    // Always inlined: where the guard is dropped, its storage is known, and
+    // its thread-local is reached without a call through the handle.
+    #[inline(always)]
     fn drop(&mut self) {
         // A busy stack is lent to a read: the checkpoint is left when that
         // is over. Every other error means the checkpoint cannot be reached

@@ -26,11 +26,11 @@ pub struct Local {
     /// scope's, or the thread's own when no scope is running), and the
     /// values taken off them waiting to be dropped.
     current: RefCell<Stack>,
-    /// The frames set aside by the running scopes, outermost first; while
-    /// any scope runs, the first are the thread's own.
+    /// The frames holding checkpoints set aside by the running scopes,
+    /// outermost first.
     parked: RefCell<Vec<Frames>>,
-    /// How many scopes are running: `parked.len()`, readable without a
-    /// borrow on every access.
+    /// How many scopes are running, readable without a borrow on every
+    /// access.
     scopes: Cell<usize>,
     /// Empty stacks of ended scopes, kept warm so that a new scope (one per
     /// request, behind a layer) does not allocate its frames and slots anew.
@@ -107,14 +107,18 @@ impl Local {
     }
 
     /// Makes `frames` the current stack until [`uninstall`](Self::uninstall)
-    /// hands them back, leaving `frames` empty meanwhile.
+    /// hands them back. The current frames are set aside meanwhile: where
+    /// they hold no checkpoint (a worker thread's, between requests) they
+    /// wait in `frames`, a swap; otherwise they are parked, where a guard
+    /// entered on them can still find its checkpoint. Returns whether they
+    /// were parked.
     ///
     /// # Errors
     ///
     /// [`Error::Busy`] if the current stack is lent to a `with` closure;
     /// nothing changes then.
     #[inline]
-    pub(super) fn install(&self, frames: &mut Frames) -> Result<(), Error> {
+    pub(super) fn install(&self, frames: &mut Frames) -> Result<bool, Error> {
         // Both borrows are taken before anything changes, so that a refused
         // install leaves every stack where it was.
         let (Ok(mut current), Ok(mut parked)) =
@@ -124,34 +128,48 @@ impl Local {
                 operation: Operation::RunScope,
             });
         };
-        let outer = std::mem::replace(&mut current.frames, std::mem::take(frames));
-        parked.push(outer);
-        self.scopes.set(parked.len());
-        Ok(())
+        let park = current.frames.depth() > 0;
+        if park {
+            parked.push(std::mem::replace(
+                &mut current.frames,
+                std::mem::take(frames),
+            ));
+        } else {
+            std::mem::swap(&mut current.frames, frames);
+        }
+        self.scopes.set(self.scopes.get() + 1);
+        Ok(park)
     }
 
     /// Leaves the checkpoints entered above `top` on the current stack (a
     /// guard outlived the scope's run), then hands the current stack back
     /// into `frames` and makes the stack set aside by the matching
-    /// [`install`](Self::install) current again. Returns how many
-    /// checkpoints had to be left; `frames` stays empty if the state cannot
-    /// be reached.
+    /// [`install`](Self::install) (which said whether it `parked` them)
+    /// current again. Returns how many checkpoints had to be left; `frames`
+    /// is left as it is if the state cannot be reached.
     #[inline]
-    pub(super) fn uninstall(&self, top: Option<FrameId>, frames: &mut Frames) -> usize {
+    pub(super) fn uninstall(
+        &self,
+        top: Option<FrameId>,
+        frames: &mut Frames,
+        parked: bool,
+    ) -> usize {
         let strayed = self
             .current
             .try_borrow()
             .is_ok_and(|stack| stack.frames.top_id() != top);
         let strays = if strayed { self.leave_strays(top) } else { 0 };
-        let (Ok(mut current), Ok(mut parked)) =
-            (self.current.try_borrow_mut(), self.parked.try_borrow_mut())
-        else {
+        let Ok(mut current) = self.current.try_borrow_mut() else {
             return strays;
         };
-        if let Some(outer) = parked.pop() {
-            self.scopes.set(parked.len());
+        if !parked {
+            std::mem::swap(&mut current.frames, frames);
+        } else if let Some(outer) = self.parked.try_borrow_mut().ok().and_then(|mut p| p.pop()) {
             *frames = std::mem::replace(&mut current.frames, outer);
+        } else {
+            return strays;
         }
+        self.scopes.set(self.scopes.get() - 1);
         strays
     }
 

@@ -241,9 +241,7 @@ impl Storage {
     /// As [`enter`](Self::enter).
     #[track_caller]
     pub fn enter_with(&self, mut checkpoint: Checkpoint) -> CheckpointGuard {
-        match self.write(Operation::Enter, |stack| {
-            stack.open_with(&mut checkpoint)
-        }) {
+        match self.write(Operation::Enter, |stack| stack.open_with(&mut checkpoint)) {
             Ok(id) => CheckpointGuard::new(*self, id),
             Err(err) => self.fail(err),
         }

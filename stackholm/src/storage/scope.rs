@@ -145,7 +145,7 @@ impl Scope {
     fn install(&mut self) -> Result<Installed<'_>, Error> {
         let local = self.local;
         let top = self.frames.top_id();
-        local
+        let parked = local
             .try_with(|local| local.install(&mut self.frames))
             .map_err(|_| Error::Destroyed)??;
         Ok(Installed {
@@ -153,6 +153,7 @@ impl Scope {
             frames: &mut self.frames,
             ending: &mut self.ending,
             top,
+            parked,
             taken_back: false,
         })
     }
@@ -167,6 +168,9 @@ struct Installed<'a> {
     ending: &'a mut Outcome,
     /// The innermost checkpoint when the stack was installed.
     top: Option<FrameId>,
+    /// Whether the frames it replaced were parked, rather than waiting in
+    /// `frames`.
+    parked: bool,
     taken_back: bool,
 }
 
@@ -175,9 +179,9 @@ impl Installed<'_> {
     /// call had to be left.
     fn take_back(&mut self) -> usize {
         self.taken_back = true;
-        let (top, frames) = (self.top, &mut *self.frames);
+        let (top, parked, frames) = (self.top, self.parked, &mut *self.frames);
         self.local
-            .try_with(|local| local.uninstall(top, frames))
+            .try_with(|local| local.uninstall(top, frames, parked))
             .unwrap_or(0)
     }
 }
