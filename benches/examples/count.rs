@@ -20,8 +20,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use stackholm::{Checkpoint, Scope, Stack, DEFAULT};
 use stackholm_benches::{
-    app, at_depth, enter_set_leave, request_like, with_values, Ambient, CloneMap, Context,
-    HandRolledTaskLocal, NaiveDynStack, NaiveStack, Otel, TASK_MAP,
+    app, at_depth, enter_set_leave, pass_through_app, request_like, with_values, Ambient, CloneMap,
+    Context, HandRolledTaskLocal, NaiveDynStack, NaiveStack, Otel, TASK_MAP,
 };
 use tower::ServiceExt;
 
@@ -177,6 +177,7 @@ fn main() {
         "read_nearest" => on(name, ReadDeep(count)),
         "log_request" => log_requests(name, count),
         "snapshot" => snapshots(name.parse().expect("KEYS-SEEN is a number"), count),
+        "in_process" if name == "pass-through" => in_process(pass_through_app(), count),
         "in_process" => in_process(app(name), count),
         "loopback" => loopback(app(name), count),
         other => panic!("unknown workload `{other}`"),

@@ -509,6 +509,50 @@ pub fn apps() -> [(&'static str, axum::Router); 3] {
     ]
 }
 
+/// The hello-world of [`apps`] behind the least a response-wrapping tower
+/// layer can do under axum: wrap the body in one that passes every frame
+/// through. What it costs over `plain` is axum's price of any such layer
+/// (the layered route's future and the wrapped body boxed, the service
+/// cloned per request), the floor for `StackholmLayer`'s.
+pub fn pass_through_app() -> axum::Router {
+    use axum::response::Response;
+    use axum::routing::get;
+    use tower::util::MapResponseLayer;
+
+    async fn hello() -> &'static str {
+        "hello"
+    }
+    axum::Router::new()
+        .route("/", get(hello))
+        .layer(MapResponseLayer::new(|response: Response| {
+            response.map(PassThrough)
+        }))
+}
+
+/// A body passing every frame of the one it wraps through.
+#[derive(Debug)]
+pub struct PassThrough<B>(B);
+
+impl<B: axum::body::HttpBody + Unpin> axum::body::HttpBody for PassThrough<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        std::pin::Pin::new(&mut self.0).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.size_hint()
+    }
+}
+
 /// The app of [`apps`] called `name`.
 ///
 /// # Panics

@@ -11,7 +11,8 @@ impl Storage {
     /// A checkpoint pre-loaded with the values visible here of every
     /// [inherited](crate::Key::inherited) key, shared rather than copied, to
     /// enter somewhere else: the root of a thread's or a blocking job's
-    /// [`sync_scope`](Self::sync_scope), say. See [`Stack::snapshot`].
+    /// [`sync_scope`](Self::sync_scope), say. See
+    /// [`Stack::snapshot`](crate::Stack::snapshot).
     /// Empty where no checkpoint is active, or no stack can be reached.
     ///
     /// ```

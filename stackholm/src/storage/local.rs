@@ -119,17 +119,15 @@ impl Local {
     /// nothing changes then.
     #[inline]
     pub(super) fn install(&self, frames: &mut Frames) -> Result<bool, Error> {
-        // Both borrows are taken before anything changes, so that a refused
-        // install leaves every stack where it was.
-        let (Ok(mut current), Ok(mut parked)) =
-            (self.current.try_borrow_mut(), self.parked.try_borrow_mut())
-        else {
-            return Err(Error::Busy {
-                operation: Operation::RunScope,
-            });
+        let busy = Error::Busy {
+            operation: Operation::RunScope,
         };
+        let mut current = self.current.try_borrow_mut().map_err(|_| busy)?;
         let park = current.frames.depth() > 0;
         if park {
+            // Borrowed before anything changes, so that a refused install
+            // leaves every stack where it was.
+            let mut parked = self.parked.try_borrow_mut().map_err(|_| busy)?;
             parked.push(std::mem::replace(
                 &mut current.frames,
                 std::mem::take(frames),
@@ -154,13 +152,18 @@ impl Local {
         frames: &mut Frames,
         parked: bool,
     ) -> usize {
-        let strayed = self
-            .current
-            .try_borrow()
-            .is_ok_and(|stack| stack.frames.top_id() != top);
-        let strays = if strayed { self.leave_strays(top) } else { 0 };
-        let Ok(mut current) = self.current.try_borrow_mut() else {
-            return strays;
+        let mut strays = 0;
+        let mut current = match self.current.try_borrow_mut() {
+            Ok(current) if current.frames.top_id() == top => current,
+            Ok(current) => {
+                drop(current);
+                strays = self.leave_strays(top);
+                match self.current.try_borrow_mut() {
+                    Ok(current) => current,
+                    Err(_) => return strays,
+                }
+            }
+            Err(_) => return 0,
         };
         if !parked {
             std::mem::swap(&mut current.frames, frames);

@@ -364,7 +364,7 @@ impl Storage {
         operation: Operation,
         key: &'static Key<T>,
         value: T,
-        put: fn(&mut Frames, &'static Key<T>, T) -> Result<Option<Value<T>>, T>,
+        put: Put<T>,
     ) -> Result<(), SetError<T>> {
         let mut unset = Some(value);
         let put = self.write(operation, |stack| {
@@ -571,6 +571,11 @@ impl Storage {
         })
     }
 }
+
+/// How a value is set on the frames: [`Frames::set`] or
+/// [`Frames::set_root`]. Either gives the value it replaces, or the value
+/// back where no checkpoint is active.
+type Put<T> = fn(&mut Frames, &'static Key<T>, T) -> Result<Option<Value<T>>, T>;
 
 /// A value is handed to a closure that runs at most once, and taken back
 /// only where it did not run.
