@@ -106,14 +106,10 @@ impl std::error::Error for Error {}
 pub enum Operation {
     /// Entering a checkpoint.
     Enter,
-    /// Leaving a checkpoint.
-    Leave,
     /// Setting a checkpoint value.
     Set,
     /// Setting a value in the outermost checkpoint.
     SetRoot,
-    /// Reading a value.
-    Read,
     /// Removing the nearest setting of a checkpoint value.
     Remove,
     /// Removing every setting of a checkpoint value.
@@ -130,10 +126,8 @@ impl fmt::Display for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Enter => "enter a checkpoint",
-            Self::Leave => "leave a checkpoint",
             Self::Set => "set",
             Self::SetRoot => "set in the root checkpoint",
-            Self::Read => "read",
             Self::Remove => "remove",
             Self::Reset => "reset",
             Self::Snapshot => "take a snapshot",

@@ -235,8 +235,7 @@ impl Entered<'_> {
         self.done = true;
         let checkpoint = &mut *self.checkpoint;
         let id = self.id;
-        let suspend = |stack: &mut crate::Stack| stack.frames.suspend(id, checkpoint);
-        if self.storage.write(Operation::Leave, suspend) == Ok(true) {
+        if self.storage.suspend(id, checkpoint) {
             return 0;
         }
         let strays = self
@@ -244,9 +243,7 @@ impl Entered<'_> {
             .leave_until(Until::Top(Some(id)), Outcome::Cancelled)
             .unwrap_or(0);
         let checkpoint = &mut *self.checkpoint;
-        let _ = self.storage.write(Operation::Leave, |stack| {
-            stack.frames.suspend(id, checkpoint)
-        });
+        self.storage.suspend(id, checkpoint);
         strays
     }
 

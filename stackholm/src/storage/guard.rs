@@ -3,10 +3,9 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use super::Storage;
+use super::{Storage, Unreached};
 use crate::engine::FrameId;
 use crate::exit::Outcome;
-use crate::Error;
 
 /// A checkpoint entered on a [`Storage`]; dropping the guard leaves it.
 ///
@@ -85,7 +84,7 @@ impl Drop for CheckpointGuard {
         // A busy stack is lent to a read: the checkpoint is left when that
         // is over. Every other error means the checkpoint cannot be reached
         // from here; see the type's docs for why each is left as it is.
-        if let Err(Error::Busy { .. }) = self.storage.leave(self.id, Outcome::Left) {
+        if let Err(Unreached::Busy) = self.storage.leave(self.id, Outcome::Left) {
             self.storage.defer_leave(self.id);
         }
     }

@@ -3,6 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 
+use super::Unreached;
 use crate::engine::{leave_by_steps, FrameId, FrameIds, Frames, Panics, Removed, Step, Until};
 use crate::error::Operation;
 use crate::exit::Outcome;
@@ -201,7 +202,7 @@ impl Local {
     /// [`Outcome::Unwound`] if a panic is unwinding), while the checkpoint is
     /// still on the stack and nothing is borrowed.
     #[inline]
-    pub(super) fn leave(&self, until: Until, outcome: Outcome) -> Result<usize, Error> {
+    pub(super) fn leave(&self, until: Until, outcome: Outcome) -> Result<usize, Unreached> {
         if let (Until::Left(id), Ok(mut current)) = (until, self.current.try_borrow_mut()) {
             let stack = &mut *current;
             if stack.frames.leave_top(id, &mut stack.removed) {
@@ -220,7 +221,7 @@ impl Local {
 
     /// [`leave`](Self::leave), one step at a time.
     #[inline(never)]
-    fn leave_stepwise(&self, until: Until, outcome: Outcome) -> Result<usize, Error> {
+    fn leave_stepwise(&self, until: Until, outcome: Outcome) -> Result<usize, Unreached> {
         leave_by_steps(outcome, |panics| {
             let (step, removed) = self.step(until)?;
             if let Some(removed) = removed {
@@ -244,10 +245,8 @@ impl Local {
     /// One step of leaving, on the current stack or, for a checkpoint not
     /// there, on the ones running scopes set aside; with what it took off
     /// that waits to be dropped.
-    fn step(&self, until: Until) -> Result<(Step, Option<Removed>), Error> {
-        let busy = Error::Busy {
-            operation: Operation::Leave,
-        };
+    fn step(&self, until: Until) -> Result<(Step, Option<Removed>), Unreached> {
+        let busy = Unreached::Busy;
         let mut current = self.current.try_borrow_mut().map_err(|_| busy)?;
         let stack = &mut *current;
         let mut step = stack.frames.step(until, &mut stack.removed);
@@ -298,7 +297,7 @@ impl Local {
             let Some(id) = id else { break };
             // Outcomes and hooks as if the guard had been dropped now. Still
             // busy (a destructor's own read): the next read's end retries.
-            if let Err(Error::Busy { .. }) = self.leave(Until::Left(id), Outcome::Left) {
+            if let Err(Unreached::Busy) = self.leave(Until::Left(id), Outcome::Left) {
                 self.defer_leave(id);
                 return;
             }

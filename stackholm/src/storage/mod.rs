@@ -498,16 +498,28 @@ impl Storage {
     /// Leaves checkpoints until `until`, wherever they are on this thread;
     /// returns how many were left. See [`Local::leave`].
     #[inline]
-    pub(crate) fn leave_until(&self, until: Until, outcome: Outcome) -> Result<usize, Error> {
+    pub(crate) fn leave_until(&self, until: Until, outcome: Outcome) -> Result<usize, Unreached> {
         self.local
             .try_with(|local| local.leave(until, outcome))
-            .unwrap_or(Err(Error::Destroyed))
+            .unwrap_or(Err(Unreached::Gone))
     }
 
     /// Leaves the checkpoint `id` and any still active inside it.
     #[inline]
-    pub(crate) fn leave(&self, id: FrameId, outcome: Outcome) -> Result<usize, Error> {
+    pub(crate) fn leave(&self, id: FrameId, outcome: Outcome) -> Result<usize, Unreached> {
         self.leave_until(Until::Left(id), outcome)
+    }
+
+    /// Takes the checkpoint `id` off into `checkpoint`, keeping its values,
+    /// if it is the innermost one of the current stack; returns whether it
+    /// was.
+    pub(crate) fn suspend(&self, id: FrameId, checkpoint: &mut Checkpoint) -> bool {
+        self.local
+            .try_with(|local| {
+                let current = local.current().try_borrow_mut();
+                current.is_ok_and(|mut stack| stack.frames.suspend(id, checkpoint))
+            })
+            .unwrap_or(false)
     }
 
     /// The storage's state on this thread, where this handle may reach it.
@@ -570,6 +582,16 @@ impl Storage {
             Err(_) => Err(Error::Busy { operation }),
         })
     }
+}
+
+/// Why checkpoints could not be left from here; never shown to users,
+/// whose guards and futures leave what they can reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unreached {
+    /// The current stack is lent to a read: try again once it is over.
+    Busy,
+    /// The thread's storage is gone: the thread is exiting.
+    Gone,
 }
 
 /// How a value is set on the frames: [`Frames::set`] or
