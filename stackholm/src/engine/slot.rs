@@ -85,7 +85,7 @@ impl<T: Send + 'static> Slot<T> {
         std::mem::take(&mut self.entries)
     }
 
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, entry: Entry<T>) {
         if self.entries.len() == self.entries.capacity() {
             self.grow();

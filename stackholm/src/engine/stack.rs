@@ -247,9 +247,11 @@ impl Stack {
     #[inline]
     fn leave(&mut self, id: FrameId) {
         if self.frames.leave_top(id, &mut self.removed) {
-            let mut panics = Panics::default();
-            self.removed.drop_all(&mut panics);
-            panics.resume();
+            if !self.removed.is_empty() {
+                let mut panics = Panics::default();
+                self.removed.drop_all(&mut panics);
+                panics.resume();
+            }
             return;
         }
         let left = leave_by_steps(Outcome::Left, |panics| {
