@@ -32,10 +32,13 @@ for workload in enter_set_leave read_nearest request_like; do
     echo "$row"
 done
 echo
-echo "| per request | plain | with the layer |"
-echo "|---|---:|---:|"
-echo "| in process | $(per_run in_process/plain 2000) | $(per_run in_process/layer 2000) |"
-echo "| loopback, client and server, user space | $(per_run loopback/plain 500) | $(per_run loopback/layer 500) |"
+echo 'The floor of any layer that wraps the response body under axum: `pass-through`,'
+echo 'a layer whose body passes every frame through (`benches/src/lib.rs`).'
+echo
+echo "| per request | plain | pass-through layer | with the layer |"
+echo "|---|---:|---:|---:|"
+echo "| in process | $(per_run in_process/plain 2000) | $(per_run in_process/pass-through 2000) | $(per_run in_process/layer 2000) |"
+echo "| loopback, client and server, user space | $(per_run loopback/plain 500) | — | $(per_run loopback/layer 500) |"
 echo
 echo "| logging a request (3 polls, an event each, 3 context fields) | stackholm-tracing | a span per request |"
 echo "|---|---:|---:|"

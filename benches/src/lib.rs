@@ -619,4 +619,30 @@ mod tests {
         assert_eq!(floor_read(3), Some(1));
         assert_eq!(floor_push_pop(9), Some(9));
     }
+
+    /// Every app answers the same, so that none is cheaper for doing less.
+    #[test]
+    fn every_app_says_hello() {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let mut apps: Vec<_> = apps().into_iter().collect();
+        apps.push(("pass-through", pass_through_app()));
+        for (name, app) in apps {
+            let body = runtime.block_on(async {
+                let request = http::Request::new(axum::body::Body::empty());
+                let response = app.oneshot(request).await.expect("infallible");
+                response
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("a body")
+                    .to_bytes()
+            });
+            assert_eq!(body, "hello", "{name}");
+        }
+    }
 }
