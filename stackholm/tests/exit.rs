@@ -115,6 +115,42 @@ fn a_hook_may_use_the_storage_and_register_more_hooks() -> Result<(), Error> {
     Ok(())
 }
 
+/// Hooks are taken off one at a time: one registered by another hook of
+/// the same checkpoint is the last registered, so it runs next; and a
+/// checkpoint a hook entered and kept is left before the next hook runs,
+/// which sees its own checkpoint innermost again.
+#[test]
+fn a_hook_registered_by_a_hook_runs_next_and_a_hook_kept_checkpoint_is_left_first(
+) -> Result<(), Error> {
+    let log = Log::default();
+    {
+        let _work = DEFAULT.enter();
+        DEFAULT.set(&TX, "work")?;
+        DEFAULT.on_exit(logging(&log, "first"))?;
+        let registered = logging(&log, "registered by the second");
+        let second = logging(&log, "second");
+        DEFAULT.on_exit(move |outcome| {
+            second(outcome);
+            DEFAULT.on_exit(registered).unwrap();
+        })?;
+        DEFAULT.on_exit(|_| {
+            let kept = DEFAULT.enter();
+            DEFAULT.set(&TX, "kept by a hook").unwrap();
+            std::mem::forget(kept);
+        })?;
+    }
+    assert_eq!(
+        taken(&log),
+        [
+            "second: left (work)",
+            "registered by the second: left (work)",
+            "first: left (work)",
+        ]
+    );
+    assert_eq!(DEFAULT.depth(), 0);
+    Ok(())
+}
+
 #[test]
 fn root_hooks_run_when_the_outermost_checkpoint_ends() -> Result<(), Error> {
     let log = Log::default();

@@ -81,7 +81,8 @@ impl Frames {
         });
     }
 
-    /// Room for one more frame, from one: a suspended scope holds its root.
+    /// Doubles the room for frames, starting from one: a suspended scope
+    /// holds its root only, and should not hold room for four.
     #[cold]
     #[inline(never)]
     fn grow(&mut self) {
@@ -154,6 +155,8 @@ impl Frames {
         let (setting, slot) = self.slots.typed_or_insert(key);
         let replaced = slot.set_root(value);
         if replaced.is_none() {
+            // Under the nested frames' settings, which move up one: a cost
+            // in the number of settings, for a write made once per request.
             let end = self.end(0);
             self.settings.insert(end, setting);
             for frame in &mut self.frames[1..] {
@@ -231,7 +234,8 @@ impl Frames {
                     continue;
                 }
                 let slot = self.slots.at_mut(setting);
-                // Only the nearest setting of a key is visible here.
+                // A key shadowed by a deeper frame is shared from there, the
+                // setting visible here, not from this one.
                 if slot.top_depth() == Some(depth as u32) {
                     if let Some(shared) = slot.share_top() {
                         snapshot.slots.erased_or_insert(shared.tag(), || shared);
@@ -321,7 +325,7 @@ impl Frames {
 
     /// Whether the innermost checkpoint has exit hooks.
     #[inline]
-    pub(crate) fn top_has_hooks(&self) -> bool {
+    fn top_has_hooks(&self) -> bool {
         let depth = self.frames.len() as u32;
         self.hooks.last().is_some_and(|&(at, _)| at + 1 == depth)
     }

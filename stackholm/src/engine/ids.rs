@@ -55,7 +55,8 @@ impl FrameIds {
             chunk.set((next + Self::BLOCK, end));
             (next, next + Self::BLOCK)
         });
-        // On an exiting thread, a chunk of its own for this one block.
+        // On an exiting thread the chunk is gone: a chunk of its own, for
+        // this one block, keeps ids unique at the price of the rest of it.
         (self.next, self.end) = block.unwrap_or_else(|_| {
             let (next, _) = Self::reserve_chunk();
             (next, next + Self::BLOCK)

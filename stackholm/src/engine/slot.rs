@@ -93,8 +93,8 @@ impl<T: Send + 'static> Slot<T> {
         self.entries.push(entry);
     }
 
-    /// Room for one more setting, from one: most keys are set once per
-    /// stack, and a suspended scope holds its root's slots.
+    /// Doubles the room for settings, starting from one: most keys are set
+    /// once per stack, and a suspended scope holds its root's slots.
     #[cold]
     #[inline(never)]
     fn grow(&mut self) {

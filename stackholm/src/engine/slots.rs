@@ -42,10 +42,10 @@ impl Setting {
 
 /// Slots, in order of first use, and the table that finds them.
 ///
-/// A table of its own, not a vector indexed by key index: key indexes are
-/// process-wide, so such a vector would grow with every key the process has
-/// used, in every stack (a suspended request's scope held 321 KB once
-/// 10,000 keys had been used; `benches/examples/heap.rs`).
+/// A table of its own, not a vector indexed by tag: tags are process-wide,
+/// so such a vector would grow with every key the process has used, in
+/// every stack (a suspended request's scope held 321 KB once 10,000 keys
+/// had been used; `benches/examples/heap.rs`).
 #[derive(Default)]
 pub(crate) struct Slots {
     slots: Vec<Box<dyn ErasedSlot>>,

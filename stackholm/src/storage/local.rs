@@ -70,7 +70,9 @@ impl Local {
     pub(super) fn next_id(&self) -> FrameId {
         match self.current.try_borrow_mut() {
             Ok(mut current) => current.next_id(),
-            // Lent to a read: a block of ids of its own.
+            // Lent to a read, so its ids cannot be reached: a fresh block
+            // serves, ids being unique across the process whoever hands
+            // them out.
             Err(_) => FrameIds::new().next(),
         }
     }

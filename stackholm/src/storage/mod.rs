@@ -424,7 +424,8 @@ impl Storage {
     /// ```
     ///
     /// Registering allocates the hook's box (unless it captures nothing) and,
-    /// for a checkpoint's first hook, its list.
+    /// for the first hook on a stack, the list they are kept in; the list is
+    /// reused after that.
     ///
     /// # Errors
     ///

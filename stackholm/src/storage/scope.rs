@@ -46,8 +46,9 @@ use crate::{Checkpoint, Error};
 pub struct Scope {
     name: &'static str,
     local: &'static LocalKey<Local>,
-    /// Empty while the stack is installed, or if taking it back failed, in
-    /// which case the scope goes on with an empty one.
+    /// While the stack is installed, what it replaced if that held no
+    /// checkpoint (the two are swapped), or empty frames. If taking it back
+    /// fails, the scope goes on with those: a stack with no checkpoint.
     frames: Frames,
     /// What the checkpoints still active when the scope is dropped are told.
     ending: Outcome,
