@@ -2,7 +2,9 @@
 //!
 //! The allocator counts allocations per thread, so each test counts its own.
 
-use stackholm::{Checkpoint, Key, Scope, Stack, DEFAULT};
+use std::future::Future;
+
+use stackholm::{Checkpoint, CheckpointExt, Key, Scope, Stack, DEFAULT};
 
 include!("support/counting_alloc.rs");
 
@@ -108,4 +110,61 @@ fn exit_hooks_that_capture_nothing_allocate_nothing_once_warm() {
     };
     request();
     assert_eq!(allocations_during(|| (0..100).for_each(|_| request())), 0);
+}
+
+static TENANT: Key<u64> = Key::new("tenant").inherited();
+static USER: Key<u64> = Key::new("user").inherited();
+static REQUEST: Key<u64> = Key::new("request").inherited();
+
+/// A checkpoint off the stack holds each value in one box, in one list:
+/// building one, or taking a snapshot (every `inherit`), costs one
+/// allocation a value and one for the list (up to four values), and
+/// entering and leaving it again (a checkpointed future's every poll)
+/// costs none.
+#[test]
+fn a_checkpoint_boxes_each_value_once_in_one_list() {
+    let build = || {
+        Checkpoint::new()
+            .with_value(&TENANT, 1)
+            .with_value(&USER, 2)
+            .with_value(&REQUEST, 3)
+    };
+    drop(build());
+    assert_eq!(allocations_during(|| drop(build())), 4);
+
+    // A checkpointed future enters and leaves its checkpoint on every poll.
+    struct Polls(u32);
+    impl Future for Polls {
+        type Output = ();
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            assert_eq!(DEFAULT.get(&USER), Some(2));
+            self.0 -= 1;
+            if self.0 == 0 {
+                return std::task::Poll::Ready(());
+            }
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+    let mut future = std::pin::pin!(Polls(1000).in_checkpoint(build()));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(future.as_mut().poll(&mut cx).is_pending());
+    let polls = || {
+        for _ in 0..100 {
+            assert!(future.as_mut().poll(&mut cx).is_pending());
+        }
+    };
+    assert_eq!(allocations_during(polls), 0);
+
+    let mut stack = Stack::new();
+    let mut root = stack.enter();
+    root.set(&TENANT, 1).unwrap();
+    root.set(&USER, 2).unwrap();
+    root.set(&REQUEST, 3).unwrap();
+    // The first snapshot moves each value into a shared allocation.
+    drop(root.snapshot());
+    assert_eq!(allocations_during(|| drop(root.snapshot())), 4);
 }

@@ -1,8 +1,9 @@
 //! A checkpoint's values while it is not on a stack.
 
+use std::any::Any;
 use std::fmt;
 
-use super::slots::Slots;
+use super::slot::{downcast, Carried, Erased};
 use crate::exit::Hook;
 use crate::Key;
 
@@ -38,8 +39,8 @@ use crate::Key;
 /// ```
 #[derive(Default)]
 pub struct Checkpoint {
-    /// One setting per key at most, at depth 0.
-    pub(super) slots: Slots,
+    /// A place per key, with the key's tag, in the order first used.
+    pub(super) values: Vec<(u32, Box<dyn Erased>)>,
     pub(super) name: Option<&'static str>,
     /// Exit hooks registered while it was entered, kept while it is off the
     /// stack (a checkpointed future between polls).
@@ -51,7 +52,7 @@ impl Checkpoint {
     #[must_use]
     pub const fn new() -> Self {
         Self {
-            slots: Slots::new(),
+            values: Vec::new(),
             name: None,
             hooks: Vec::new(),
         }
@@ -84,19 +85,47 @@ impl Checkpoint {
     /// key.
     #[must_use]
     pub fn with_value<T: Send + 'static>(mut self, key: &'static Key<T>, value: T) -> Self {
-        let (_, slot) = self.slots.typed_or_insert(key);
-        drop(slot.set(0, value));
+        let tag = key.tag();
+        match self.values.iter_mut().find(|(at, _)| *at == tag) {
+            Some((_, place)) => {
+                let place: &mut Carried<T> =
+                    downcast((&mut **place as &mut dyn Any).downcast_mut());
+                drop(place.replace(value));
+            }
+            None => {
+                let mut place = Carried::new(key);
+                place.replace(value);
+                self.values.push((tag, Box::new(place)));
+            }
+        }
         self
+    }
+
+    /// The place for the key tagged `tag`, made with `make` if there is
+    /// none: where a value taken off the stack goes back.
+    pub(super) fn place(
+        &mut self,
+        tag: u32,
+        make: impl FnOnce() -> Box<dyn Erased>,
+    ) -> &mut dyn Erased {
+        let at = match self.values.iter().position(|(at, _)| *at == tag) {
+            Some(at) => at,
+            None => {
+                self.values.push((tag, make()));
+                self.values.len() - 1
+            }
+        };
+        &mut *self.values[at].1
     }
 }
 
 impl fmt::Debug for Checkpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names = |private| {
-            self.slots
+            self.values
                 .iter()
-                .filter(move |slot| slot.len() > 0 && slot.private() == private)
-                .map(|slot| slot.key_name())
+                .filter(move |(_, place)| place.len() > 0 && place.private() == private)
+                .map(|(_, place)| place.key_name())
                 .collect::<Vec<_>>()
         };
         f.debug_struct("Checkpoint")

@@ -98,13 +98,11 @@ impl Frames {
         self.frames[top].name = checkpoint.name;
         self.hooks
             .extend(checkpoint.hooks.drain(..).map(|hook| (depth, hook)));
-        for carried in checkpoint.slots.iter_mut() {
+        for (tag, carried) in &mut checkpoint.values {
             if carried.len() == 0 {
                 continue;
             }
-            let (setting, slot) = self
-                .slots
-                .erased_or_insert(carried.tag(), || carried.empty());
+            let (setting, slot) = self.slots.erased_or_insert(*tag, || carried.slot());
             if carried.move_top(slot, depth) {
                 self.settings.push(setting);
             }
@@ -238,7 +236,7 @@ impl Frames {
                 // setting visible here, not from this one.
                 if slot.top_depth() == Some(depth as u32) {
                     if let Some(shared) = slot.share_top() {
-                        snapshot.slots.erased_or_insert(shared.tag(), || shared);
+                        snapshot.values.push((shared.tag(), shared));
                     }
                 }
             }
@@ -295,9 +293,7 @@ impl Frames {
             .extend(self.hooks.drain(first..).map(|(_, hook)| hook));
         for setting in self.settings.drain(frame.start as usize..) {
             let slot = self.slots.at_mut(setting);
-            let (_, carried) = checkpoint
-                .slots
-                .erased_or_insert(slot.tag(), || slot.empty());
+            let carried = checkpoint.place(slot.tag(), || slot.carrier());
             slot.move_top(carried, 0);
         }
         Some(frame.id)

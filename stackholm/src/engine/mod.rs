@@ -4,12 +4,12 @@
 //! and never run user code, handing back what they take off. The rest is
 //! what it is built from and what is built on it:
 //!
-//! - [`slot`]: the settings of one key, innermost last, and [`ErasedSlot`],
-//!   the one way values are handled without knowing their type;
+//! - [`slot`]: the settings of one key, innermost last, a checkpoint's one
+//!   value of a key, and [`Erased`], the one way values are handled and
+//!   moved between the two without knowing their type;
 //!   [`slots`]: a stack's slots, found by key; [`value`]: a value owned or
 //!   shared with snapshots;
-//! - [`checkpoint`]: values while a checkpoint is off the stack, in slots
-//!   of their own;
+//! - [`checkpoint`]: values while a checkpoint is off the stack;
 //! - [`removed`]: values taken off, waiting to be dropped with nothing
 //!   borrowed; [`leave`]: the loop that leaves checkpoints, running exit
 //!   hooks and destructors between steps; [`panics`]: what those may throw;
@@ -17,7 +17,7 @@
 //!   dropped at once; the ambient storages (`crate::storage`) are the other
 //!   layer, dropping once their borrow is released.
 //!
-//! [`ErasedSlot`]: slot::ErasedSlot
+//! [`Erased`]: slot::Erased
 
 mod checkpoint;
 mod frames;

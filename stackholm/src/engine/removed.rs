@@ -34,7 +34,7 @@ impl Removed {
     /// [`drop_all`](Self::drop_all).
     pub(crate) fn keep(&mut self, from: &mut dyn ErasedSlot) {
         let kept = self.0.get_or_insert_with(Box::default);
-        let (setting, into) = kept.slots.erased_or_insert(from.tag(), || from.empty());
+        let (setting, into) = kept.slots.erased_or_insert(from.tag(), || from.slot());
         if from.move_top(into, 0) {
             kept.filled.push(setting);
         }

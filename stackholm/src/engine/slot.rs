@@ -4,8 +4,9 @@
 //! A [`Slot<T>`] keeps the settings of its key as a stack ordered by
 //! checkpoint depth, so the nearest setting is always the last one: that is
 //! what makes a read O(1) at any depth and with any number of other keys
-//! set. Stacks, checkpoints off the stack and values waiting to be dropped
-//! all keep their values in slots, and move them between each other through
+//! set. Stacks and values waiting to be dropped keep their values in slots,
+//! checkpoints off the stack in [`Carried`] places of one value each; all
+//! move values between each other through [`Erased`], whose stack side is
 //! [`ErasedSlot`].
 
 use std::any::Any;
@@ -102,39 +103,49 @@ impl<T: Send + 'static> Slot<T> {
     }
 }
 
-/// A slot as the engine sees it without knowing its value type: what a
-/// frame leaving, a checkpoint entering or a snapshot does to it.
+/// A key's values as the engine sees them without knowing their type, on
+/// a stack or in a checkpoint off it: what moves values between the two.
 ///
-/// Slots of one key have one value type, so the slot a value moves into is
-/// always of its own type.
-pub(crate) trait ErasedSlot: Any + Send {
-    /// The tag of the slot's key: what tables find it by.
+/// Values move only between places of one key, so always between places
+/// of one value type.
+pub(crate) trait Erased: Any + Send {
+    /// The tag of the key: what tables find it by.
     fn tag(&self) -> u32;
 
+    /// The name of the key, for `Debug`.
+    fn key_name(&self) -> &'static str;
+
+    /// Whether the key is [private](Key::private), for `Debug`.
+    fn private(&self) -> bool;
+
+    /// How many values it holds.
+    fn len(&self) -> usize;
+
+    /// A new, empty stack slot of the same key.
+    fn slot(&self) -> Box<dyn ErasedSlot>;
+
+    /// A new, empty checkpoint place of the same key.
+    fn carrier(&self) -> Box<dyn Erased>;
+
+    /// Moves the innermost value into `into`, a place of the same key, at
+    /// `depth`; returns whether there was one.
+    fn move_top(&mut self, into: &mut dyn Erased, depth: u32) -> bool;
+
+    /// Takes the value out of `value`, an `Option<Value<T>>` of the key's
+    /// type, as the innermost one, at `depth`.
+    fn receive(&mut self, value: &mut dyn Any, depth: u32);
+}
+
+/// A stack's slot: also what leaving a frame and a snapshot do to it.
+pub(crate) trait ErasedSlot: Erased {
     /// Whether the key is [inherited](Key::inherited).
     fn inherited(&self) -> bool;
 
     /// Whether dropping a value may run code (the value type has drop glue).
     fn drops(&self) -> bool;
 
-    /// The name of the slot's key, for `Debug`.
-    fn key_name(&self) -> &'static str;
-
-    /// Whether the key is [private](Key::private), for `Debug`.
-    fn private(&self) -> bool;
-
-    /// How many settings the slot holds.
-    fn len(&self) -> usize;
-
     /// The depth of the innermost setting.
     fn top_depth(&self) -> Option<u32>;
-
-    /// A new, empty slot of the same key.
-    fn empty(&self) -> Box<dyn ErasedSlot>;
-
-    /// Moves the innermost setting into `into`, a slot of the same key, at
-    /// `depth`; returns whether there was one.
-    fn move_top(&mut self, into: &mut dyn ErasedSlot, depth: u32) -> bool;
 
     /// Drops the innermost setting, for a value type whose drop runs no
     /// code.
@@ -144,22 +155,26 @@ pub(crate) trait ErasedSlot: Any + Send {
     /// stop the others, and its panic is kept in `panics`.
     fn drop_all(&mut self, panics: &mut Panics);
 
-    /// A new slot sharing the innermost setting, at depth 0: what a snapshot
+    /// A checkpoint place sharing the innermost setting: what a snapshot
     /// carries. `None` unless the key is inherited.
-    fn share_top(&mut self) -> Option<Box<dyn ErasedSlot>>;
+    fn share_top(&mut self) -> Option<Box<dyn Erased>>;
 }
 
-impl<T: Send + 'static> ErasedSlot for Slot<T> {
+/// Hands `value` to `into`.
+fn hand<T: Send + 'static>(into: &mut dyn Erased, value: Value<T>, depth: u32) {
+    let mut value = Some(value);
+    into.receive(&mut value, depth);
+    debug_assert!(value.is_none(), "a place of the key takes its value");
+}
+
+/// The value a [`hand`] passes on.
+fn received<T: 'static>(value: &mut dyn Any) -> Option<Value<T>> {
+    downcast(value.downcast_mut::<Option<Value<T>>>()).take()
+}
+
+impl<T: Send + 'static> Erased for Slot<T> {
     fn tag(&self) -> u32 {
         self.key.tag()
-    }
-
-    fn inherited(&self) -> bool {
-        self.key.sharing().is_some()
-    }
-
-    fn drops(&self) -> bool {
-        std::mem::needs_drop::<T>()
     }
 
     fn key_name(&self) -> &'static str {
@@ -174,21 +189,40 @@ impl<T: Send + 'static> ErasedSlot for Slot<T> {
         self.entries.len()
     }
 
-    fn top_depth(&self) -> Option<u32> {
-        Some(self.top()?.depth)
-    }
-
-    fn empty(&self) -> Box<dyn ErasedSlot> {
+    fn slot(&self) -> Box<dyn ErasedSlot> {
         Box::new(Self::new(self.key))
     }
 
-    fn move_top(&mut self, into: &mut dyn ErasedSlot, depth: u32) -> bool {
-        let into: &mut Self = downcast((into as &mut dyn Any).downcast_mut());
+    fn carrier(&self) -> Box<dyn Erased> {
+        Box::new(Carried::new(self.key))
+    }
+
+    fn move_top(&mut self, into: &mut dyn Erased, depth: u32) -> bool {
         let Some(Entry { value, .. }) = self.pop() else {
             return false;
         };
-        into.push(Entry { depth, value });
+        hand(into, value, depth);
         true
+    }
+
+    fn receive(&mut self, value: &mut dyn Any, depth: u32) {
+        if let Some(value) = received::<T>(value) {
+            self.push(Entry { depth, value });
+        }
+    }
+}
+
+impl<T: Send + 'static> ErasedSlot for Slot<T> {
+    fn inherited(&self) -> bool {
+        self.key.sharing().is_some()
+    }
+
+    fn drops(&self) -> bool {
+        std::mem::needs_drop::<T>()
+    }
+
+    fn top_depth(&self) -> Option<u32> {
+        Some(self.top()?.depth)
     }
 
     #[inline]
@@ -205,23 +239,83 @@ impl<T: Send + 'static> ErasedSlot for Slot<T> {
         }
     }
 
-    fn share_top(&mut self) -> Option<Box<dyn ErasedSlot>> {
+    fn share_top(&mut self) -> Option<Box<dyn Erased>> {
         let share = self.key.sharing()?;
         let Entry { depth, value } = self.pop()?;
         let (kept, shared) = value.share(share);
         self.push(Entry { depth, value: kept });
-        let mut carried = Self::new(self.key);
-        carried.push(Entry {
-            depth: 0,
-            value: Value::Shared(shared),
-        });
+        let mut carried = Carried::new(self.key);
+        carried.value = Some(Value::Shared(shared));
         Some(Box::new(carried))
     }
 }
 
-/// A slot found under a key's tag was made for that key, so it has the
+/// A checkpoint's value for one key while the checkpoint is off the stack,
+/// or an empty place for it: one value, held in the box itself, so that a
+/// checkpoint costs one allocation a value.
+#[derive(Debug)]
+pub(crate) struct Carried<T: 'static> {
+    key: &'static Key<T>,
+    value: Option<Value<T>>,
+}
+
+impl<T: Send + 'static> Carried<T> {
+    pub(crate) const fn new(key: &'static Key<T>) -> Self {
+        Self { key, value: None }
+    }
+
+    /// Holds `value`; returns the value it held.
+    pub(crate) fn replace(&mut self, value: T) -> Option<Value<T>> {
+        self.value.replace(Value::Owned(value))
+    }
+}
+
+impl<T: Send + 'static> Erased for Carried<T> {
+    fn tag(&self) -> u32 {
+        self.key.tag()
+    }
+
+    fn key_name(&self) -> &'static str {
+        self.key.name()
+    }
+
+    fn private(&self) -> bool {
+        self.key.is_private()
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.value.is_some())
+    }
+
+    fn slot(&self) -> Box<dyn ErasedSlot> {
+        Box::new(Slot::new(self.key))
+    }
+
+    fn carrier(&self) -> Box<dyn Erased> {
+        Box::new(Self::new(self.key))
+    }
+
+    fn move_top(&mut self, into: &mut dyn Erased, depth: u32) -> bool {
+        let Some(value) = self.value.take() else {
+            return false;
+        };
+        hand(into, value, depth);
+        true
+    }
+
+    fn receive(&mut self, value: &mut dyn Any, _depth: u32) {
+        // A checkpoint holds one value a key; a frame, one setting a key.
+        debug_assert!(
+            self.value.is_none(),
+            "a place of a checkpoint is filled twice"
+        );
+        self.value = received::<T>(value);
+    }
+}
+
+/// A place found under a key's tag was made for that key, so it has the
 /// key's value type.
 #[inline]
-pub(crate) fn downcast<S>(slot: Option<S>) -> S {
-    slot.expect("stackholm: a slot holds the value type of the key it was made for")
+pub(crate) fn downcast<S>(place: Option<S>) -> S {
+    place.expect("stackholm: a slot holds the value type of the key it was made for")
 }

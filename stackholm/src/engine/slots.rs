@@ -176,10 +176,6 @@ impl Slots {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &dyn ErasedSlot> {
         self.slots.iter().map(|slot| &**slot)
     }
-
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut dyn ErasedSlot> {
-        self.slots.iter_mut().map(|slot| &mut **slot)
-    }
 }
 
 #[cfg(test)]
