@@ -64,6 +64,13 @@ enum Op {
     LeaveAt(usize),
     /// Drop a stale guard, whose checkpoint is already gone.
     DropStale,
+    /// Set a value in the outermost checkpoint, under the settings of the
+    /// nested ones; of a private key if `private`.
+    SetRoot {
+        key: usize,
+        value: u32,
+        private: bool,
+    },
     /// Set a probe, a value whose destructor reads the storage.
     SetProbe,
     RemoveProbe,
@@ -99,6 +106,8 @@ fn storage_op() -> impl Strategy<Value = Op> {
         }),
         1 => (0..8_usize).prop_map(Op::LeaveAt),
         1 => Just(Op::DropStale),
+        2 => (0..KEY_COUNT, any::<u32>(), any::<bool>())
+            .prop_map(|(key, value, private)| Op::SetRoot { key, value, private }),
         2 => Just(Op::SetProbe),
         1 => Just(Op::RemoveProbe),
         1 => Just(Op::ResetProbe),
@@ -224,6 +233,20 @@ impl Model {
                 Ok(None)
             }
             Op::DropStale => Ok(None),
+            Op::SetRoot {
+                key,
+                value,
+                private,
+            } => {
+                let root = self.frames.first_mut().ok_or(())?;
+                let values = if *private {
+                    &mut root.block_values
+                } else {
+                    &mut root.values
+                };
+                values.insert(*key, *value);
+                Ok(None)
+            }
             Op::SetProbe => {
                 let probe = self.next_probe;
                 self.next_probe += 1;
@@ -405,7 +428,12 @@ fn apply_to_stack(
         Op::RemoveBlock(k) => count(stack.remove(&PRIVATE_KEYS[*k])),
         Op::Reset(k) => Ok(Some(stack.reset(&KEYS[*k]))),
         Op::ResetBlock(k) => Ok(Some(stack.reset(&PRIVATE_KEYS[*k]))),
-        Op::LeaveAt(_) | Op::DropStale | Op::SetProbe | Op::RemoveProbe | Op::ResetProbe => {
+        Op::LeaveAt(_)
+        | Op::DropStale
+        | Op::SetRoot { .. }
+        | Op::SetProbe
+        | Op::RemoveProbe
+        | Op::ResetProbe => {
             unreachable!("only generated for storages")
         }
         Op::Snapshot => {
@@ -464,6 +492,18 @@ fn apply_to_storage(guards: &mut Guards, op: &Op) -> Result<Option<usize>, ()> {
         Op::DropStale => {
             drop(guards.stale.pop());
             Ok(None)
+        }
+        Op::SetRoot {
+            key,
+            value,
+            private,
+        } => {
+            let key = if *private {
+                &PRIVATE_KEYS[*key]
+            } else {
+                &KEYS[*key]
+            };
+            done(s.set_root(key, *value), *value)
         }
         Op::SetProbe => {
             let probe = guards.next_probe;
