@@ -4,8 +4,10 @@
 //! private keys (`PRIVATE_KEYS`), visible in their own frame only: the
 //! original's block values. Random operation sequences must give identical
 //! results at every step, through the owned `Stack` and through an ambient
-//! `Storage` with guards, guards dropped out of order and values whose
-//! destructors read the storage included.
+//! `Storage` with guards, guards dropped out of order, values set in the
+//! root under nested checkpoints, exit hooks (on the innermost checkpoint
+//! and on the root, run in order while their checkpoint is still there)
+//! and values whose destructors read the storage included.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -71,6 +73,11 @@ enum Op {
         value: u32,
         private: bool,
     },
+    /// Register an exit hook on the innermost checkpoint, or on the
+    /// outermost one if `root`.
+    OnExit {
+        root: bool,
+    },
     /// Set a probe, a value whose destructor reads the storage.
     SetProbe,
     RemoveProbe,
@@ -108,6 +115,7 @@ fn storage_op() -> impl Strategy<Value = Op> {
         1 => Just(Op::DropStale),
         2 => (0..KEY_COUNT, any::<u32>(), any::<bool>())
             .prop_map(|(key, value, private)| Op::SetRoot { key, value, private }),
+        2 => any::<bool>().prop_map(|root| Op::OnExit { root }),
         2 => Just(Op::SetProbe),
         1 => Just(Op::RemoveProbe),
         1 => Just(Op::ResetProbe),
@@ -119,6 +127,8 @@ struct Frame {
     values: HashMap<usize, u32>,
     block_values: HashMap<usize, u32>,
     probe: Option<u64>,
+    /// Exit hooks, in the order registered.
+    hooks: Vec<u64>,
 }
 
 /// What a probe's destructor saw: its id, the depth, every key's value,
@@ -133,6 +143,12 @@ type Seen = (
 
 thread_local! {
     static PROBES_SEEN: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
+    /// The exit hooks that ran, in order, each with the depth it saw.
+    static HOOKS_RUN: RefCell<Vec<(u64, usize)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn hooks_run() -> Vec<(u64, usize)> {
+    HOOKS_RUN.with(|log| std::mem::take(&mut *log.borrow_mut()))
 }
 
 /// A value whose destructor reads the storage it is dropped from.
@@ -168,6 +184,11 @@ struct Model {
     saved: Vec<Frame>,
     /// The id the next probe gets.
     next_probe: u64,
+    /// The id the next hook gets.
+    next_hook: u64,
+    /// The hooks the last operation must have run, in order, each with the
+    /// depth it saw: its own checkpoint still on the stack.
+    hooks_run: Vec<(u64, usize)>,
     /// What the probes dropped by the last operation must have seen.
     seen: Vec<Seen>,
 }
@@ -188,6 +209,10 @@ impl Model {
     /// stack with its own frame already gone.
     fn truncate(&mut self, depth: usize) {
         while self.frames.len() > depth {
+            let hooks = std::mem::take(&mut self.frames.last_mut().expect("above depth").hooks);
+            let seen = self.frames.len();
+            self.hooks_run
+                .extend(hooks.iter().rev().map(|&hook| (hook, seen)));
             let frame = self.frames.pop().expect("above depth");
             if let Some(probe) = frame.probe {
                 self.seen.push(self.seen_by(probe));
@@ -217,6 +242,7 @@ impl Model {
                     values: values.iter().copied().collect(),
                     block_values: block_values.iter().copied().collect(),
                     probe: None,
+                    hooks: Vec::new(),
                 });
                 Ok(None)
             }
@@ -245,6 +271,17 @@ impl Model {
                     &mut root.values
                 };
                 values.insert(*key, *value);
+                Ok(None)
+            }
+            Op::OnExit { root } => {
+                let hook = self.next_hook;
+                self.next_hook += 1;
+                let frame = if *root {
+                    self.frames.first_mut()
+                } else {
+                    self.frames.last_mut()
+                };
+                frame.ok_or(())?.hooks.push(hook);
                 Ok(None)
             }
             Op::SetProbe => {
@@ -365,6 +402,7 @@ fn frame_of(checkpoint: Checkpoint) -> (Frame, Checkpoint) {
         values: values_of(&alone, &KEYS),
         block_values: values_of(&alone, &PRIVATE_KEYS),
         probe: None,
+        hooks: Vec::new(),
     };
     (frame, alone.pop().expect("the checkpoint was just entered"))
 }
@@ -431,6 +469,7 @@ fn apply_to_stack(
         Op::LeaveAt(_)
         | Op::DropStale
         | Op::SetRoot { .. }
+        | Op::OnExit { .. }
         | Op::SetProbe
         | Op::RemoveProbe
         | Op::ResetProbe => {
@@ -452,6 +491,7 @@ struct Guards {
     live: Vec<CheckpointGuard>,
     stale: Vec<CheckpointGuard>,
     next_probe: u64,
+    next_hook: u64,
 }
 
 /// The ambient storage has no pop-with-save: its guards drop what they
@@ -504,6 +544,17 @@ fn apply_to_storage(guards: &mut Guards, op: &Op) -> Result<Option<usize>, ()> {
                 &KEYS[*key]
             };
             done(s.set_root(key, *value), *value)
+        }
+        Op::OnExit { root } => {
+            let id = guards.next_hook;
+            guards.next_hook += 1;
+            let hook = move |_| HOOKS_RUN.with(|log| log.borrow_mut().push((id, s.depth())));
+            let registered = if *root {
+                s.on_root_exit(hook)
+            } else {
+                s.on_exit(hook)
+            };
+            registered.map(|()| None).map_err(|_| ())
         }
         Op::SetProbe => {
             let probe = guards.next_probe;
@@ -597,6 +648,7 @@ proptest! {
     fn storage_matches_model(ops in prop::collection::vec(storage_op(), 1..60)) {
         // A failed case drops its guards on the way out, after its checks.
         probes_seen();
+        hooks_run();
         let mut model = Model::default();
         let mut guards = Guards::default();
         for (step, op) in ops.iter().enumerate() {
@@ -613,10 +665,18 @@ proptest! {
                 op,
                 step
             );
+            prop_assert_eq!(
+                hooks_run(),
+                std::mem::take(&mut model.hooks_run),
+                "the hooks run, in order, during {:?} at step {}",
+                op,
+                step
+            );
         }
         while guards.live.pop().is_some() {}
         guards.stale.clear();
         probes_seen();
+        hooks_run();
         prop_assert_eq!(MODEL_STORAGE.depth(), 0);
     }
 }
