@@ -160,55 +160,85 @@ pub(crate) trait ErasedSlot: Erased {
     fn share_top(&mut self) -> Option<Box<dyn Erased>>;
 }
 
-/// Hands `value` to `into`.
-fn hand<T: Send + 'static>(into: &mut dyn Erased, value: Value<T>, depth: u32) {
-    let mut value = Some(value);
-    into.receive(&mut value, depth);
-    debug_assert!(value.is_none(), "a place of the key takes its value");
+/// A place for one key's values, typed: what [`Slot`] and [`Carried`]
+/// each say of themselves, from which both are [`Erased`].
+trait Place: Send + 'static {
+    type Value: Send + 'static;
+
+    fn key(&self) -> &'static Key<Self::Value>;
+
+    /// How many values it holds.
+    fn count(&self) -> usize;
+
+    /// Takes the innermost value out.
+    fn take_top(&mut self) -> Option<Value<Self::Value>>;
+
+    /// Holds `value` as the innermost one, at `depth`.
+    fn put(&mut self, value: Value<Self::Value>, depth: u32);
 }
 
-/// The value a [`hand`] passes on.
-fn received<T: 'static>(value: &mut dyn Any) -> Option<Value<T>> {
-    downcast(value.downcast_mut::<Option<Value<T>>>()).take()
-}
-
-impl<T: Send + 'static> Erased for Slot<T> {
+impl<P: Place> Erased for P {
     fn tag(&self) -> u32 {
-        self.key.tag()
+        self.key().tag()
     }
 
     fn key_name(&self) -> &'static str {
-        self.key.name()
+        self.key().name()
     }
 
     fn private(&self) -> bool {
-        self.key.is_private()
+        self.key().is_private()
     }
 
     fn len(&self) -> usize {
-        self.entries.len()
+        self.count()
     }
 
     fn slot(&self) -> Box<dyn ErasedSlot> {
-        Box::new(Self::new(self.key))
+        Box::new(Slot::new(self.key()))
     }
 
     fn carrier(&self) -> Box<dyn Erased> {
-        Box::new(Carried::new(self.key))
+        Box::new(Carried::new(self.key()))
     }
 
     fn move_top(&mut self, into: &mut dyn Erased, depth: u32) -> bool {
-        let Some(Entry { value, .. }) = self.pop() else {
+        let Some(value) = self.take_top() else {
             return false;
         };
-        hand(into, value, depth);
+        // Handed over as an `Option`, which the place of the same key takes
+        // the value out of: no allocation, and the type checked once.
+        let mut value = Some(value);
+        into.receive(&mut value, depth);
+        debug_assert!(value.is_none(), "a place of the key takes its value");
         true
     }
 
     fn receive(&mut self, value: &mut dyn Any, depth: u32) {
-        if let Some(value) = received::<T>(value) {
-            self.push(Entry { depth, value });
+        let value: &mut Option<Value<P::Value>> = downcast(value.downcast_mut());
+        if let Some(value) = value.take() {
+            self.put(value, depth);
         }
+    }
+}
+
+impl<T: Send + 'static> Place for Slot<T> {
+    type Value = T;
+
+    fn key(&self) -> &'static Key<T> {
+        self.key
+    }
+
+    fn count(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn take_top(&mut self) -> Option<Value<T>> {
+        Some(self.pop()?.value)
+    }
+
+    fn put(&mut self, value: Value<T>, depth: u32) {
+        self.push(Entry { depth, value });
     }
 }
 
@@ -270,46 +300,28 @@ impl<T: Send + 'static> Carried<T> {
     }
 }
 
-impl<T: Send + 'static> Erased for Carried<T> {
-    fn tag(&self) -> u32 {
-        self.key.tag()
+impl<T: Send + 'static> Place for Carried<T> {
+    type Value = T;
+
+    fn key(&self) -> &'static Key<T> {
+        self.key
     }
 
-    fn key_name(&self) -> &'static str {
-        self.key.name()
-    }
-
-    fn private(&self) -> bool {
-        self.key.is_private()
-    }
-
-    fn len(&self) -> usize {
+    fn count(&self) -> usize {
         usize::from(self.value.is_some())
     }
 
-    fn slot(&self) -> Box<dyn ErasedSlot> {
-        Box::new(Slot::new(self.key))
+    fn take_top(&mut self) -> Option<Value<T>> {
+        self.value.take()
     }
 
-    fn carrier(&self) -> Box<dyn Erased> {
-        Box::new(Self::new(self.key))
-    }
-
-    fn move_top(&mut self, into: &mut dyn Erased, depth: u32) -> bool {
-        let Some(value) = self.value.take() else {
-            return false;
-        };
-        hand(into, value, depth);
-        true
-    }
-
-    fn receive(&mut self, value: &mut dyn Any, _depth: u32) {
-        // A checkpoint holds one value a key; a frame, one setting a key.
+    fn put(&mut self, value: Value<T>, _depth: u32) {
+        // A checkpoint holds one value a key, as a frame one setting a key.
         debug_assert!(
             self.value.is_none(),
             "a place of a checkpoint is filled twice"
         );
-        self.value = received::<T>(value);
+        self.value = Some(value);
     }
 }
 
