@@ -214,38 +214,28 @@ fn the_task_only_handle_reports_a_missing_scope() {
     );
     assert_eq!(err.into_value(), 1, "the value is handed back");
     let hook_ran = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&hook_ran);
-    let err = task
-        .on_exit(move |_| {
+    for root in [false, true] {
+        let counted = Arc::clone(&hook_ran);
+        let hook = move |_| {
             counted.fetch_add(1, Ordering::SeqCst);
-        })
+        };
+        let err = if root {
+            task.on_root_exit(hook)
+        } else {
+            task.on_exit(hook)
+        }
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::NoScope {
-                operation: Operation::OnExit,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    let counted = Arc::clone(&hook_ran);
-    let err = task
-        .on_root_exit(move |_| {
-            counted.fetch_add(1, Ordering::SeqCst);
-        })
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::NoScope {
-                operation: Operation::OnExit,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+        assert!(
+            matches!(
+                err,
+                Error::NoScope {
+                    operation: Operation::OnExit,
+                    ..
+                }
+            ),
+            "{err:?} (root: {root})"
+        );
+    }
     assert_eq!(Arc::strong_count(&hook_ran), 1, "refused hooks are dropped");
     // Removals are refused too.
     assert!(matches!(
