@@ -22,9 +22,9 @@ pin_project! {
     /// storage, or on an exiting thread).
     ///
     /// A root exit hook (or a value's destructor) that panics once the body
-    /// is complete is reported by the panic hook, as every panic is, and goes
-    /// no further: the response is sent whole, and the panic does not reach
-    /// the connection.
+    /// is complete, or when the body is dropped before it, is reported by
+    /// the panic hook, as every panic is, and goes no further: the response
+    /// is sent whole, and the panic does not reach the connection.
     pub struct ScopedBody<B> {
         #[pin]
         body: Option<B>,
@@ -35,15 +35,9 @@ pin_project! {
     impl<B> PinnedDrop for ScopedBody<B> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            let mut body = this.body;
-            if let Some(scope) = this.scope {
-                // Dropped before its end: the response was not sent whole.
-                scope.cancel();
-                if scope.try_run(|| body.set(None)).is_ok() {
-                    return;
-                }
-            }
-            body.set(None);
+            // With a scope left, dropped before its end: the response was
+            // not sent whole.
+            drop_unfinished(this.body, this.scope);
         }
     }
 }
@@ -115,12 +109,25 @@ fn complete(storage: Storage) {
 /// run). Nothing is left to fail by then: the panic hook has reported the
 /// panic, and unwinding on into the server would only drop the connection,
 /// with the complete response still in its buffer.
-fn end(scope: &mut Option<Scope>) {
+pub(crate) fn end(scope: &mut Option<Scope>) {
     if let Some(scope) = scope.take() {
         // Unwind safe: the scope is gone whether it panics or not, and the
         // stack it ran in is taken back from the thread on the way out.
         let _ = panic::catch_unwind(AssertUnwindSafe(|| drop(scope)));
     }
+}
+
+/// Drops what a request left unfinished, its future or its body, inside
+/// its scope if it still has one (without it where the scope cannot be run:
+/// inside a `with` closure of its storage, or on an exiting thread), then
+/// ends the scope as [`end`] does, told the request was cancelled.
+pub(crate) fn drop_unfinished<T>(mut inner: Pin<&mut Option<T>>, scope: &mut Option<Scope>) {
+    if let Some(scope) = scope.as_mut() {
+        scope.cancel();
+        let _ = scope.try_run(|| inner.set(None));
+    }
+    inner.set(None);
+    end(scope);
 }
 
 impl<B: Body> Body for ScopedBody<B> {

@@ -9,7 +9,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 use stackholm::{Scope, Storage};
 
-use crate::body::ScopedBody;
+use crate::body::{drop_unfinished, ScopedBody};
 use crate::end::RequestEnd;
 
 pin_project! {
@@ -31,17 +31,11 @@ pin_project! {
     impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            let mut inner = this.inner;
-            if inner.as_mut().as_pin_mut().is_none() {
+            // Completed: the scope went on to the body with the response.
+            if this.inner.is_none() {
                 return;
             }
-            if let Some(scope) = this.scope {
-                scope.cancel();
-                if scope.try_run(|| inner.set(None)).is_ok() {
-                    return;
-                }
-            }
-            inner.set(None);
+            drop_unfinished(this.inner, this.scope);
         }
     }
 }

@@ -239,3 +239,53 @@ async fn a_hook_panicking_with_an_empty_body_leaves_the_response_and_connection_
     };
     twice_on_one_connection("/empty", expected).await;
 }
+
+/// A response dropped unfinished (a client gone, an HTTP/2 stream reset)
+/// ends its request `Cancelled` inside hyper's connection task: a root exit
+/// hook panicking then goes no further either, whether the response future
+/// or its body is dropped.
+#[test]
+fn a_hook_panicking_when_a_response_is_dropped_unfinished_goes_no_further() {
+    use std::future::Future;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use http_body_util::Full;
+    use tower::{service_fn, Layer, Service};
+
+    let log = Arc::new(Log::default());
+    let hooked = Arc::clone(&log);
+    let mut service = StackholmLayer::new().layer(service_fn(move |_: http::Request<()>| {
+        hooks(&hooked);
+        std::future::ready(Ok::<_, Infallible>(http::Response::new(Full::new(
+            Bytes::from_static(b"never sent"),
+        ))))
+    }));
+
+    let future = service.call(http::Request::new(()));
+    let dropped = catch_unwind(AssertUnwindSafe(|| drop(future)));
+    assert!(
+        dropped.is_ok(),
+        "dropping the response future did not panic"
+    );
+
+    let mut cx = Context::from_waker(Waker::noop());
+    let future = pin!(service.call(http::Request::new(())));
+    let Poll::Ready(Ok(response)) = future.poll(&mut cx) else {
+        panic!("the response is ready at once");
+    };
+    let body = response.into_body();
+    let dropped = catch_unwind(AssertUnwindSafe(|| drop(body)));
+    assert!(dropped.is_ok(), "dropping the body did not panic");
+
+    assert_eq!(log.panics.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        *log.endings.lock().unwrap(),
+        [
+            (Outcome::Cancelled, None, false),
+            (Outcome::Cancelled, Some(200), false),
+        ],
+        "the panic stopped no other hook"
+    );
+}
