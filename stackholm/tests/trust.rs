@@ -490,3 +490,30 @@ fn scope_try_run_reports_instead_of_panicking() {
     // Run, it reaches its own stack: its root only.
     assert_eq!(scope.try_run(|| DEFAULT.depth()), Ok(1));
 }
+
+/// A checkpointed future whose poll leaves a stray checkpoint, whose exit
+/// hook panics while it is left: the panic goes on, and the future's own
+/// checkpoint is taken off the stack all the same, not left on the thread's
+/// stack with its values visible.
+#[test]
+fn a_stray_checkpoints_panicking_hook_leaves_no_checkpoint_of_the_future_behind() {
+    let future = async {
+        let stray = DEFAULT.enter();
+        DEFAULT
+            .on_exit(|_| panic!("the stray checkpoint's hook fails"))
+            .unwrap();
+        std::mem::forget(stray);
+        std::future::pending::<()>().await;
+    };
+    let mut future =
+        std::pin::pin!(future.in_checkpoint(Checkpoint::new().with_value(&REQUEST, 7)));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let polled = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
+    assert!(polled.is_err(), "the hook's panic goes on");
+    assert_eq!(
+        DEFAULT.depth(),
+        0,
+        "no checkpoint of the future is left behind"
+    );
+    assert_eq!(DEFAULT.get(&REQUEST), None);
+}

@@ -63,6 +63,11 @@ impl Frames {
         Some(self.frames.last()?.id)
     }
 
+    /// How many keys the stack holds a slot for.
+    pub(crate) fn keys(&self) -> usize {
+        self.slots.len()
+    }
+
     /// How many frames the stack has room for without allocating.
     pub(crate) fn capacity(&self) -> usize {
         self.frames.capacity()

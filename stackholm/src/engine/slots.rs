@@ -173,6 +173,11 @@ impl Slots {
         &mut *self.slots[setting.position()]
     }
 
+    /// How many slots there are.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = &dyn ErasedSlot> {
         self.slots.iter().map(|slot| &**slot)
     }

@@ -169,10 +169,7 @@ impl<F: Future> Future for InCheckpoint<F> {
             Ok(id) => id,
             // On an exiting thread there is no stack to enter.
             Err(Error::Destroyed) => return inner.poll(cx),
-            Err(err) => panic!(
-                "stackholm: cannot enter the checkpoint of a future on {}: {err}",
-                storage.name()
-            ),
+            Err(err) => storage.fail(err),
         };
         let mut entered = Entered {
             storage,
@@ -231,31 +228,38 @@ impl Entered<'_> {
     /// Takes the checkpoint off the stack, keeping its values for the next
     /// poll. Checkpoints entered during the poll and still active above it
     /// are left first; returns how many.
+    ///
+    /// Marked done only once it is: a stray's hook or destructor that panics
+    /// while it is left goes on through the drop, which suspends again, the
+    /// stray gone by then.
     fn suspend(&mut self) -> usize {
-        self.done = true;
-        let checkpoint = &mut *self.checkpoint;
         let id = self.id;
-        if self.storage.suspend(id, checkpoint) {
+        if self.storage.suspend(id, self.checkpoint) {
+            self.done = true;
             return 0;
         }
         let strays = self
             .storage
             .leave_until(Until::Top(Some(id)), Outcome::Cancelled)
             .unwrap_or(0);
-        let checkpoint = &mut *self.checkpoint;
-        self.storage.suspend(id, checkpoint);
+        self.storage.suspend(id, self.checkpoint);
+        self.done = true;
         strays
     }
 
     /// Leaves the checkpoint for good, dropping its values. Returns how many
     /// checkpoints entered during the poll were still active above it.
+    ///
+    /// Marked done once the strays are gone, as in
+    /// [`suspend`](Self::suspend); its own hooks' panics go on with the
+    /// checkpoint already left.
     fn leave(&mut self) -> usize {
-        self.done = true;
         let id = self.id;
         let strays = self
             .storage
             .leave_until(Until::Top(Some(id)), Outcome::Cancelled)
             .unwrap_or(0);
+        self.done = true;
         let _ = self.storage.leave(id, Outcome::Left);
         strays
     }

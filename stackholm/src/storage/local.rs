@@ -66,6 +66,13 @@ impl Local {
     /// recursion does not pin its memory for the thread's lifetime.
     const SPARE_FRAMES: usize = 64;
 
+    /// Stacks that have used more keys than this are not kept either: a
+    /// spare keeps a slot for each key a scope used, so that the next
+    /// request setting the same keys allocates nothing, and a thread that
+    /// goes through many keys, each used once, would otherwise pile their
+    /// slots up in the stack every new scope starts from.
+    const SPARE_SLOTS: usize = 256;
+
     /// An id for the root of a new scope.
     pub(super) fn next_id(&self) -> FrameId {
         match self.current.try_borrow_mut() {
@@ -89,7 +96,10 @@ impl Local {
     /// Keeps the stack of an ended scope for a later one. A stack that still
     /// holds checkpoints is dropped instead: its values are the scope's.
     pub(super) fn keep_spare(&self, frames: Frames) {
-        if frames.depth() > 0 || frames.capacity() > Self::SPARE_FRAMES {
+        if frames.depth() > 0
+            || frames.capacity() > Self::SPARE_FRAMES
+            || frames.keys() > Self::SPARE_SLOTS
+        {
             return;
         }
         if let Ok(mut spare) = self.spare.try_borrow_mut() {
@@ -320,5 +330,31 @@ impl std::fmt::Debug for Local {
 impl Default for Local {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Local;
+    use crate::{Checkpoint, Key, DEFAULT};
+
+    /// The spare stack a new scope starts from does not keep a slot for
+    /// every key the thread has used, each once.
+    #[test]
+    fn spare_stacks_do_not_pile_up_the_slots_of_keys_used_once() {
+        for _ in 0..2 * Local::SPARE_SLOTS {
+            let key: &'static Key<u64> = Box::leak(Box::new(Key::new("used once")));
+            DEFAULT.sync_scope(Checkpoint::new(), || DEFAULT.set(key, 1).unwrap());
+        }
+        DEFAULT.local.with(|local| {
+            let spare = local.spare.borrow();
+            assert!(
+                spare
+                    .iter()
+                    .all(|frames| frames.keys() <= Local::SPARE_SLOTS),
+                "spares hold {:?} slots",
+                spare.iter().map(|frames| frames.keys()).collect::<Vec<_>>()
+            );
+        });
     }
 }

@@ -25,8 +25,8 @@ use crate::{Checkpoint, Error};
 /// the scope, running its exit hooks and dropping its values as leaving it
 /// with a guard would. The emptied stack is then kept by the dropping
 /// thread for the next scope started there (up to 32 per thread and
-/// storage, and none that grew past 64 checkpoints), so that a scope per
-/// request costs no allocation once the thread is warm.
+/// storage, and none that grew past 64 checkpoints or 256 keys), so that a
+/// scope per request costs no allocation once the thread is warm.
 ///
 /// ```
 /// use stackholm::{Checkpoint, Key, Scope, DEFAULT};
