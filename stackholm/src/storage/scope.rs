@@ -224,13 +224,15 @@ impl Drop for Scope {
             self.frames.clear_bare();
         }
         if self.frames.depth() > 0 {
-            let local = self.local;
-            let outcome = self.ending;
-            let cleared =
-                self.try_run(|| local.with(|local| local.leave(Until::Top(None), outcome)));
-            if cleared.is_err() {
+            let (local, outcome) = (self.local, self.ending);
+            let Ok(mut installed) = self.install() else {
                 return;
-            }
+            };
+            // The run leaves every checkpoint: none left is what it should
+            // find when it returns, not strays to look for.
+            installed.top = None;
+            let _ = local.try_with(|local| local.leave(Until::Top(None), outcome));
+            installed.take_back();
         }
         let frames = std::mem::take(&mut self.frames);
         let _ = self.local.try_with(|local| local.keep_spare(frames));
