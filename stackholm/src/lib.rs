@@ -66,10 +66,12 @@
 //! A [`Checkpoint`] can be pre-loaded with values before it is entered.
 //!
 //! Reading the nearest value is O(1): independent of the depth of the stack
-//! and of how many other keys are set. Each key has a dense slot in every
-//! stack, holding its settings innermost last; there is no hashing and no
-//! walk up the stack. Entering and leaving a checkpoint does not allocate
-//! once the stack has warmed up.
+//! and of how many other keys are set. Each key has a slot in every stack
+//! that uses it, holding its settings innermost last and found through a
+//! small table by the key's tag: no walk up the stack (`read_nearest` in
+//! `BENCHMARKS.md`, at depths 1 to 100 and with 0 or 50 other keys).
+//! Entering and leaving a checkpoint does not allocate once the stack has
+//! warmed up (`tests/alloc.rs`).
 //!
 //! # Storages
 //!

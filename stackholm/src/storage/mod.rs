@@ -286,12 +286,10 @@ impl Storage {
         f: impl FnOnce(Option<&T>) -> R,
     ) -> R {
         let mut f = Some(f);
-        let mut call = |value: Option<&T>| f.take().map(|f| f(value));
-        let output = match self.read(|stack| call(stack.get(key))) {
+        match self.read(|stack| f.take().expect(ONCE)(stack.get(key))) {
             Some(output) => output,
-            None => call(None),
-        };
-        output.expect("stackholm: the read closure runs exactly once")
+            None => f.take().expect(ONCE)(None),
+        }
     }
 
     /// Removes the nearest setting of `key`; see [`Stack::remove`]. Returns
@@ -400,7 +398,10 @@ impl Storage {
     /// A hook of a checkpointed future
     /// ([`in_checkpoint`](crate::CheckpointExt::in_checkpoint)) stays with
     /// the future between polls, and runs when the future completes
-    /// ([`Outcome::Left`]) or is dropped before ([`Outcome::Cancelled`]).
+    /// ([`Outcome::Left`]) or is dropped before ([`Outcome::Cancelled`]);
+    /// dropped where its checkpoint cannot be entered again (inside a
+    /// [`with`](Self::with) closure of the storage, on an exiting thread),
+    /// the future drops its hooks unrun, as a scope dropped there does.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
@@ -449,20 +450,16 @@ impl Storage {
     fn register_exit(&self, hook: Hook, root: bool) -> Result<(), Error> {
         let mut hook = Some(hook);
         let registered = self.write(Operation::OnExit, |stack| {
-            let hook = hook.take().expect("stackholm: the hook is registered once");
-            stack.frames.on_exit(hook, root)
+            stack.frames.on_exit(hook.take().expect(ONCE), root)
         });
-        // A refused hook is dropped here, with nothing borrowed.
-        drop(hook);
+        // A refused hook, handed back or never taken, is dropped on the way
+        // out, with nothing borrowed.
         match registered {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(refused)) => {
-                drop(refused);
-                Err(Error::NoCheckpoint {
-                    operation: Operation::OnExit,
-                    key: None,
-                })
-            }
+            Ok(Err(_refused)) => Err(Error::NoCheckpoint {
+                operation: Operation::OnExit,
+                key: None,
+            }),
             Err(err) => Err(err),
         }
     }
@@ -600,9 +597,9 @@ pub(crate) enum Unreached {
 /// back where no checkpoint is active.
 type Put<T> = fn(&mut Frames, &'static Key<T>, T) -> Result<Option<Value<T>>, T>;
 
-/// A value is handed to a closure that runs at most once, and taken back
-/// only where it did not run.
-const ONCE: &str = "stackholm: the value is taken once";
+/// A value (or a closure) is handed to a closure that runs at most once,
+/// and taken back only where it did not run.
+const ONCE: &str = "stackholm: a value handed to the stack is taken once";
 
 impl fmt::Debug for Storage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
