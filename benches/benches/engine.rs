@@ -19,8 +19,8 @@ use criterion::{criterion_group, criterion_main, Bencher, BenchmarkGroup, Benchm
 use stackholm::{Checkpoint, Scope, Stack, DEFAULT};
 use stackholm_benches::{
     apps, at_depth, enter_leave, enter_set_leave, fill_floor, floor_push_pop, floor_read,
-    request_like, set_remove, with_values, Ambient, CloneMap, Context, HandRolledTaskLocal,
-    NaiveDynStack, NaiveStack, Otel, Remove, TASK_MAP,
+    leaked_keys, request_like, set_remove, with_values, Ambient, CloneMap, Context,
+    HandRolledTaskLocal, NaiveDynStack, NaiveStack, Otel, Remove, TASK_MAP,
 };
 
 /// A workload, runnable on any implementation.
@@ -261,14 +261,13 @@ fn snapshot(c: &mut Criterion) {
     // snapshot's cost follows the values it carries, not the keys seen.
     for seen in [0, 10_000] {
         let id = format!("1-inherited-{seen}-keys-seen");
+        // Outside the closure, which criterion calls for every sample.
+        let mut stack = Stack::new();
+        for key in leaked_keys(seen) {
+            let mut once = stack.enter();
+            once.set(key, 0).unwrap();
+        }
         group.bench_function(BenchmarkId::new("stackholm-owned", id), |b| {
-            let mut stack = Stack::new();
-            for _ in 0..seen {
-                let key: &'static stackholm::Key<u64> =
-                    Box::leak(Box::new(stackholm::Key::new("seen once")));
-                let mut once = stack.enter();
-                once.set(key, 0).unwrap();
-            }
             let mut root = stack.enter();
             root.set(&SNAPSHOT_INHERITED[0], 1).unwrap();
             b.iter(|| black_box(root.snapshot()));

@@ -20,8 +20,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use stackholm::{Checkpoint, Scope, Stack, DEFAULT};
 use stackholm_benches::{
-    app, at_depth, enter_set_leave, pass_through_app, request_like, with_values, Ambient, CloneMap,
-    Context, HandRolledTaskLocal, NaiveDynStack, NaiveStack, Otel, TASK_MAP,
+    app, at_depth, enter_set_leave, leaked_keys, pass_through_app, request_like, with_values,
+    Ambient, CloneMap, Context, HandRolledTaskLocal, NaiveDynStack, NaiveStack, Otel, TASK_MAP,
 };
 use tower::ServiceExt;
 
@@ -149,8 +149,7 @@ static INHERITED: stackholm::Key<u64> = stackholm::Key::new("inherited").inherit
 /// `seen` other keys once each before.
 fn snapshots(seen: usize, count: usize) {
     let mut stack = Stack::new();
-    for _ in 0..seen {
-        let key: &'static stackholm::Key<u64> = Box::leak(Box::new(stackholm::Key::new("seen")));
+    for key in leaked_keys(seen) {
         let mut once = stack.enter();
         once.set(key, 0).expect("inside a checkpoint");
     }

@@ -88,9 +88,7 @@ fn nothing() {}
 
 /// Requests that set twenty keys of their own, one after another.
 fn twenty_key_requests() {
-    let keys: Vec<&'static Key<u64>> = (0..20)
-        .map(|_| &*Box::leak(Box::new(Key::new("request key"))))
-        .collect();
+    let keys = stackholm_benches::leaked_keys(20);
     for _ in 0..10 {
         DEFAULT.sync_scope(Checkpoint::new(), || {
             for key in &keys {
@@ -102,8 +100,7 @@ fn twenty_key_requests() {
 
 /// 10,000 keys used once each, in scopes.
 fn ten_thousand_keys() {
-    for _ in 0..10_000 {
-        let key: &'static Key<u64> = Box::leak(Box::new(Key::new("seen once")));
+    for key in stackholm_benches::leaked_keys(10_000) {
         DEFAULT.sync_scope(Checkpoint::new(), || {
             DEFAULT.set(key, 1).expect("inside the scope's root");
         });

@@ -437,6 +437,14 @@ pub fn at_depth<C: Context, R>(
     nest(cx, 0, depth.max(1), others, f)
 }
 
+/// `n` keys of their own, leaked as statics are, for the workloads on a
+/// stack or a thread that has gone through many keys.
+pub fn leaked_keys(n: usize) -> Vec<&'static Key<u64>> {
+    (0..n)
+        .map(|_| &*Box::leak(Box::new(Key::new("used once"))))
+        .collect()
+}
+
 /// `others` keys set in the root scope, for workloads that run with values
 /// present; `f` runs inside it.
 pub fn with_values<C: Context, R>(cx: &mut C, others: usize, f: impl FnOnce(&mut C) -> R) -> R {

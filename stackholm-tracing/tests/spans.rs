@@ -17,9 +17,12 @@ use tracing_subscriber::registry::LookupSpan;
 static REQUEST_ID: Key<String> = Key::new("request_id");
 static USER: Key<&'static str> = Key::new("user");
 
+/// Each span's fields, by span name.
+type Spans = BTreeMap<String, BTreeMap<String, String>>;
+
 /// Every span's fields as an exporter would turn them into attributes.
 #[derive(Clone, Default)]
-struct Exporter(Arc<Mutex<BTreeMap<String, BTreeMap<String, String>>>>);
+struct Exporter(Arc<Mutex<Spans>>);
 
 struct Fields<'a>(&'a mut BTreeMap<String, String>);
 
@@ -81,8 +84,6 @@ fn spans_created_in_a_checkpoint_record_the_context() {
     assert_eq!(spans["undeclared"].get("request_id"), None);
     assert_eq!(spans["own"]["request_id"], "r-9");
 }
-
-type Spans = BTreeMap<String, BTreeMap<String, String>>;
 
 /// Creates a span `first` under `one`, then, with `one` still in use, a
 /// span `second` under `two`, each in a checkpoint of its own; what each
