@@ -44,12 +44,12 @@ echo "| logging a request (3 polls, an event each, 3 context fields) | stackholm
 echo "|---|---:|---:|"
 echo "| instructions | $(per_run log_request/stackholm-tracing 2000) | $(per_run log_request/span 2000) |"
 echo
-bin=$(cargo bench -p stackholm-benches --bench propagation --no-run 2>&1 |
-    sed -n 's/.*Executable .*(\(.*\))$/\1/p')
 echo "| a snapshot of one inherited value (every \`inherit\`) | 0 other keys used before | 10,000 |"
 echo "|---|---:|---:|"
 echo "| instructions | $(per_run snapshot/0 2000) | $(per_run snapshot/10000 2000) |"
 echo
+bin=$(cargo bench -p stackholm-benches --bench propagation --no-run 2>&1 |
+    sed -n 's/.*Executable .*(\(.*\))$/\1/p')
 echo "The stackholm side below reads the incoming headers with \`Propagation::extract\`, the"
 echo "path of servers that are not tower services, into a checkpoint it then enters."
 echo
