@@ -1,12 +1,14 @@
 //! Which keys are logged, under which names, and how they render.
+//!
+//! The methods that make a `LogContext` into a formatter or a span layer
+//! are written beside those types, in `format` and `spans`: both use this
+//! module, so this one uses neither.
 
 use std::fmt;
 use std::sync::Arc;
 
 use stackholm::{Key, Storage, DEFAULT};
 
-use crate::format::WithContext;
-use crate::spans::SpanFields;
 use crate::value::Recorded;
 
 /// The keys whose values every log line carries, under their field names:
@@ -118,27 +120,6 @@ impl LogContext {
     pub fn chain(mut self, name: &'static str) -> Self {
         self.inner_mut().chain = Some(name);
         self
-    }
-
-    /// Wraps a text formatter (`tracing_subscriber::fmt::format()`, or its
-    /// `compact()` form): the context's fields follow the event's own.
-    #[must_use]
-    pub fn text<F>(&self, inner: F) -> WithContext<F> {
-        WithContext::new(inner, self.clone(), false)
-    }
-
-    /// Wraps the JSON formatter (`tracing_subscriber::fmt::format().json()`):
-    /// the context's fields are top-level members of each line's object.
-    #[must_use]
-    pub fn json<F>(&self, inner: F) -> WithContext<F> {
-        WithContext::new(inner, self.clone(), true)
-    }
-
-    /// A layer that fills the declared fields of each span created inside a
-    /// checkpoint; see [`SpanFields`].
-    #[must_use]
-    pub fn spans(&self) -> SpanFields {
-        SpanFields::new(self.clone())
     }
 
     /// Writes the declared fields that have a value here into `sink`.

@@ -21,8 +21,25 @@ pub struct WithContext<F> {
     json: bool,
 }
 
+// Beside the type it makes, so that `context` need not import this module.
+impl LogContext {
+    /// Wraps a text formatter (`tracing_subscriber::fmt::format()`, or its
+    /// `compact()` form): the context's fields follow the event's own.
+    #[must_use]
+    pub fn text<F>(&self, inner: F) -> WithContext<F> {
+        WithContext::new(inner, self.clone(), false)
+    }
+
+    /// Wraps the JSON formatter (`tracing_subscriber::fmt::format().json()`):
+    /// the context's fields are top-level members of each line's object.
+    #[must_use]
+    pub fn json<F>(&self, inner: F) -> WithContext<F> {
+        WithContext::new(inner, self.clone(), true)
+    }
+}
+
 impl<F> WithContext<F> {
-    pub(crate) fn new(inner: F, context: LogContext, json: bool) -> Self {
+    fn new(inner: F, context: LogContext, json: bool) -> Self {
         Self {
             inner,
             context,

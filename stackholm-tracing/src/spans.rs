@@ -56,8 +56,18 @@ pub struct SpanFields {
     subscriber: OnceLock<WeakDispatch>,
 }
 
+// Beside the type it makes, so that `context` need not import this module.
+impl LogContext {
+    /// A layer that fills the declared fields of each span created inside a
+    /// checkpoint; see [`SpanFields`].
+    #[must_use]
+    pub fn spans(&self) -> SpanFields {
+        SpanFields::new(self.clone())
+    }
+}
+
 impl SpanFields {
-    pub(crate) fn new(context: LogContext) -> Self {
+    fn new(context: LogContext) -> Self {
         Self {
             context,
             subscriber: OnceLock::new(),
