@@ -9,14 +9,17 @@
 #[allow(dead_code)]
 mod support;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 
+use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
 use futures_util::stream::{self, StreamExt};
-use http::{Method, StatusCode};
+use http::{Request, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use stackholm::{Checkpoint, CheckpointExt, Key, DEFAULT};
-use stackholm_examples::client::Client;
 use stackholm_tower::StackholmLayer;
 use stackholm_tracing::LogContext;
 use tracing_subscriber::filter::filter_fn;
@@ -33,6 +36,35 @@ const REQUESTS: usize = 2_000;
 const CONCURRENCY: usize = 64;
 /// Lines each request logs.
 const LINES: usize = 5;
+
+/// Serves `app` on a loopback port of its own, for the rest of the test.
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// Sends `GET /` with `id` as its request id and reads the whole body, so
+/// that the request ends and the connection is kept for the next one.
+async fn get_with_id(
+    client: &Client<HttpConnector, Body>,
+    addr: SocketAddr,
+    id: &str,
+) -> StatusCode {
+    let request = Request::get(format!("http://{addr}/"))
+        .header("x-request-id", id)
+        .body(Body::empty())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status();
+    axum::body::to_bytes(Body::new(response.into_body()), usize::MAX)
+        .await
+        .unwrap();
+    status
+}
 
 async fn handler(headers: http::HeaderMap) -> &'static str {
     // What the line must carry, from the request itself rather than from
@@ -93,21 +125,12 @@ async fn every_line_carries_its_own_requests_id() {
             let id = parts.headers["x-request-id"].to_str().unwrap();
             root.set(&REQUEST_ID, id.to_owned());
         }));
-    let (addr, _server) = stackholm_examples::serve(app, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let client = Client::new(addr);
+    let addr = serve(app).await;
+    let client = Client::builder(TokioExecutor::new()).build_http();
     let statuses: Vec<StatusCode> = stream::iter(0..REQUESTS)
         .map(|i| {
             let client = client.clone();
-            async move {
-                let id = format!("req-{i}");
-                let (status, _) = client
-                    .send(Method::GET, "/", &[("x-request-id", &id)])
-                    .await
-                    .unwrap();
-                status
-            }
+            async move { get_with_id(&client, addr, &format!("req-{i}")).await }
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
