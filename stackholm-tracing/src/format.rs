@@ -11,9 +11,10 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::context::{LogContext, Sink};
 use crate::value::Recorded;
 
+/// Event formatter made by [`LogContext::text`] and [`LogContext::json`].
+///
 /// A `tracing-subscriber` event formatter that writes what `F` writes, with
-/// the declared context fields added; made by [`LogContext::text`] and
-/// [`LogContext::json`].
+/// the declared context fields added.
 #[derive(Debug, Clone)]
 pub struct WithContext<F> {
     inner: F,

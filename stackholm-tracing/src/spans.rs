@@ -11,10 +11,11 @@ use tracing_subscriber::layer::{Context, Layer};
 
 use crate::context::{LogContext, Sink};
 
+/// Span layer made by [`LogContext::spans`].
+///
 /// A `tracing-subscriber` layer that fills the declared context fields of
 /// every span created inside a checkpoint, so that the layers that export
-/// spans (`tracing-opentelemetry`, say) see them as span attributes; made by
-/// [`LogContext::spans`].
+/// spans (`tracing-opentelemetry`, say) see them as span attributes.
 ///
 /// A span records only the fields it declares, so a span that should carry
 /// the context declares them empty, under the names the context logs them
