@@ -1,7 +1,6 @@
 //! The response body: polled inside the request's scope.
 
 use std::fmt;
-use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -9,10 +8,11 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use stackholm::{Scope, Storage};
 
-use crate::end::RequestEnd;
+use crate::end::{end_complete, end_unfinished, telling, RequestEnd};
 
 pin_project! {
-    /// A response body polled inside its request's scope, so that streaming
+    /// Response body for [`StackholmService`](crate::StackholmService): the
+    /// inner body, polled inside its request's scope, so that streaming
     /// bodies (server-sent events, chunked downloads) read the request's
     /// values as the handler did.
     ///
@@ -30,6 +30,8 @@ pin_project! {
         body: Option<B>,
         scope: Option<Scope>,
         storage: Storage,
+        // How the request has ended so far.
+        end: RequestEnd,
     }
 
     impl<B> PinnedDrop for ScopedBody<B> {
@@ -37,7 +39,7 @@ pin_project! {
             let this = this.project();
             // With a scope left, dropped before its end: the response was
             // not sent whole.
-            drop_unfinished(this.body, this.scope);
+            end_unfinished(this.body, this.scope.take(), *this.storage, *this.end);
         }
     }
 }
@@ -45,17 +47,24 @@ pin_project! {
 impl<B: Body> ScopedBody<B> {
     /// A body that is empty from the start (a `204`, a `HEAD` response) may
     /// never be polled: its request ends with its head.
-    pub(crate) fn new(body: B, mut scope: Option<Scope>, storage: Storage) -> Self {
+    pub(crate) fn new(
+        body: B,
+        mut scope: Option<Scope>,
+        storage: Storage,
+        end: RequestEnd,
+    ) -> Self {
+        let mut end = end;
         if body.is_end_stream() {
-            if let Some(scope) = &mut scope {
-                let _ = scope.try_run(|| complete(storage));
+            end = end.completed();
+            if let Some(scope) = scope.take() {
+                end_complete(scope, storage, end);
             }
-            end(&mut scope);
         }
         Self {
             body: Some(body),
             scope,
             storage,
+            end,
         }
     }
 }
@@ -81,55 +90,6 @@ impl<B> ScopedBody<B> {
 
 const PRESENT: &str = "the inner body is present until `ScopedBody` is dropped";
 
-/// What a body's `poll_frame` gives.
-type Polled<B> = Poll<Option<Result<Frame<<B as Body>::Data>, <B as Body>::Error>>>;
-
-/// Whether `polled` is the body's last frame.
-fn ended<B: Body>(polled: &Polled<B>, body: &Pin<&mut B>) -> bool {
-    match polled {
-        Poll::Ready(None) => true,
-        // A server need not poll a body again once it says it is at its
-        // end (hyper does not, for a body of known length).
-        Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
-        _ => false,
-    }
-}
-
-/// Tells the root's exit hooks that the body was sent whole; run inside
-/// the request's scope.
-fn complete(storage: Storage) {
-    RequestEnd::record(storage, |end| end.body_complete = true);
-}
-
-/// The response is complete: the request's values go now, not whenever the
-/// connection gets round to dropping the body.
-///
-/// Dropping the scope runs the root's exit hooks and its values'
-/// destructors, which may panic (the first panic is resumed once all have
-/// run). Nothing is left to fail by then: the panic hook has reported the
-/// panic, and unwinding on into the server would only drop the connection,
-/// with the complete response still in its buffer.
-pub(crate) fn end(scope: &mut Option<Scope>) {
-    if let Some(scope) = scope.take() {
-        // Unwind safe: the scope is gone whether it panics or not, and the
-        // stack it ran in is taken back from the thread on the way out.
-        let _ = panic::catch_unwind(AssertUnwindSafe(|| drop(scope)));
-    }
-}
-
-/// Drops what a request left unfinished, its future or its body, inside
-/// its scope if it still has one (without it where the scope cannot be run:
-/// inside a `with` closure of its storage, or on an exiting thread), then
-/// ends the scope as [`end`] does, told the request was cancelled.
-pub(crate) fn drop_unfinished<T>(mut inner: Pin<&mut Option<T>>, scope: &mut Option<Scope>) {
-    if let Some(scope) = scope.as_mut() {
-        scope.cancel();
-        let _ = scope.try_run(|| inner.set(None));
-    }
-    inner.set(None);
-    end(scope);
-}
-
 impl<B: Body> Body for ScopedBody<B> {
     type Data = B::Data;
     type Error = B::Error;
@@ -140,20 +100,27 @@ impl<B: Body> Body for ScopedBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let mut body = this.body.as_pin_mut().expect(PRESENT);
-        let storage = *this.storage;
-        let (polled, ended) = match this.scope.as_mut() {
-            Some(scope) => scope.run(|| {
-                let polled = body.as_mut().poll_frame(cx);
-                let ended = ended(&polled, &body);
-                if ended {
-                    complete(storage);
-                }
-                (polled, ended)
-            }),
-            None => (body.as_mut().poll_frame(cx), false),
+        let Some(scope) = this.scope.as_mut() else {
+            return body.poll_frame(cx);
         };
+        let (polled, ended) = telling(*this.storage, *this.end, || {
+            scope.run(|| {
+                let polled = body.as_mut().poll_frame(cx);
+                let ended = match &polled {
+                    Poll::Ready(None) => true,
+                    // A server need not poll a body again once it says it is at
+                    // its end (hyper does not, for a body of known length).
+                    Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+                    _ => false,
+                };
+                (polled, ended)
+            })
+        });
         if ended {
-            end(this.scope);
+            *this.end = this.end.completed();
+            if let Some(scope) = this.scope.take() {
+                end_complete(scope, *this.storage, *this.end);
+            }
         }
         polled
     }

@@ -1,9 +1,12 @@
-//! How a request ended, for the exit hooks of its root checkpoint.
+//! How a request ends: what its root's exit hooks are told, and the one
+//! place the response future and the body end the request's scope.
 
 use std::cell::Cell;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
 
 use http::StatusCode;
-use stackholm::{Key, Storage};
+use stackholm::{Scope, Storage};
 
 /// How a request ended, as far as [`StackholmLayer`](crate::StackholmLayer)
 /// saw it: what a root exit hook
@@ -37,7 +40,7 @@ use stackholm::{Key, Storage};
 ///     async move {
 ///         DEFAULT
 ///             .on_root_exit(move |outcome| {
-///                 let end = RequestEnd::current(DEFAULT).expect("inside the request");
+///                 let end = RequestEnd::current(DEFAULT).expect("inside the request's end");
 ///                 sink.lock().unwrap().push((outcome, end.succeeded()));
 ///             })
 ///             .unwrap();
@@ -54,15 +57,17 @@ use stackholm::{Key, Storage};
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RequestEnd {
-    pub(crate) status: Option<StatusCode>,
-    pub(crate) body_complete: bool,
+    status: Option<StatusCode>,
+    body_complete: bool,
 }
 
-/// Where the layer keeps it: in the request's root, for no other task.
-/// In a cell, so that recording the request's end is one read of the
-/// storage, not a read and a write. Not inherited: spawned work has no
-/// end of the request to record or read.
-static END: Key<Cell<RequestEnd>> = Key::new("stackholm_tower::request_end");
+thread_local! {
+    /// The request running on this thread, its storage and how it has
+    /// ended so far: set around each run of the request's scope and its
+    /// end, rather than kept in its stack, so that a request whose end
+    /// nobody reads pays for no value there.
+    static CURRENT: Cell<Option<(Storage, RequestEnd)>> = const { Cell::new(None) };
+}
 
 impl RequestEnd {
     /// The status of the response, once its head was produced; `None` if
@@ -92,27 +97,87 @@ impl RequestEnd {
     /// How the current request has ended so far, on `storage` (the
     /// layer's, [`DEFAULT`](stackholm::DEFAULT) unless it was given
     /// another); `None` outside a request of a
-    /// [`StackholmLayer`](crate::StackholmLayer).
+    /// [`StackholmLayer`](crate::StackholmLayer), in work it spawned too.
     #[must_use]
     pub fn current(storage: Storage) -> Option<Self> {
-        storage.with(&END, |end| end.map(Cell::get))
+        let (running, end) = CURRENT.try_with(Cell::get).ok().flatten()?;
+        (running == storage).then_some(end)
     }
 
-    /// Puts the request's end, nothing known yet, in its root; run inside
-    /// the request's scope, first.
-    pub(crate) fn begin(storage: Storage) {
-        let _ = storage.set_root(&END, Cell::new(Self::default()));
+    /// A response with this status was produced.
+    pub(crate) fn answered(status: StatusCode) -> Self {
+        Self {
+            status: Some(status),
+            body_complete: false,
+        }
     }
 
-    /// Records a change in the request's root; run inside the request's
-    /// scope.
-    pub(crate) fn record(storage: Storage, change: impl FnOnce(&mut Self)) {
-        storage.with(&END, |end| {
-            if let Some(end) = end {
-                let mut changed = end.get();
-                change(&mut changed);
-                end.set(changed);
+    /// The response's body was sent to its end.
+    pub(crate) fn completed(self) -> Self {
+        Self {
+            body_complete: true,
+            ..self
+        }
+    }
+}
+
+/// Runs `f` (a run of the request's scope, or its end) with
+/// [`RequestEnd::current`] giving `end` for `storage`.
+#[inline]
+pub(crate) fn telling<R>(storage: Storage, end: RequestEnd, f: impl FnOnce() -> R) -> R {
+    /// Puts back what `CURRENT` held, also when `f` panics: requests nest.
+    struct Restore(Option<(Storage, RequestEnd)>);
+    impl Drop for Restore {
+        #[inline]
+        fn drop(&mut self) {
+            let _ = CURRENT.try_with(|current| current.set(self.0.take()));
+        }
+    }
+    let outer = CURRENT.try_with(|current| current.replace(Some((storage, end))));
+    let _restore = Restore(outer.ok().flatten());
+    f()
+}
+
+/// Ends a request's scope, told how the request ended: its root exit hooks
+/// run and its values are dropped here. A panic of those goes on to the
+/// caller.
+pub(crate) fn end(scope: Scope, storage: Storage, end: RequestEnd) {
+    telling(storage, end, || drop(scope));
+}
+
+/// Ends a request's scope once its response is complete: the request's
+/// values go now, not whenever the connection gets round to dropping the
+/// body.
+///
+/// A root exit hook or a value's destructor may panic (the first panic is
+/// resumed once all have run). Nothing is left to fail by then: the panic
+/// hook has reported the panic, and unwinding on into the server would only
+/// drop the connection, with the complete response still in its buffer.
+pub(crate) fn end_complete(scope: Scope, storage: Storage, done: RequestEnd) {
+    // Unwind safe: the scope is gone whether it panics or not, and the
+    // stack it ran in is taken back from the thread on the way out.
+    let _ = panic::catch_unwind(AssertUnwindSafe(|| end(scope, storage, done)));
+}
+
+/// Drops what a request left unfinished, its future or its body, inside
+/// its scope if it still has one (without it where the scope cannot be run:
+/// inside a `with` closure of its storage, or on an exiting thread), then
+/// ends the scope as [`end_complete`] does, told the request was cancelled.
+pub(crate) fn end_unfinished<T>(
+    mut inner: Pin<&mut Option<T>>,
+    scope: Option<Scope>,
+    storage: Storage,
+    done: RequestEnd,
+) {
+    match scope {
+        Some(mut scope) => {
+            scope.cancel();
+            if inner.is_some() {
+                let _ = telling(storage, done, || scope.try_run(|| inner.set(None)));
+                inner.set(None);
             }
-        });
+            end_complete(scope, storage, done);
+        }
+        None => inner.set(None),
     }
 }

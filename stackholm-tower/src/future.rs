@@ -3,17 +3,17 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use http::Response;
 use pin_project_lite::pin_project;
 use stackholm::{Scope, Storage};
 
-use crate::body::{drop_unfinished, ScopedBody};
-use crate::end::RequestEnd;
+use crate::body::ScopedBody;
+use crate::end::{end, end_unfinished, telling, RequestEnd};
 
 pin_project! {
-    /// The response future of [`StackholmService`](crate::StackholmService):
+    /// Response future for [`StackholmService`](crate::StackholmService):
     /// the inner service's future, polled inside the request's scope, whose
     /// response body goes on in the same scope.
     ///
@@ -35,7 +35,7 @@ pin_project! {
             if this.inner.is_none() {
                 return;
             }
-            drop_unfinished(this.inner, this.scope);
+            end_unfinished(this.inner, this.scope.take(), *this.storage, RequestEnd::default());
         }
     }
 }
@@ -59,35 +59,39 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let storage = *this.storage;
         let mut inner = this.inner;
         let scope = this
             .scope
             .as_mut()
             .expect("`ResponseFuture` polled after completion");
-        let polled = scope.run(|| {
-            let polled = inner
-                .as_mut()
-                .as_pin_mut()
-                .expect("`ResponseFuture` polled after completion")
-                .poll(cx);
-            if let Poll::Ready(result) = &polled {
-                if let Ok(response) = result {
-                    let status = response.status();
-                    RequestEnd::record(storage, |end| end.status = Some(status));
+        let storage = *this.storage;
+        let result = ready!(telling(storage, RequestEnd::default(), || {
+            scope.run(|| {
+                let polled = inner
+                    .as_mut()
+                    .as_pin_mut()
+                    .expect("`ResponseFuture` polled after completion")
+                    .poll(cx);
+                if polled.is_ready() {
+                    // Dropped here, inside the scope, as on cancellation.
+                    inner.set(None);
                 }
-                // Dropped here, inside the scope, as on cancellation.
-                inner.set(None);
-            }
-            polled
-        });
-        let Poll::Ready(result) = polled else {
-            return Poll::Pending;
-        };
+                polled
+            })
+        }));
         let scope = this.scope.take();
-        Poll::Ready(
-            result.map(|response| response.map(|body| ScopedBody::new(body, scope, storage))),
-        )
+        Poll::Ready(match result {
+            Ok(response) => {
+                let end = RequestEnd::answered(response.status());
+                Ok(response.map(|body| ScopedBody::new(body, scope, storage, end)))
+            }
+            Err(err) => {
+                if let Some(scope) = scope {
+                    end(scope, storage, RequestEnd::default());
+                }
+                Err(err)
+            }
+        })
     }
 }
 

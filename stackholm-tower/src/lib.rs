@@ -48,12 +48,14 @@ mod end;
 mod future;
 mod layer;
 pub mod propagation;
+mod seed;
 mod service;
 
 pub use body::ScopedBody;
 pub use end::RequestEnd;
 pub use future::ResponseFuture;
-pub use layer::{EmptyRoot, Root, SeedRoot, StackholmLayer};
+pub use layer::StackholmLayer;
+pub use seed::{EmptyRoot, Root, SeedRoot};
 pub use service::StackholmService;
 
 // The workspace README's examples are doc tests too; they are compiled here,

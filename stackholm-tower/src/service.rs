@@ -8,11 +8,12 @@ use stackholm::{Checkpoint, Scope, Storage};
 use tower_service::Service;
 
 use crate::body::ScopedBody;
-use crate::end::RequestEnd;
+use crate::end::{telling, RequestEnd};
 use crate::future::ResponseFuture;
-use crate::layer::{Root, SeedRoot};
+use crate::seed::{Root, SeedRoot};
 
-/// The service made by [`StackholmLayer`](crate::StackholmLayer).
+/// Service for [`StackholmLayer`](crate::StackholmLayer): opens a scope per
+/// request around the inner service.
 #[derive(Clone)]
 pub struct StackholmService<S, R> {
     inner: S,
@@ -61,13 +62,15 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let (parts, body) = request.into_parts();
         let storage = self.storage;
         let mut scope = Scope::new(storage, Checkpoint::new());
-        let future = scope.run(|| {
-            RequestEnd::begin(storage);
-            self.seed.seed(&parts, &mut Root::new(storage));
-            self.inner.call(Request::from_parts(parts, body))
+        let (seed, inner) = (&self.seed, &mut self.inner);
+        let future = telling(storage, RequestEnd::default(), || {
+            scope.run(move || {
+                let (parts, body) = request.into_parts();
+                seed.seed(&parts, &mut Root::new(storage));
+                inner.call(Request::from_parts(parts, body))
+            })
         });
         ResponseFuture::new(scope, storage, future)
     }

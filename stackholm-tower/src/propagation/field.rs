@@ -6,7 +6,7 @@ use std::mem;
 use stackholm::{Checkpoint, Key, Storage};
 
 use super::codec::{BoxError, Codec};
-use crate::layer::Root;
+use crate::seed::Root;
 
 /// Where an incoming value goes: the layer's pooled root, or a checkpoint
 /// for code that enters it itself.

@@ -13,7 +13,7 @@ use super::field::Target;
 use super::scratch;
 use super::small::Small;
 use super::{Direction, Place, Propagation, Reason, BAGGAGE};
-use crate::layer::{Root, SeedRoot};
+use crate::seed::{Root, SeedRoot};
 
 /// The baggage members of the incoming request that this service passes
 /// on: inherited, so that spawned work passes them on too.

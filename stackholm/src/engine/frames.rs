@@ -11,6 +11,7 @@ use std::fmt;
 
 use super::checkpoint::Checkpoint;
 use super::ids::FrameId;
+use super::panics::Panics;
 use super::removed::Removed;
 use super::slot::Entry;
 use super::slots::{Setting, Slots};
@@ -152,8 +153,11 @@ impl Frames {
         key: &'static Key<T>,
         value: T,
     ) -> Result<Option<Value<T>>, T> {
-        if self.frames.is_empty() {
-            return Err(value);
+        match self.frames.len() {
+            0 => return Err(value),
+            // The root is the innermost checkpoint: a plain set (a seed's).
+            1 => return self.set(key, value),
+            _ => {}
         }
         let (setting, slot) = self.slots.typed_or_insert(key);
         let replaced = slot.set_root(value);
@@ -269,20 +273,20 @@ impl Frames {
         self.frames.iter().filter_map(|frame| frame.name).collect()
     }
 
-    /// Whether no active checkpoint holds an exit hook or a value whose
-    /// drop runs code: leaving them all runs no code then.
-    pub(crate) fn is_bare(&self) -> bool {
-        self.hooks.is_empty() && self.settings.iter().all(|setting| !setting.drops())
-    }
-
-    /// Leaves every checkpoint of a [bare](Self::is_bare) stack.
-    pub(crate) fn clear_bare(&mut self) {
-        debug_assert!(self.is_bare(), "values and hooks are seen to by leaving");
-        let mut removed = Removed::new();
-        while !self.frames.is_empty() {
-            self.pop_top(&mut removed);
+    /// Leaves every checkpoint at once, if none has an exit hook: their
+    /// values are handed back still in their slots, which the stack goes
+    /// on without until [`Cleared::restore`] puts them back. What ends a
+    /// scope whose checkpoints have no hooks, with none of the step by step
+    /// machinery of leaving.
+    pub(crate) fn clear(&mut self) -> Option<Cleared> {
+        if !self.hooks.is_empty() {
+            return None;
         }
-        debug_assert!(removed.is_empty(), "bare values are dropped in place");
+        self.frames.clear();
+        Some(Cleared {
+            slots: std::mem::take(&mut self.slots),
+            settings: std::mem::take(&mut self.settings),
+        })
     }
 
     /// Takes the innermost checkpoint off into `checkpoint`, with its
@@ -368,6 +372,47 @@ impl Frames {
         // Nothing above can fail halfway: no user code runs, and the
         // settings are cut once their values are off.
         self.settings.truncate(start);
+    }
+}
+
+/// The slots of a [cleared](Frames::clear) stack, holding the values of
+/// the checkpoints it left, and their settings.
+pub(crate) struct Cleared {
+    slots: Slots,
+    settings: Vec<Setting>,
+}
+
+impl Cleared {
+    /// Whether dropping the values may run code.
+    pub(crate) fn runs_code(&self) -> bool {
+        self.settings.iter().any(|setting| setting.drops())
+    }
+
+    /// Drops every value, in the order leaving the checkpoints one by one
+    /// would (the innermost first, each its last set first), with no
+    /// storage borrowed; a destructor that panics does not stop the others,
+    /// and its panic is kept in `panics`.
+    pub(crate) fn drop_values(&mut self, panics: &mut Panics) {
+        while let Some(setting) = self.settings.pop() {
+            let slot = self.slots.at_mut(setting);
+            if setting.drops() {
+                panics.catch(|| slot.drop_top());
+            } else {
+                slot.drop_top();
+            }
+        }
+    }
+
+    /// Gives the emptied slots back to `frames`, so that the stack, kept
+    /// for another scope, sets the same keys without allocating. Where the
+    /// destructors left checkpoints on it meanwhile, their slots stay and
+    /// these go.
+    pub(crate) fn restore(self, frames: &mut Frames) {
+        debug_assert!(self.settings.is_empty(), "values are dropped first");
+        if frames.frames.is_empty() {
+            frames.slots = self.slots;
+            frames.settings = self.settings;
+        }
     }
 }
 

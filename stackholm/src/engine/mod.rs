@@ -31,11 +31,10 @@ mod stack;
 mod value;
 
 pub use checkpoint::Checkpoint;
-pub(crate) use frames::Frames;
-pub(crate) use ids::{FrameId, FrameIds};
+pub(crate) use ids::FrameId;
 pub(crate) use leave::{leave_by_steps, Step, Until};
 pub(crate) use panics::Panics;
 pub(crate) use removed::Removed;
 pub(crate) use stack::no_checkpoint;
 pub use stack::{Stack, StackGuard};
-pub(crate) use value::{share, Share, Value};
+pub(crate) use value::{share, Share};

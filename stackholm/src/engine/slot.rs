@@ -147,8 +147,7 @@ pub(crate) trait ErasedSlot: Erased {
     /// The depth of the innermost setting.
     fn top_depth(&self) -> Option<u32>;
 
-    /// Drops the innermost setting, for a value type whose drop runs no
-    /// code.
+    /// Drops the innermost setting.
     fn drop_top(&mut self);
 
     /// Drops every setting, first first; a destructor that panics does not
@@ -257,7 +256,6 @@ impl<T: Send + 'static> ErasedSlot for Slot<T> {
 
     #[inline]
     fn drop_top(&mut self) {
-        debug_assert!(!std::mem::needs_drop::<T>(), "dropped in place");
         self.pop();
     }
 

@@ -6,13 +6,15 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 use super::checkpoint::Checkpoint;
-use super::frames::Frames;
+use super::frames::{Cleared, Frames};
 use super::ids::{FrameId, FrameIds};
-use super::leave::{leave_by_steps, Until};
+use super::leave::{leave_by_steps, Step, Until};
 use super::panics::Panics;
 use super::removed::Removed;
+use super::slot::Entry;
+use super::value::Value;
 use crate::error::{Operation, SetError};
-use crate::exit::Outcome;
+use crate::exit::{Hook, Outcome};
 use crate::{Error, Key};
 
 /// A LIFO stack of checkpoints and the values set in them.
@@ -53,13 +55,12 @@ use crate::{Error, Key};
 /// ```
 #[derive(Default)]
 pub struct Stack {
-    pub(crate) frames: Frames,
-    /// Ids for the checkpoints entered here; kept out of the frames, which
-    /// move in and out of an ambient storage on every run of a scope.
+    frames: Frames,
+    /// Ids for the checkpoints entered here.
     ids: FrameIds,
     /// Values taken off with drop glue, dropped before a method returns
     /// (an ambient storage's, after its borrow is released).
-    pub(crate) removed: Removed,
+    removed: Removed,
 }
 
 impl Stack {
@@ -236,10 +237,108 @@ impl Stack {
         self.frames.enter_with(id, checkpoint);
         id
     }
+}
 
-    /// An id for a checkpoint entered on other frames (a new scope's).
-    pub(crate) fn next_id(&mut self) -> FrameId {
-        self.ids.next()
+/// What the ambient storages do to a stack: each method hands back what it
+/// takes off (a replaced value, a removed one, values left in
+/// [`Removed`]), for the storage to drop once its borrow is released.
+impl Stack {
+    /// Sets a value in the innermost checkpoint, or in the outermost one
+    /// if `root`; returns the value it replaces, or `value` back if no
+    /// checkpoint is active.
+    #[inline(always)]
+    pub(crate) fn replace<T: Send + 'static>(
+        &mut self,
+        key: &'static Key<T>,
+        value: T,
+        root: bool,
+    ) -> Result<Option<Value<T>>, T> {
+        if root {
+            self.frames.set_root(key, value)
+        } else {
+            self.frames.set(key, value)
+        }
+    }
+
+    /// Takes the nearest setting of `key` off; see [`remove`](Self::remove).
+    pub(crate) fn take_nearest<T: Send + 'static>(
+        &mut self,
+        key: &'static Key<T>,
+    ) -> Option<Value<T>> {
+        self.frames.take_nearest(key)
+    }
+
+    /// Takes every setting of `key` off; see [`reset`](Self::reset).
+    pub(crate) fn take_all<T: Send + 'static>(&mut self, key: &'static Key<T>) -> Vec<Entry<T>> {
+        self.frames.take_all(key)
+    }
+
+    /// Registers an exit hook on the innermost checkpoint, or on the
+    /// outermost one if `root`; gives it back if no checkpoint is active.
+    pub(crate) fn register(&mut self, hook: Hook, root: bool) -> Result<(), Hook> {
+        self.frames.on_exit(hook, root)
+    }
+
+    /// The id of the innermost checkpoint, if one is active.
+    #[inline]
+    pub(crate) fn top_id(&self) -> Option<FrameId> {
+        self.frames.top_id()
+    }
+
+    /// Takes the checkpoint `id` off into `checkpoint`, keeping its values,
+    /// if it is the innermost one; returns whether it was.
+    pub(crate) fn suspend(&mut self, id: FrameId, checkpoint: &mut Checkpoint) -> bool {
+        self.frames.suspend(id, checkpoint)
+    }
+
+    /// Leaves the checkpoint `id` if it is the innermost one and has no
+    /// exit hooks, its values kept for [`take_removed`](Self::take_removed);
+    /// returns whether it did.
+    #[inline]
+    pub(crate) fn leave_top(&mut self, id: FrameId) -> bool {
+        self.frames.leave_top(id, &mut self.removed)
+    }
+
+    /// One step of leaving towards `until` (see [`Frames::step`]), the
+    /// values taken off kept for [`take_removed`](Self::take_removed).
+    pub(crate) fn step(&mut self, until: Until) -> Step {
+        self.frames.step(until, &mut self.removed)
+    }
+
+    /// The values taken off and waiting to be dropped, if there are any.
+    #[inline]
+    pub(crate) fn take_removed(&mut self) -> Option<Removed> {
+        self.removed.take_full()
+    }
+
+    /// Takes back the buffer [`take_removed`](Self::take_removed) handed
+    /// out, emptied, to reuse it.
+    pub(crate) fn give_back(&mut self, emptied: Removed) {
+        self.removed.give_back(emptied);
+    }
+
+    /// Leaves every checkpoint at once if none has an exit hook, handing
+    /// their values back; see [`Frames::clear`].
+    pub(crate) fn clear(&mut self) -> Option<Cleared> {
+        self.frames.clear()
+    }
+
+    /// Puts back the slots [`clear`](Self::clear) took with the values;
+    /// see [`Cleared::restore`].
+    pub(crate) fn restore(&mut self, cleared: Cleared) {
+        cleared.restore(&mut self.frames);
+    }
+
+    /// Whether the stack is small enough to keep for reuse: no checkpoint
+    /// active, at most `frames` of room for checkpoints and `keys` slots.
+    pub(crate) fn reusable(&self, frames: usize, keys: usize) -> bool {
+        self.frames.depth() == 0 && self.frames.capacity() <= frames && self.frames.keys() <= keys
+    }
+
+    /// How many keys the stack holds a slot for.
+    #[cfg(test)]
+    pub(crate) fn keys(&self) -> usize {
+        self.frames.keys()
     }
 
     /// Leaves the checkpoint `id` and any still active inside it, running

@@ -10,6 +10,7 @@ use pin_project_lite::pin_project;
 use crate::engine::{FrameId, Until};
 use crate::error::Operation;
 use crate::exit::Outcome;
+use crate::storage::held_across;
 use crate::{Checkpoint, Error, Storage};
 
 pin_project! {
@@ -189,13 +190,7 @@ impl<F: Future> Future for InCheckpoint<F> {
             *this.checkpoint = None;
         }
         if strays > 0 {
-            panic!(
-                "stackholm: a future inside a checkpoint of {} returned from a poll with \
-                 {strays} checkpoint(s) it entered still active: a guard was held across \
-                 an `.await`; run the awaited part inside the checkpoint with \
-                 `in_checkpoint` instead",
-                storage.name()
-            );
+            held_across(storage.name(), strays);
         }
         output
     }

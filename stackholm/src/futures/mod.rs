@@ -1,12 +1,11 @@
 //! Futures that run inside checkpoints and task-local scopes.
 
 mod in_checkpoint;
-mod scoped;
 
 use std::future::Future;
 
+pub use crate::storage::Scoped;
 pub use in_checkpoint::InCheckpoint;
-pub use scoped::Scoped;
 
 use crate::Checkpoint;
 

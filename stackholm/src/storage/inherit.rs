@@ -2,9 +2,9 @@
 
 use std::future::Future;
 
+use super::scope::Scoped;
 use super::Storage;
 use crate::error::Operation;
-use crate::futures::Scoped;
 use crate::{Checkpoint, Error};
 
 impl Storage {
@@ -38,7 +38,7 @@ impl Storage {
     #[track_caller]
     #[must_use]
     pub fn snapshot(&self) -> Checkpoint {
-        match self.write(Operation::Snapshot, |stack| stack.frames.snapshot()) {
+        match self.write(Operation::Snapshot, |stack| stack.snapshot()) {
             Ok(snapshot) => snapshot,
             Err(Error::Busy { operation }) => self.fail(Error::Busy { operation }),
             Err(_) => Checkpoint::new(),

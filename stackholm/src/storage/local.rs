@@ -3,19 +3,29 @@
 
 use std::cell::{Cell, RefCell};
 
-use super::Unreached;
-use crate::engine::{leave_by_steps, FrameId, FrameIds, Frames, Panics, Removed, Step, Until};
+use crate::engine::{leave_by_steps, FrameId, Panics, Removed, Step, Until};
 use crate::error::Operation;
 use crate::exit::Outcome;
 use crate::{Error, Stack};
 
+/// Why checkpoints could not be left from here; never shown to users,
+/// whose guards and futures leave what they can reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unreached {
+    /// The current stack is lent to a read: try again once it is over.
+    Busy,
+    /// The thread's storage is gone: the thread is exiting.
+    Gone,
+}
+
 /// One storage's state on one thread; public only for
 /// [`storage!`](crate::storage!).
 ///
-/// A task-local scope is installed by swapping its stack in as the current
-/// one and setting the previous current stack aside until the scope's call
-/// returns, so every access, inside a scope or not, is one thread-local
-/// lookup and one `RefCell` borrow.
+/// A task-local scope is installed by swapping a pointer to its stack in as
+/// the current one and setting the previous current stack aside until the
+/// scope's call returns, so every access, inside a scope or not, is one
+/// thread-local lookup and one `RefCell` borrow, and a scope's run moves
+/// no stack.
 ///
 /// No user code runs while any of these cells is borrowed: values that
 /// leave a stack are handed to the current stack's [`Removed`] and dropped
@@ -23,19 +33,20 @@ use crate::{Error, Stack};
 /// out before dropping them.
 #[doc(hidden)]
 pub struct Local {
-    /// The frames that the storage's methods reach (the innermost running
-    /// scope's, or the thread's own when no scope is running), and the
-    /// values taken off them waiting to be dropped.
-    current: RefCell<Stack>,
-    /// The frames holding checkpoints set aside by the running scopes,
+    /// The stack that the storage's methods reach: the innermost running
+    /// scope's, or the thread's own when no scope is running.
+    current: RefCell<Box<Stack>>,
+    /// The stacks holding checkpoints set aside by the running scopes,
     /// outermost first.
-    parked: RefCell<Vec<Frames>>,
+    #[expect(clippy::vec_box, reason = "stacks move in and out as pointers")]
+    parked: RefCell<Vec<Box<Stack>>>,
     /// How many scopes are running, readable without a borrow on every
     /// access.
     scopes: Cell<usize>,
     /// Empty stacks of ended scopes, kept warm so that a new scope (one per
     /// request, behind a layer) does not allocate its frames and slots anew.
-    spare: RefCell<Vec<Frames>>,
+    #[expect(clippy::vec_box, reason = "stacks move in and out as pointers")]
+    spare: RefCell<Vec<Box<Stack>>>,
     /// Checkpoints whose guards were dropped while the current stack was
     /// lent to a read (`with`), to be left as soon as the read is over;
     /// `deferring` says whether there are any without a borrow.
@@ -46,9 +57,9 @@ pub struct Local {
 impl Local {
     #[doc(hidden)]
     #[must_use]
-    pub const fn new() -> Self {
+    pub fn new() -> Self {
         Self {
-            current: RefCell::new(Stack::new()),
+            current: RefCell::new(Box::new(Stack::new())),
             parked: RefCell::new(Vec::new()),
             scopes: Cell::new(0),
             spare: RefCell::new(Vec::new()),
@@ -73,38 +84,22 @@ impl Local {
     /// slots up in the stack every new scope starts from.
     const SPARE_SLOTS: usize = 256;
 
-    /// An id for the root of a new scope.
-    pub(super) fn next_id(&self) -> FrameId {
-        match self.current.try_borrow_mut() {
-            Ok(mut current) => current.next_id(),
-            // Lent to a read, so its ids cannot be reached: a fresh block
-            // serves, ids being unique across the process whoever hands
-            // them out.
-            Err(_) => FrameIds::new().next(),
-        }
-    }
-
     /// An empty stack for a new scope: a spare one if there is one.
-    pub(super) fn take_spare(&self) -> Frames {
-        self.spare
-            .try_borrow_mut()
-            .ok()
-            .and_then(|mut spare| spare.pop())
-            .unwrap_or_default()
+    #[inline]
+    pub(super) fn take_spare(&self) -> Option<Box<Stack>> {
+        self.spare.try_borrow_mut().ok()?.pop()
     }
 
     /// Keeps the stack of an ended scope for a later one. A stack that still
     /// holds checkpoints is dropped instead: its values are the scope's.
-    pub(super) fn keep_spare(&self, frames: Frames) {
-        if frames.depth() > 0
-            || frames.capacity() > Self::SPARE_FRAMES
-            || frames.keys() > Self::SPARE_SLOTS
-        {
+    #[inline]
+    pub(super) fn keep_spare(&self, stack: Box<Stack>) {
+        if !stack.reusable(Self::SPARE_FRAMES, Self::SPARE_SLOTS) {
             return;
         }
         if let Ok(mut spare) = self.spare.try_borrow_mut() {
             if spare.len() < Self::SPARE_STACKS {
-                spare.push(frames);
+                spare.push(stack);
             }
         }
     }
@@ -115,38 +110,39 @@ impl Local {
     }
 
     #[inline]
-    pub(super) fn current(&self) -> &RefCell<Stack> {
+    pub(super) fn current(&self) -> &RefCell<Box<Stack>> {
         &self.current
     }
 
-    /// Makes `frames` the current stack until [`uninstall`](Self::uninstall)
-    /// hands them back. The current frames are set aside meanwhile: where
-    /// they hold no checkpoint (a worker thread's, between requests) they
-    /// wait in `frames`, a swap; otherwise they are parked, where a guard
-    /// entered on them can still find its checkpoint. Returns whether they
-    /// were parked.
+    /// Makes `stack` the current stack until [`uninstall`](Self::uninstall)
+    /// hands it back. The current stack is set aside meanwhile: where it
+    /// holds no checkpoint (a worker thread's, between requests) it waits
+    /// in `stack`, a swap of pointers; otherwise it is parked, where a
+    /// guard entered on it can still find its checkpoint, and `stack` is
+    /// left empty. Returns whether it was parked.
     ///
     /// # Errors
     ///
     /// [`Error::Busy`] if the current stack is lent to a `with` closure;
     /// nothing changes then.
     #[inline]
-    pub(super) fn install(&self, frames: &mut Frames) -> Result<bool, Error> {
+    pub(super) fn install(&self, stack: &mut Option<Box<Stack>>) -> Result<bool, Error> {
         let busy = Error::Busy {
             operation: Operation::RunScope,
         };
         let mut current = self.current.try_borrow_mut().map_err(|_| busy)?;
-        let park = current.frames.depth() > 0;
+        let Some(mine) = stack.as_mut() else {
+            return Err(busy);
+        };
+        let park = current.depth() > 0;
         if park {
             // Borrowed before anything changes, so that a refused install
             // leaves every stack where it was.
             let mut parked = self.parked.try_borrow_mut().map_err(|_| busy)?;
-            parked.push(std::mem::replace(
-                &mut current.frames,
-                std::mem::take(frames),
-            ));
+            let mine = stack.take().expect("checked above");
+            parked.push(std::mem::replace(&mut *current, mine));
         } else {
-            std::mem::swap(&mut current.frames, frames);
+            std::mem::swap(&mut *current, mine);
         }
         self.scopes.set(self.scopes.get() + 1);
         Ok(park)
@@ -154,20 +150,20 @@ impl Local {
 
     /// Leaves the checkpoints entered above `top` on the current stack (a
     /// guard outlived the scope's run), then hands the current stack back
-    /// into `frames` and makes the stack set aside by the matching
-    /// [`install`](Self::install) (which said whether it `parked` them)
-    /// current again. Returns how many checkpoints had to be left; `frames`
+    /// into `stack` and makes the one set aside by the matching
+    /// [`install`](Self::install) (which said whether it `parked` it)
+    /// current again. Returns how many checkpoints had to be left; `stack`
     /// is left as it is if the state cannot be reached.
     #[inline]
     pub(super) fn uninstall(
         &self,
         top: Option<FrameId>,
-        frames: &mut Frames,
+        stack: &mut Option<Box<Stack>>,
         parked: bool,
     ) -> usize {
         let mut strays = 0;
         let mut current = match self.current.try_borrow_mut() {
-            Ok(current) if current.frames.top_id() == top => current,
+            Ok(current) if current.top_id() == top => current,
             Ok(current) => {
                 drop(current);
                 strays = self.leave_strays(top);
@@ -179,9 +175,12 @@ impl Local {
             Err(_) => return 0,
         };
         if !parked {
-            std::mem::swap(&mut current.frames, frames);
+            match stack.as_mut() {
+                Some(mine) => std::mem::swap(&mut *current, mine),
+                None => return strays,
+            }
         } else if let Some(outer) = self.parked.try_borrow_mut().ok().and_then(|mut p| p.pop()) {
-            *frames = std::mem::replace(&mut current.frames, outer);
+            *stack = Some(std::mem::replace(&mut *current, outer));
         } else {
             return strays;
         }
@@ -216,9 +215,8 @@ impl Local {
     #[inline]
     pub(super) fn leave(&self, until: Until, outcome: Outcome) -> Result<usize, Unreached> {
         if let (Until::Left(id), Ok(mut current)) = (until, self.current.try_borrow_mut()) {
-            let stack = &mut *current;
-            if stack.frames.leave_top(id, &mut stack.removed) {
-                let removed = stack.removed.take_full();
+            if current.leave_top(id) {
+                let removed = current.take_removed();
                 drop(current);
                 if let Some(removed) = removed {
                     let mut panics = Panics::default();
@@ -250,7 +248,7 @@ impl Local {
     fn drop_removed(&self, mut removed: Removed, panics: &mut Panics) {
         removed.drop_all(panics);
         if let Ok(mut current) = self.current.try_borrow_mut() {
-            current.removed.give_back(removed);
+            current.give_back(removed);
         }
     }
 
@@ -260,18 +258,17 @@ impl Local {
     fn step(&self, until: Until) -> Result<(Step, Option<Removed>), Unreached> {
         let busy = Unreached::Busy;
         let mut current = self.current.try_borrow_mut().map_err(|_| busy)?;
-        let stack = &mut *current;
-        let mut step = stack.frames.step(until, &mut stack.removed);
+        let step = current.step(until);
         if matches!((&step, until), (Step::Missing, Until::Left(_))) {
             let mut parked = self.parked.try_borrow_mut().map_err(|_| busy)?;
-            for frames in parked.iter_mut().rev() {
-                step = frames.step(until, &mut stack.removed);
+            for stack in parked.iter_mut().rev() {
+                let step = stack.step(until);
                 if !matches!(step, Step::Missing) {
-                    break;
+                    return Ok((step, stack.take_removed()));
                 }
             }
         }
-        Ok((step, stack.removed.take_full()))
+        Ok((step, current.take_removed()))
     }
 }
 
@@ -349,11 +346,9 @@ mod tests {
         DEFAULT.local.with(|local| {
             let spare = local.spare.borrow();
             assert!(
-                spare
-                    .iter()
-                    .all(|frames| frames.keys() <= Local::SPARE_SLOTS),
+                spare.iter().all(|stack| stack.keys() <= Local::SPARE_SLOTS),
                 "spares hold {:?} slots",
-                spare.iter().map(|frames| frames.keys()).collect::<Vec<_>>()
+                spare.iter().map(|stack| stack.keys()).collect::<Vec<_>>()
             );
         });
     }

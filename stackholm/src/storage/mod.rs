@@ -11,9 +11,11 @@ use std::thread::LocalKey;
 
 pub use guard::CheckpointGuard;
 pub use local::Local;
-pub use scope::Scope;
+pub(crate) use local::Unreached;
+pub(crate) use scope::held_across;
+pub use scope::{Scope, Scoped};
 
-use crate::engine::{no_checkpoint, FrameId, Frames, Until, Value};
+use crate::engine::{no_checkpoint, FrameId, Until};
 use crate::error::{Operation, SetError};
 use crate::exit::{Hook, Outcome};
 use crate::{Checkpoint, Error, Key, Stack};
@@ -53,7 +55,7 @@ macro_rules! storage {
         // thread-local itself is one item, shared by all uses.
         $vis const $name: $crate::Storage = {
             ::std::thread_local! {
-                static LOCAL: $crate::__private::Local = const { $crate::__private::Local::new() };
+                static LOCAL: $crate::__private::Local = $crate::__private::Local::new();
             }
             $crate::Storage::__new(
                 ::core::concat!(::core::module_path!(), "::", ::core::stringify!($name)),
@@ -227,7 +229,7 @@ impl Storage {
     #[track_caller]
     #[inline]
     pub fn enter(&self) -> CheckpointGuard {
-        match self.write(Operation::Enter, Stack::open) {
+        match self.write(Operation::Enter, |stack| stack.open()) {
             Ok(id) => CheckpointGuard::new(*self, id),
             Err(err) => self.fail(err),
         }
@@ -262,7 +264,7 @@ impl Storage {
         key: &'static Key<T>,
         value: T,
     ) -> Result<(), SetError<T>> {
-        self.put(Operation::Set, key, value, Frames::set)
+        self.put(Operation::Set, key, value, false)
     }
 
     /// A clone of the nearest value of `key`; `None` if no active
@@ -306,7 +308,7 @@ impl Storage {
     #[inline]
     pub fn remove<T: Send + 'static>(&self, key: &'static Key<T>) -> Result<bool, Error> {
         // Dropped here, after the storage is released.
-        let taken = self.write(Operation::Remove, |stack| stack.frames.take_nearest(key))?;
+        let taken = self.write(Operation::Remove, |stack| stack.take_nearest(key))?;
         Ok(taken.is_some())
     }
 
@@ -318,7 +320,7 @@ impl Storage {
     /// As [`remove`](Self::remove).
     pub fn reset<T: Send + 'static>(&self, key: &'static Key<T>) -> Result<usize, Error> {
         // Dropped here, after the storage is released.
-        let removed = self.write(Operation::Reset, |stack| stack.frames.take_all(key))?;
+        let removed = self.write(Operation::Reset, |stack| stack.take_all(key))?;
         Ok(removed.len())
     }
 
@@ -351,22 +353,22 @@ impl Storage {
         key: &'static Key<T>,
         value: T,
     ) -> Result<(), SetError<T>> {
-        self.put(Operation::SetRoot, key, value, Frames::set_root)
+        self.put(Operation::SetRoot, key, value, true)
     }
 
-    /// Sets a value with `put`; drops the value it replaces once the
-    /// storage is released.
+    /// Sets a value in the innermost checkpoint, or the outermost if
+    /// `root`; drops the value it replaces once the storage is released.
     #[inline]
     fn put<T: Send + 'static>(
         &self,
         operation: Operation,
         key: &'static Key<T>,
         value: T,
-        put: Put<T>,
+        root: bool,
     ) -> Result<(), SetError<T>> {
         let mut unset = Some(value);
         let put = self.write(operation, |stack| {
-            put(&mut stack.frames, key, unset.take().expect(ONCE))
+            stack.replace(key, unset.take().expect(ONCE), root)
         });
         match put {
             Ok(Ok(replaced)) => {
@@ -450,7 +452,7 @@ impl Storage {
     fn register_exit(&self, hook: Hook, root: bool) -> Result<(), Error> {
         let mut hook = Some(hook);
         let registered = self.write(Operation::OnExit, |stack| {
-            stack.frames.on_exit(hook.take().expect(ONCE), root)
+            stack.register(hook.take().expect(ONCE), root)
         });
         // A refused hook, handed back or never taken, is dropped on the way
         // out, with nothing borrowed.
@@ -469,7 +471,7 @@ impl Storage {
     /// is no stack.
     #[must_use]
     pub fn names(&self) -> Vec<&'static str> {
-        self.read(|stack| stack.frames.names()).unwrap_or_default()
+        self.read(|stack| stack.names()).unwrap_or_default()
     }
 
     /// How many checkpoints are active on the current stack: the task's
@@ -478,7 +480,7 @@ impl Storage {
     /// an exiting thread).
     #[must_use]
     pub fn depth(&self) -> usize {
-        self.read(Stack::depth).unwrap_or(0)
+        self.read(|stack| stack.depth()).unwrap_or(0)
     }
 
     /// The path the storage was declared under, for messages.
@@ -515,7 +517,7 @@ impl Storage {
         self.local
             .try_with(|local| {
                 let current = local.current().try_borrow_mut();
-                current.is_ok_and(|mut stack| stack.frames.suspend(id, checkpoint))
+                current.is_ok_and(|mut stack| stack.suspend(id, checkpoint))
             })
             .unwrap_or(false)
     }
@@ -582,24 +584,24 @@ impl Storage {
     }
 }
 
-/// Why checkpoints could not be left from here; never shown to users,
-/// whose guards and futures leave what they can reach.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Unreached {
-    /// The current stack is lent to a read: try again once it is over.
-    Busy,
-    /// The thread's storage is gone: the thread is exiting.
-    Gone,
-}
-
-/// How a value is set on the frames: [`Frames::set`] or
-/// [`Frames::set_root`]. Either gives the value it replaces, or the value
-/// back where no checkpoint is active.
-type Put<T> = fn(&mut Frames, &'static Key<T>, T) -> Result<Option<Value<T>>, T>;
-
 /// A value (or a closure) is handed to a closure that runs at most once,
 /// and taken back only where it did not run.
 const ONCE: &str = "stackholm: a value handed to the stack is taken once";
+
+/// Two handles are equal when they reach the same stacks: those of one
+/// [`storage!`](crate::storage!) declaration, whether or not either is a
+/// [`task`](Storage::task) handle.
+impl PartialEq for Storage {
+    fn eq(&self, other: &Self) -> bool {
+        // The handle's `LocalKey` may be a copy per crate that uses the
+        // storage; the thread-local it reaches is one.
+        let reached = |storage: &Self| storage.local.try_with(|local| local as *const Local);
+        std::ptr::eq(self.local, other.local)
+            || reached(self).is_ok_and(|a| reached(other) == Ok(a))
+    }
+}
+
+impl Eq for Storage {}
 
 impl fmt::Debug for Storage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

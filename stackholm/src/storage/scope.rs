@@ -1,15 +1,25 @@
 //! Task-local scopes: a stack of the task's own, installed while the task
 //! (or one synchronous call) runs.
+//!
+//! Everything a scope does is here: the [`Scope`] and its one install path
+//! ([`Scope::install`], used by runs, by polls of the [`Scoped`] future and
+//! by the scope's end alike), the future, and the panic of a checkpoint
+//! that outlived a run. The stack is installed by swapping a pointer with
+//! the thread's current one (see [`Local`]), as `tokio::task_local!` swaps
+//! its value in and out.
 
 use std::fmt;
 use std::future::Future;
-use std::thread::LocalKey;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use super::{Local, Storage};
-use crate::engine::{FrameId, FrameIds, Frames, Until};
+use pin_project_lite::pin_project;
+
+use super::local::Local;
+use super::Storage;
+use crate::engine::{FrameId, Panics, Until};
 use crate::exit::Outcome;
-use crate::futures::Scoped;
-use crate::{Checkpoint, Error};
+use crate::{Checkpoint, Error, Stack};
 
 /// A task-local stack of a [`Storage`], held while it is not installed.
 ///
@@ -44,12 +54,12 @@ use crate::{Checkpoint, Error};
 /// # Ok::<(), stackholm::Error>(())
 /// ```
 pub struct Scope {
-    name: &'static str,
-    local: &'static LocalKey<Local>,
-    /// While the stack is installed, what it replaced if that held no
-    /// checkpoint (the two are swapped), or empty frames. If taking it back
-    /// fails, the scope goes on with those: a stack with no checkpoint.
-    frames: Frames,
+    storage: Storage,
+    /// The scope's stack, a pointer swapped with the thread's current one
+    /// while it is installed: then it holds what it replaced if that held
+    /// no checkpoint, or nothing (the replaced stack is parked). If taking
+    /// it back fails, the scope goes on with what it holds.
+    stack: Option<Box<Stack>>,
     /// What the checkpoints still active when the scope is dropped are told.
     ending: Outcome,
 }
@@ -60,15 +70,12 @@ impl Scope {
     /// scope is dropped.
     #[must_use]
     pub fn new(storage: Storage, mut root: Checkpoint) -> Self {
-        let (mut frames, id) = storage
-            .local
-            .try_with(|local| (local.take_spare(), local.next_id()))
-            .unwrap_or_else(|_| (Frames::new(), FrameIds::new().next()));
-        frames.enter_with(id, &mut root);
+        let spare = storage.local.try_with(Local::take_spare).ok().flatten();
+        let mut stack = spare.unwrap_or_default();
+        stack.open_with(&mut root);
         Self {
-            name: storage.name,
-            local: storage.local,
-            frames,
+            storage,
+            stack: Some(stack),
             ending: Outcome::Left,
         }
     }
@@ -108,15 +115,17 @@ impl Scope {
     /// docs](crate::Storage#in-asynchronous-code)). The checkpoint is left
     /// first, so the stack is as the call found it.
     #[track_caller]
+    #[inline]
     pub fn run<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        let name = self.name;
-        let mut installed = self
-            .install()
-            .unwrap_or_else(|err| panic!("stackholm: {name}: {err}"));
+        let storage = self.storage;
+        let mut installed = match self.install() {
+            Ok(installed) => installed,
+            Err(err) => storage.fail(err),
+        };
         let output = f();
         let strays = installed.take_back();
         if strays > 0 {
-            held_across(name, strays);
+            held_across(storage.name(), strays);
         }
         output
     }
@@ -139,24 +148,61 @@ impl Scope {
         Ok(output)
     }
 
-    /// Installs the scope's stack until the returned guard takes it back.
+    /// Installs the scope's stack until the returned guard takes it back:
+    /// the one way in, for runs, polls and the scope's end.
     ///
     /// Two thread-local lookups, install and take-back, measure fewer
     /// instructions than one lookup wrapped around the call.
+    #[inline]
     fn install(&mut self) -> Result<Installed<'_>, Error> {
-        let local = self.local;
-        let top = self.frames.top_id();
-        let parked = local
-            .try_with(|local| local.install(&mut self.frames))
+        let top = self.stack.as_ref().and_then(|stack| stack.top_id());
+        let parked = self
+            .storage
+            .local
+            .try_with(|local| local.install(&mut self.stack))
             .map_err(|_| Error::Destroyed)??;
         Ok(Installed {
-            local,
-            frames: &mut self.frames,
-            ending: &mut self.ending,
+            scope: self,
             top,
             parked,
             taken_back: false,
         })
+    }
+
+    /// Leaves the checkpoints still active, inside the scope.
+    ///
+    /// Without exit hooks, the stack is cleared at once and the values
+    /// dropped straight from the slots taken off it, with the emptied
+    /// stack installed, so that their destructors see the scope's stack
+    /// with their checkpoint gone; with hooks, the checkpoints are left one
+    /// by one as guards would leave them.
+    fn end(&mut self) {
+        let Some(stack) = self.stack.as_mut() else {
+            return;
+        };
+        let Some(mut cleared) = stack.clear() else {
+            let outcome = self.ending;
+            if let Ok(mut installed) = self.install() {
+                let local = installed.scope.storage.local;
+                let _ = local.try_with(|local| local.leave(Until::Top(None), outcome));
+                installed.take_back();
+            }
+            return;
+        };
+        let mut panics = Panics::default();
+        if cleared.runs_code() {
+            // Installed while the values are dropped; where it cannot be,
+            // they are dropped as they are, with nothing borrowed.
+            let installed = self.install();
+            cleared.drop_values(&mut panics);
+            drop(installed);
+        } else {
+            cleared.drop_values(&mut panics);
+        }
+        if let Some(stack) = self.stack.as_mut() {
+            stack.restore(cleared);
+        }
+        panics.resume();
     }
 }
 
@@ -164,13 +210,11 @@ impl Scope {
 /// when the call panics, once the checkpoints that outlived the call are
 /// left.
 struct Installed<'a> {
-    local: &'static LocalKey<Local>,
-    frames: &'a mut Frames,
-    ending: &'a mut Outcome,
+    scope: &'a mut Scope,
     /// The innermost checkpoint when the stack was installed.
     top: Option<FrameId>,
-    /// Whether the frames it replaced were parked, rather than waiting in
-    /// `frames`.
+    /// Whether the stack it replaced was parked, rather than waiting in
+    /// the scope.
     parked: bool,
     taken_back: bool,
 }
@@ -178,35 +222,43 @@ struct Installed<'a> {
 impl Installed<'_> {
     /// Takes the stack back; returns how many checkpoints entered during the
     /// call had to be left.
+    #[inline]
     fn take_back(&mut self) -> usize {
         self.taken_back = true;
-        let (top, parked, frames) = (self.top, self.parked, &mut *self.frames);
-        self.local
-            .try_with(|local| local.uninstall(top, frames, parked))
+        let (top, parked, stack) = (self.top, self.parked, &mut self.scope.stack);
+        self.scope
+            .storage
+            .local
+            .try_with(|local| local.uninstall(top, stack, parked))
             .unwrap_or(0)
     }
 }
 
 impl Drop for Installed<'_> {
+    #[inline]
     fn drop(&mut self) {
         if !self.taken_back {
-            // The call is unwinding: the scope's work ends with the panic,
-            // even if whoever catches it drops the scope later.
-            *self.ending = Outcome::Unwound;
+            if std::thread::panicking() {
+                // The call is unwinding: the scope's work ends with the
+                // panic, even if whoever catches it drops the scope later.
+                self.scope.ending = Outcome::Unwound;
+            }
             self.take_back();
         }
     }
 }
 
+/// The panic of a run or a poll that returned with checkpoints it entered
+/// still active.
 #[cold]
 #[inline(never)]
 #[track_caller]
-fn held_across(name: &str, strays: usize) -> ! {
+pub(crate) fn held_across(name: &str, strays: usize) -> ! {
     panic!(
         "stackholm: {strays} checkpoint(s) of {name} entered during a scope's run \
-         were still active when it returned: a guard was held across an `.await` \
-         (or kept past the call); in async code run the future inside the \
-         checkpoint with `in_checkpoint` instead"
+         or a checkpointed future's poll were still active when it returned: a \
+         guard was held across an `.await` (or kept past the call); in async code \
+         run the future inside the checkpoint with `in_checkpoint` instead"
     )
 }
 
@@ -220,30 +272,104 @@ impl Drop for Scope {
     /// storage, or on an exiting thread) the stack and its values are
     /// dropped as they are, with nothing borrowed.
     fn drop(&mut self) {
-        if self.frames.is_bare() {
-            self.frames.clear_bare();
+        if self.stack.as_ref().is_some_and(|stack| stack.depth() > 0) {
+            // Kept by the thread even if a hook or a destructor panics.
+            let _keep = KeepSpare(self);
+            _keep.0.end();
+        } else if let Some(stack) = self.stack.take() {
+            let _ = self.storage.local.try_with(|local| local.keep_spare(stack));
         }
-        if self.frames.depth() > 0 {
-            let (local, outcome) = (self.local, self.ending);
-            let Ok(mut installed) = self.install() else {
-                return;
-            };
-            // The run leaves every checkpoint: none left is what it should
-            // find when it returns, not strays to look for.
-            installed.top = None;
-            let _ = local.try_with(|local| local.leave(Until::Top(None), outcome));
-            installed.take_back();
+    }
+}
+
+/// Hands a scope's stack to its thread for the next scope once the scope
+/// has ended, also when its end panics.
+struct KeepSpare<'a>(&'a mut Scope);
+
+impl Drop for KeepSpare<'_> {
+    fn drop(&mut self) {
+        if let Some(stack) = self.0.stack.take() {
+            let _ = self
+                .0
+                .storage
+                .local
+                .try_with(|local| local.keep_spare(stack));
         }
-        let frames = std::mem::take(&mut self.frames);
-        let _ = self.local.try_with(|local| local.keep_spare(frames));
     }
 }
 
 impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scope")
-            .field("storage", &self.name)
-            .field("stack", &self.frames)
+            .field("storage", &self.storage.name())
+            .field("stack", &self.stack)
+            .finish()
+    }
+}
+
+pin_project! {
+    /// A future run inside its own task-local stack; see
+    /// [`Storage::scope`].
+    ///
+    /// Every poll installs the stack, and so does dropping the inner future,
+    /// so that its destructors see the same stack as its polls. Where the
+    /// stack cannot be installed at drop time (inside a `with` closure of
+    /// the storage, or on an exiting thread), the inner future is dropped
+    /// without it, as `tokio::task::futures::TaskLocalFuture` does.
+    ///
+    /// # Panics
+    ///
+    /// A poll panics as [`Scope::run`] does: above all, if the inner future
+    /// returns from a poll holding a checkpoint guard (a guard held across
+    /// an `.await`).
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct Scoped<F> {
+        scope: Scope,
+        #[pin]
+        future: Option<F>,
+    }
+
+    impl<F> PinnedDrop for Scoped<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let mut future = this.future;
+            if future.as_mut().as_pin_mut().is_none() {
+                return;
+            }
+            this.scope.cancel();
+            if this.scope.try_run(|| future.set(None)).is_err() {
+                future.set(None);
+            }
+        }
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let mut future = this.future;
+        this.scope.run(|| {
+            let output = future
+                .as_mut()
+                .as_pin_mut()
+                .expect("`Scoped` polled after completion")
+                .poll(cx);
+            if output.is_ready() {
+                // Dropped here, inside the scope, like on cancellation.
+                future.set(None);
+            }
+            output
+        })
+    }
+}
+
+impl<F> fmt::Debug for Scoped<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scoped")
+            .field("scope", &self.scope)
+            .field("future", &std::any::type_name::<F>())
             .finish()
     }
 }
@@ -274,7 +400,10 @@ impl Storage {
     /// # }
     /// ```
     pub fn scope<F: Future>(&self, root: Checkpoint, future: F) -> Scoped<F> {
-        Scoped::new(Scope::new(*self, root), future)
+        Scoped {
+            scope: Scope::new(*self, root),
+            future: Some(future),
+        }
     }
 
     /// Runs `f` inside a fresh task-local stack of this storage, with `root`
