@@ -56,15 +56,31 @@ echo
 echo 'The floor of any layer that wraps the response body under axum: `pass-through`,'
 echo 'a layer whose body passes every frame through (`benches/src/lib.rs`).'
 echo
-in_process_plain=$(per_run in_process/plain 2000)
-in_process_pass_through=$(per_run in_process/pass-through 2000)
-in_process_layer=$(per_run in_process/layer 2000)
+# Each app's figure taken once, for both tables below.
+declare -A in_process
+for name in plain pass-through task-local task-local-no-body opentelemetry extensions layer stackholm-seeded; do
+    in_process[$name]=$(per_run "in_process/$name" 2000)
+done
 loopback_plain=$(per_run loopback/plain 500)
 loopback_layer=$(per_run loopback/layer 500)
 echo "| per request | plain | pass-through layer | with the layer |"
 echo "|---|---:|---:|---:|"
-echo "| in process | $in_process_plain | $in_process_pass_through | $in_process_layer |"
+echo "| in process | ${in_process[plain]} | ${in_process[pass-through]} | ${in_process[layer]} |"
 echo "| loopback, client and server, user space | $loopback_plain | — | $loopback_layer |"
+echo
+echo 'Per-request context in process, over plain axum: each request carries'
+echo '`x-request-id` and `x-user`; a middleware puts them in a context of two'
+echo '`String`s and the handler reads both, answering "hello" only if they are the'
+echo "request's (\`context_apps\`, \`benches/src/carry.rs\`). \`layer\` is \`StackholmLayer\`"
+echo 'with an empty root and a handler that reads nothing.'
+echo
+echo "| app | instructions per request | over plain |"
+echo "|---|---:|---:|"
+for name in pass-through task-local task-local-no-body opentelemetry extensions layer stackholm-seeded; do
+    label=$name
+    [[ $name == layer ]] && label="layer (empty root)"
+    echo "| $label | ${in_process[$name]} | $(printf '%+d' $((in_process[$name] - in_process[plain]))) |"
+done
 echo
 log_stackholm=$(per_run log_request/stackholm-tracing 2000)
 log_span=$(per_run log_request/span 2000)
