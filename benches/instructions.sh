@@ -2,22 +2,43 @@
 # Counts the instructions each workload takes, under callgrind: figures that
 # do not drift with the machine's load, unlike wall-clock ones. Each is
 # (instructions for 2n runs - instructions for n runs) / n, so start-up
-# cancels out. Needs valgrind. Prints a Markdown table.
+# cancels out. Needs valgrind (and jq). Prints Markdown tables; exits
+# non-zero, saying why, where a count cannot be taken.
 set -euo pipefail
+# A count that fails inside $(...) must stop the script, not print a 0.
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
-cargo build --release -q -p stackholm-benches --example count
-bin=target/release/examples/count
+die() {
+    echo "instructions.sh: $*" >&2
+    exit 1
+}
+
+command -v valgrind >/dev/null || die "valgrind is not installed: no instruction can be counted"
+command -v jq >/dev/null || die "jq is not installed: cannot read where cargo put the count example"
+
+# Where cargo put the example, whatever CARGO_TARGET_DIR or the
+# configuration says, rather than a guessed target/release.
+bin=$(cargo build --release -q -p stackholm-benches --example count --message-format=json |
+    jq -r 'select(.reason == "compiler-artifact" and .target.name == "count"
+        and (.target.kind | index("example"))) | .executable // empty')
+[[ -x $bin ]] || die "cargo built no count example (got \`$bin')"
 
 count() { # WORKLOAD/IMPLEMENTATION N
-    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1 |
-        awk '/Collected/ { print $4 }'
+    local out collected
+    out=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1) ||
+        die "$bin $1 $2 failed under valgrind:"$'\n'"$out"
+    collected=$(awk '/Collected/ { print $4 }' <<<"$out")
+    [[ $collected =~ ^[0-9]+$ && $collected -gt 0 ]] ||
+        die "no instruction count for $1 $2 (got \`$collected'):"$'\n'"$out"
+    echo "$collected"
 }
 
 per_run() { # WORKLOAD/IMPLEMENTATION N
     local once twice
     once=$(count "$1" "$2")
     twice=$(count "$1" $(($2 * 2)))
+    ((twice > once)) || die "$1: $(($2 * 2)) runs took no more instructions than $2 ($twice, $once)"
     echo $(((twice - once) / $2))
 }
 
@@ -35,24 +56,52 @@ echo
 echo 'The floor of any layer that wraps the response body under axum: `pass-through`,'
 echo 'a layer whose body passes every frame through (`benches/src/lib.rs`).'
 echo
+# Each app's figure taken once, for both tables below.
+declare -A in_process
+for name in plain pass-through task-local task-local-no-body opentelemetry extensions layer stackholm-seeded; do
+    in_process[$name]=$(per_run "in_process/$name" 2000)
+done
+loopback_plain=$(per_run loopback/plain 500)
+loopback_layer=$(per_run loopback/layer 500)
 echo "| per request | plain | pass-through layer | with the layer |"
 echo "|---|---:|---:|---:|"
-echo "| in process | $(per_run in_process/plain 2000) | $(per_run in_process/pass-through 2000) | $(per_run in_process/layer 2000) |"
-echo "| loopback, client and server, user space | $(per_run loopback/plain 500) | — | $(per_run loopback/layer 500) |"
+echo "| in process | ${in_process[plain]} | ${in_process[pass-through]} | ${in_process[layer]} |"
+echo "| loopback, client and server, user space | $loopback_plain | — | $loopback_layer |"
 echo
+echo 'Per-request context in process, over plain axum: each request carries'
+echo '`x-request-id` and `x-user`; a middleware puts them in a context of two'
+echo '`String`s and the handler reads both, answering "hello" only if they are the'
+echo "request's (\`context_apps\`, \`benches/src/carry.rs\`). \`layer\` is \`StackholmLayer\`"
+echo 'with an empty root and a handler that reads nothing.'
+echo
+echo "| app | instructions per request | over plain |"
+echo "|---|---:|---:|"
+for name in pass-through task-local task-local-no-body opentelemetry extensions layer stackholm-seeded; do
+    label=$name
+    [[ $name == layer ]] && label="layer (empty root)"
+    echo "| $label | ${in_process[$name]} | $(printf '%+d' $((in_process[$name] - in_process[plain]))) |"
+done
+echo
+log_stackholm=$(per_run log_request/stackholm-tracing 2000)
+log_span=$(per_run log_request/span 2000)
 echo "| logging a request (3 polls, an event each, 3 context fields) | stackholm-tracing | a span per request |"
 echo "|---|---:|---:|"
-echo "| instructions | $(per_run log_request/stackholm-tracing 2000) | $(per_run log_request/span 2000) |"
+echo "| instructions | $log_stackholm | $log_span |"
 echo
+snapshot_fresh=$(per_run snapshot/0 2000)
+snapshot_seen=$(per_run snapshot/10000 2000)
 echo "| a snapshot of one inherited value (every \`inherit\`) | 0 other keys used before | 10,000 |"
 echo "|---|---:|---:|"
-echo "| instructions | $(per_run snapshot/0 2000) | $(per_run snapshot/10000 2000) |"
+echo "| instructions | $snapshot_fresh | $snapshot_seen |"
 echo
 bin=$(cargo bench -p stackholm-benches --bench propagation --no-run 2>&1 |
     sed -n 's/.*Executable .*(\(.*\))$/\1/p')
+[[ -x $bin ]] || die "cargo built no propagation bench (got \`$bin')"
+requests_stackholm=$(per_run requests/stackholm 2000)
+requests_opentelemetry=$(per_run requests/opentelemetry 2000)
 echo "The stackholm side below reads the incoming headers with \`Propagation::extract\`, the"
 echo "path of servers that are not tower services, into a checkpoint it then enters."
 echo
 echo "| a request's context in and out (6 baggage members, 2 headers) | stackholm | opentelemetry |"
 echo "|---|---:|---:|"
-echo "| instructions | $(per_run requests/stackholm 2000) | $(per_run requests/opentelemetry 2000) |"
+echo "| instructions | $requests_stackholm | $requests_opentelemetry |"

@@ -10,7 +10,6 @@ use std::pin::pin;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
-use axum::body::Body;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -18,9 +17,10 @@ use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, Bencher, BenchmarkGroup, BenchmarkId, Criterion};
 use stackholm::{Checkpoint, Scope, Stack, DEFAULT};
 use stackholm_benches::{
-    apps, at_depth, enter_leave, enter_set_leave, fill_floor, floor_push_pop, floor_read,
-    leaked_keys, request_like, set_remove, with_values, Ambient, CloneMap, Context,
-    HandRolledTaskLocal, NaiveDynStack, NaiveStack, Otel, Remove, TASK_MAP,
+    at_depth, enter_leave, enter_set_leave, fill_floor, floor_push_pop, floor_read,
+    in_process_apps, leaked_keys, request as context_request, request_like, set_remove,
+    with_values, Ambient, CloneMap, Context, HandRolledTaskLocal, NaiveDynStack, NaiveStack, Otel,
+    Remove, TASK_MAP,
 };
 
 /// A workload, runnable on any implementation.
@@ -175,15 +175,17 @@ fn run_now<F: Future>(future: F) -> F::Output {
     }
 }
 
-/// The layer's own cost per request, without a network: an axum
-/// hello-world called in process, its body read to the end.
+/// The layer's own cost per request, and the alternatives' for carrying a
+/// request's context, without a network: each app of `in_process_apps`
+/// called in process with a request id and a user in the headers, its body
+/// read to the end.
 fn layer_per_request(c: &mut Criterion) {
     let mut group = c.benchmark_group("layer_per_request");
-    for (name, app) in apps() {
+    for (name, app) in in_process_apps() {
         group.bench_function(BenchmarkId::new(name, "axum-hello-in-process"), |b| {
             b.iter(|| {
                 run_now(async {
-                    let request = http::Request::get("/").body(Body::empty()).unwrap();
+                    let request = context_request("r-1", "alice");
                     let response = app.clone().oneshot(request).await.unwrap();
                     response.into_body().collect().await.unwrap().to_bytes()
                 })

@@ -20,8 +20,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use stackholm::{Checkpoint, Scope, Stack, DEFAULT};
 use stackholm_benches::{
-    app, at_depth, enter_set_leave, leaked_keys, pass_through_app, request_like, with_values,
-    Ambient, CloneMap, Context, HandRolledTaskLocal, NaiveDynStack, NaiveStack, Otel, TASK_MAP,
+    app, at_depth, enter_set_leave, leaked_keys, request, request_like, with_values, Ambient,
+    CloneMap, Context, HandRolledTaskLocal, NaiveDynStack, NaiveStack, Otel, TASK_MAP,
 };
 use tower::ServiceExt;
 
@@ -107,17 +107,16 @@ fn loopback(app: Router, count: usize) {
     });
 }
 
-/// `count` requests to an axum hello-world called in process through
-/// `oneshot`, its body read to the end: the layer's own cost, no network.
+/// `count` requests to an axum app called in process through `oneshot`,
+/// each carrying a request id and a user (for the apps that carry a
+/// context), its body read to the end: the layer's own cost, no network.
 fn in_process(app: Router, count: usize) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a tokio runtime");
     runtime.block_on(async {
         for _ in 0..count {
-            let request = http::Request::get("/")
-                .body(axum::body::Body::empty())
-                .expect("a valid request");
+            let request = request("r-1", "alice");
             let response = app.clone().oneshot(request).await.expect("infallible");
             let body = response.into_body().collect().await.expect("a whole body");
             assert_eq!(body.to_bytes(), "hello");
@@ -176,7 +175,6 @@ fn main() {
         "read_nearest" => on(name, ReadDeep(count)),
         "log_request" => log_requests(name, count),
         "snapshot" => snapshots(name.parse().expect("KEYS-SEEN is a number"), count),
-        "in_process" if name == "pass-through" => in_process(pass_through_app(), count),
         "in_process" => in_process(app(name), count),
         "loopback" => loopback(app(name), count),
         other => panic!("unknown workload `{other}`"),

@@ -6,7 +6,10 @@
 //! bottom check that they all compute the same results, so that no
 //! implementation is fast because it is wrong.
 
+mod carry;
 pub mod logging;
+
+pub use carry::{context_apps, REQUEST_ID_HEADER, USER_HEADER};
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -561,16 +564,39 @@ impl<B: axum::body::HttpBody + Unpin> axum::body::HttpBody for PassThrough<B> {
     }
 }
 
-/// The app of [`apps`] called `name`.
+/// Every app of the in-process figures, by name: the hello-worlds of
+/// [`apps`], the `pass-through` floor of [`pass_through_app`], and the
+/// apps of [`context_apps`].
+pub fn in_process_apps() -> Vec<(&'static str, axum::Router)> {
+    let mut all = Vec::from(apps());
+    all.push(("pass-through", pass_through_app()));
+    all.extend(context_apps());
+    all
+}
+
+/// The app of [`in_process_apps`] called `name`.
 ///
 /// # Panics
 ///
 /// If there is no app of that name.
 pub fn app(name: &str) -> axum::Router {
-    apps()
+    in_process_apps()
         .into_iter()
         .find_map(|(n, app)| (n == name).then_some(app))
-        .unwrap_or_else(|| panic!("no app `{name}`: plain, layer or layer+workload"))
+        .unwrap_or_else(|| {
+            let names: Vec<_> = in_process_apps().into_iter().map(|(n, _)| n).collect();
+            panic!("no app `{name}`: {}", names.join(", "))
+        })
+}
+
+/// A `GET /` carrying a request id and a user in the headers the apps of
+/// [`context_apps`] read them from (the other apps ignore them).
+pub fn request(request_id: &str, user: &str) -> axum::http::Request<axum::body::Body> {
+    axum::http::Request::get("/")
+        .header(REQUEST_ID_HEADER, request_id)
+        .header(USER_HEADER, user)
+        .body(axum::body::Body::empty())
+        .expect("a valid request")
 }
 
 #[cfg(test)]
@@ -628,7 +654,9 @@ mod tests {
         assert_eq!(floor_push_pop(9), Some(9));
     }
 
-    /// Every app answers the same, so that none is cheaper for doing less.
+    /// Every app answers the same, so that none is cheaper for doing less;
+    /// the context apps, with two different contexts, so that none passes
+    /// by answering one it did not carry.
     #[test]
     fn every_app_says_hello() {
         use http_body_util::BodyExt;
@@ -637,20 +665,24 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a runtime");
-        let mut apps: Vec<_> = apps().into_iter().collect();
-        apps.push(("pass-through", pass_through_app()));
-        for (name, app) in apps {
-            let body = runtime.block_on(async {
-                let request = http::Request::new(axum::body::Body::empty());
-                let response = app.oneshot(request).await.expect("infallible");
-                response
-                    .into_body()
-                    .collect()
-                    .await
-                    .expect("a body")
-                    .to_bytes()
-            });
-            assert_eq!(body, "hello", "{name}");
+        for (name, app) in in_process_apps() {
+            for (request_id, user) in [("r-1", "alice"), ("r-2", "bob")] {
+                let (status, body) = runtime.block_on(async {
+                    let response = app
+                        .clone()
+                        .oneshot(request(request_id, user))
+                        .await
+                        .expect("infallible");
+                    let status = response.status();
+                    let body = response.into_body().collect().await.expect("a body");
+                    (status, body.to_bytes())
+                });
+                assert_eq!(
+                    (status, &*body),
+                    (http::StatusCode::OK, &b"hello"[..]),
+                    "{name}: {body:?}"
+                );
+            }
         }
     }
 }
