@@ -20,7 +20,7 @@ use stackholm_benches::{
     at_depth, enter_leave, enter_set_leave, fill_floor, floor_push_pop, floor_read,
     in_process_apps, leaked_keys, request as context_request, request_like, set_remove,
     with_values, Ambient, CloneMap, Context, HandRolledTaskLocal, NaiveDynStack, NaiveStack, Otel,
-    Remove, TASK_MAP,
+    Remove, CARRIED, TASK_MAP,
 };
 
 /// A workload, runnable on any implementation.
@@ -185,7 +185,7 @@ fn layer_per_request(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new(name, "axum-hello-in-process"), |b| {
             b.iter(|| {
                 run_now(async {
-                    let request = context_request("r-1", "alice");
+                    let request = context_request(CARRIED.0, CARRIED.1);
                     let response = app.clone().oneshot(request).await.unwrap();
                     response.into_body().collect().await.unwrap().to_bytes()
                 })

@@ -21,7 +21,7 @@ use hyper_util::rt::TokioExecutor;
 use stackholm::{Checkpoint, Scope, Stack, DEFAULT};
 use stackholm_benches::{
     app, at_depth, enter_set_leave, leaked_keys, request, request_like, with_values, Ambient,
-    CloneMap, Context, HandRolledTaskLocal, NaiveDynStack, NaiveStack, Otel, TASK_MAP,
+    CloneMap, Context, HandRolledTaskLocal, NaiveDynStack, NaiveStack, Otel, CARRIED, TASK_MAP,
 };
 use tower::ServiceExt;
 
@@ -116,7 +116,7 @@ fn in_process(app: Router, count: usize) {
         .expect("a tokio runtime");
     runtime.block_on(async {
         for _ in 0..count {
-            let request = request("r-1", "alice");
+            let request = request(CARRIED.0, CARRIED.1);
             let response = app.clone().oneshot(request).await.expect("infallible");
             let body = response.into_body().collect().await.expect("a whole body");
             assert_eq!(body.to_bytes(), "hello");

@@ -9,7 +9,7 @@
 mod carry;
 pub mod logging;
 
-pub use carry::{context_apps, REQUEST_ID_HEADER, USER_HEADER};
+pub use carry::{context_apps, CARRIED, REQUEST_ID_HEADER, USER_HEADER};
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -655,8 +655,9 @@ mod tests {
     }
 
     /// Every app answers the same, so that none is cheaper for doing less;
-    /// the context apps, with two different contexts, so that none passes
-    /// by answering one it did not carry.
+    /// a context app sent another context than [`carry::CARRIED`] says it
+    /// read that one, so that none passes by answering one it did not
+    /// carry.
     #[test]
     fn every_app_says_hello() {
         use http_body_util::BodyExt;
@@ -666,7 +667,7 @@ mod tests {
             .build()
             .expect("a runtime");
         for (name, app) in in_process_apps() {
-            for (request_id, user) in [("r-1", "alice"), ("r-2", "bob")] {
+            for (request_id, user) in [carry::CARRIED, ("r-2", "bob")] {
                 let (status, body) = runtime.block_on(async {
                     let response = app
                         .clone()
@@ -677,11 +678,21 @@ mod tests {
                     let body = response.into_body().collect().await.expect("a body");
                     (status, body.to_bytes())
                 });
-                assert_eq!(
-                    (status, &*body),
-                    (http::StatusCode::OK, &b"hello"[..]),
-                    "{name}: {body:?}"
-                );
+                let carries = carry::context_apps().iter().any(|(app, _)| *app == name);
+                if carries && (request_id, user) != carry::CARRIED {
+                    let read = format!("{:?}", (Some(request_id), Some(user)));
+                    assert_eq!(status, http::StatusCode::INTERNAL_SERVER_ERROR, "{name}");
+                    assert!(
+                        String::from_utf8_lossy(&body).contains(&read),
+                        "{name} read the context its request carried: {body:?}"
+                    );
+                } else {
+                    assert_eq!(
+                        (status, &*body),
+                        (http::StatusCode::OK, &b"hello"[..]),
+                        "{name}: {body:?}"
+                    );
+                }
             }
         }
     }
