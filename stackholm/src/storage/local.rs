@@ -34,8 +34,9 @@ pub(crate) enum Unreached {
 #[doc(hidden)]
 pub struct Local {
     /// The stack that the storage's methods reach: the innermost running
-    /// scope's, or the thread's own when no scope is running.
-    current: RefCell<Box<Stack>>,
+    /// scope's, or the thread's own when no scope is running (made on the
+    /// thread's first write).
+    current: RefCell<Option<Box<Stack>>>,
     /// The stacks holding checkpoints set aside by the running scopes,
     /// outermost first.
     #[expect(clippy::vec_box, reason = "stacks move in and out as pointers")]
@@ -57,9 +58,9 @@ pub struct Local {
 impl Local {
     #[doc(hidden)]
     #[must_use]
-    pub fn new() -> Self {
+    pub const fn new() -> Self {
         Self {
-            current: RefCell::new(Box::new(Stack::new())),
+            current: RefCell::new(None),
             parked: RefCell::new(Vec::new()),
             scopes: Cell::new(0),
             spare: RefCell::new(Vec::new()),
@@ -109,9 +110,23 @@ impl Local {
         self.scopes.get() > 0
     }
 
+    /// Runs `f` on the current stack, lent; `None` while it is being
+    /// changed, or if the thread has none yet.
     #[inline]
-    pub(super) fn current(&self) -> &RefCell<Box<Stack>> {
-        &self.current
+    pub(super) fn read<R>(&self, f: impl FnOnce(&Stack) -> Option<R>) -> Option<R> {
+        f(self.current.try_borrow().ok()?.as_deref()?)
+    }
+
+    /// Runs `f` on the current stack, borrowed to be changed (made if the
+    /// thread has none yet); `None` while it is lent or being changed.
+    #[inline]
+    pub(super) fn write<R>(&self, f: impl FnOnce(&mut Stack) -> R) -> Option<R> {
+        let mut current = self.current.try_borrow_mut().ok()?;
+        let stack = match &mut *current {
+            Some(stack) => stack,
+            None => current.insert(Box::default()),
+        };
+        Some(f(stack))
     }
 
     /// Makes `stack` the current stack until [`uninstall`](Self::uninstall)
@@ -131,18 +146,15 @@ impl Local {
             operation: Operation::RunScope,
         };
         let mut current = self.current.try_borrow_mut().map_err(|_| busy)?;
-        let Some(mine) = stack.as_mut() else {
-            return Err(busy);
-        };
-        let park = current.depth() > 0;
+        let park = current.as_ref().is_some_and(|current| current.depth() > 0);
         if park {
             // Borrowed before anything changes, so that a refused install
             // leaves every stack where it was.
             let mut parked = self.parked.try_borrow_mut().map_err(|_| busy)?;
-            let mine = stack.take().expect("checked above");
-            parked.push(std::mem::replace(&mut *current, mine));
+            let outer = std::mem::replace(&mut *current, stack.take());
+            parked.extend(outer);
         } else {
-            std::mem::swap(&mut *current, mine);
+            std::mem::swap(&mut *current, stack);
         }
         self.scopes.set(self.scopes.get() + 1);
         Ok(park)
@@ -163,7 +175,7 @@ impl Local {
     ) -> usize {
         let mut strays = 0;
         let mut current = match self.current.try_borrow_mut() {
-            Ok(current) if current.top_id() == top => current,
+            Ok(current) if current.as_ref().and_then(|stack| stack.top_id()) == top => current,
             Ok(current) => {
                 drop(current);
                 strays = self.leave_strays(top);
@@ -175,12 +187,9 @@ impl Local {
             Err(_) => return 0,
         };
         if !parked {
-            match stack.as_mut() {
-                Some(mine) => std::mem::swap(&mut *current, mine),
-                None => return strays,
-            }
+            std::mem::swap(&mut *current, stack);
         } else if let Some(outer) = self.parked.try_borrow_mut().ok().and_then(|mut p| p.pop()) {
-            *stack = Some(std::mem::replace(&mut *current, outer));
+            *stack = std::mem::replace(&mut *current, Some(outer));
         } else {
             return strays;
         }
@@ -214,10 +223,9 @@ impl Local {
     /// still on the stack and nothing is borrowed.
     #[inline]
     pub(super) fn leave(&self, until: Until, outcome: Outcome) -> Result<usize, Unreached> {
-        if let (Until::Left(id), Ok(mut current)) = (until, self.current.try_borrow_mut()) {
-            if current.leave_top(id) {
-                let removed = current.take_removed();
-                drop(current);
+        if let Until::Left(id) = until {
+            let left = self.write(|current| current.leave_top(id).then(|| current.take_removed()));
+            if let Some(removed) = left.flatten() {
                 if let Some(removed) = removed {
                     let mut panics = Panics::default();
                     self.drop_removed(removed, &mut panics);
@@ -247,9 +255,7 @@ impl Local {
     #[inline(never)]
     fn drop_removed(&self, mut removed: Removed, panics: &mut Panics) {
         removed.drop_all(panics);
-        if let Ok(mut current) = self.current.try_borrow_mut() {
-            current.give_back(removed);
-        }
+        self.write(|current| current.give_back(removed));
     }
 
     /// One step of leaving, on the current stack or, for a checkpoint not
@@ -257,18 +263,20 @@ impl Local {
     /// that waits to be dropped.
     fn step(&self, until: Until) -> Result<(Step, Option<Removed>), Unreached> {
         let busy = Unreached::Busy;
-        let mut current = self.current.try_borrow_mut().map_err(|_| busy)?;
-        let step = current.step(until);
-        if matches!((&step, until), (Step::Missing, Until::Left(_))) {
-            let mut parked = self.parked.try_borrow_mut().map_err(|_| busy)?;
-            for stack in parked.iter_mut().rev() {
-                let step = stack.step(until);
-                if !matches!(step, Step::Missing) {
-                    return Ok((step, stack.take_removed()));
+        self.write(|current| {
+            let step = current.step(until);
+            if matches!((&step, until), (Step::Missing, Until::Left(_))) {
+                let mut parked = self.parked.try_borrow_mut().map_err(|_| busy)?;
+                for stack in parked.iter_mut().rev() {
+                    let step = stack.step(until);
+                    if !matches!(step, Step::Missing) {
+                        return Ok((step, stack.take_removed()));
+                    }
                 }
             }
-        }
-        Ok((step, current.take_removed()))
+            Ok((step, current.take_removed()))
+        })
+        .unwrap_or(Err(busy))
     }
 }
 

@@ -55,7 +55,7 @@ macro_rules! storage {
         // thread-local itself is one item, shared by all uses.
         $vis const $name: $crate::Storage = {
             ::std::thread_local! {
-                static LOCAL: $crate::__private::Local = $crate::__private::Local::new();
+                static LOCAL: $crate::__private::Local = const { $crate::__private::Local::new() };
             }
             $crate::Storage::__new(
                 ::core::concat!(::core::module_path!(), "::", ::core::stringify!($name)),
@@ -276,7 +276,7 @@ impl Storage {
     #[must_use]
     #[inline]
     pub fn get<T: Clone + Send + 'static>(&self, key: &'static Key<T>) -> Option<T> {
-        self.read(|stack| stack.get(key).cloned()).flatten()
+        self.read(|stack| stack.get(key).cloned())
     }
 
     /// Calls `f` with a reference to the nearest value of `key`, or `None`
@@ -288,7 +288,7 @@ impl Storage {
         f: impl FnOnce(Option<&T>) -> R,
     ) -> R {
         let mut f = Some(f);
-        match self.read(|stack| f.take().expect(ONCE)(stack.get(key))) {
+        match self.read(|stack| Some(f.take().expect(ONCE)(stack.get(key)))) {
             Some(output) => output,
             None => f.take().expect(ONCE)(None),
         }
@@ -471,7 +471,7 @@ impl Storage {
     /// is no stack.
     #[must_use]
     pub fn names(&self) -> Vec<&'static str> {
-        self.read(|stack| stack.names()).unwrap_or_default()
+        self.read(|stack| Some(stack.names())).unwrap_or_default()
     }
 
     /// How many checkpoints are active on the current stack: the task's
@@ -480,7 +480,7 @@ impl Storage {
     /// an exiting thread).
     #[must_use]
     pub fn depth(&self) -> usize {
-        self.read(|stack| stack.depth()).unwrap_or(0)
+        self.read(|stack| Some(stack.depth())).unwrap_or(0)
     }
 
     /// The path the storage was declared under, for messages.
@@ -515,10 +515,7 @@ impl Storage {
     /// was.
     pub(crate) fn suspend(&self, id: FrameId, checkpoint: &mut Checkpoint) -> bool {
         self.local
-            .try_with(|local| {
-                let current = local.current().try_borrow_mut();
-                current.is_ok_and(|mut stack| stack.suspend(id, checkpoint))
-            })
+            .try_with(|local| local.write(|stack| stack.suspend(id, checkpoint)) == Some(true))
             .unwrap_or(false)
     }
 
@@ -544,7 +541,7 @@ impl Storage {
     /// inside `f` cannot leave its checkpoint then: that is done once the
     /// loan is over, also when `f` panics.
     #[inline]
-    fn read<R>(&self, f: impl FnOnce(&Stack) -> R) -> Option<R> {
+    fn read<R>(&self, f: impl FnOnce(&Stack) -> Option<R>) -> Option<R> {
         struct AfterRead<'a>(&'a Local);
         impl Drop for AfterRead<'_> {
             #[inline]
@@ -557,10 +554,9 @@ impl Storage {
                 return None;
             }
             let _after = AfterRead(local);
-            let stack = local.current().try_borrow().ok()?;
-            Some(f(&stack))
+            local.read(f)
         });
-        read.ok().flatten()
+        read.unwrap_or(None)
     }
 
     /// Leaves the checkpoint `id` once the current stack is no longer lent
@@ -577,9 +573,8 @@ impl Storage {
         operation: Operation,
         f: impl FnOnce(&mut Stack) -> R,
     ) -> Result<R, Error> {
-        self.local(operation, |local| match local.current().try_borrow_mut() {
-            Ok(mut stack) => Ok(f(&mut stack)),
-            Err(_) => Err(Error::Busy { operation }),
+        self.local(operation, |local| {
+            local.write(f).ok_or(Error::Busy { operation })
         })
     }
 }
