@@ -189,7 +189,7 @@ impl Local {
         if !parked {
             std::mem::swap(&mut *current, stack);
         } else if let Some(outer) = self.parked.try_borrow_mut().ok().and_then(|mut p| p.pop()) {
-            *stack = std::mem::replace(&mut *current, Some(outer));
+            *stack = current.replace(outer);
         } else {
             return strays;
         }
