@@ -11,11 +11,9 @@ use std::fmt;
 
 use super::checkpoint::Checkpoint;
 use super::ids::FrameId;
-use super::panics::Panics;
-use super::removed::Removed;
-use super::slot::Entry;
+use super::removed::{Cleared, Removed};
+use super::slot::{Entry, Value};
 use super::slots::{Setting, Slots};
-use super::value::Value;
 use crate::exit::Hook;
 use crate::Key;
 
@@ -275,7 +273,7 @@ impl Frames {
 
     /// Leaves every checkpoint at once, if none has an exit hook: their
     /// values are handed back still in their slots, which the stack goes
-    /// on without until [`Cleared::restore`] puts them back. What ends a
+    /// on without until [`restore`](Self::restore) puts them back. What ends a
     /// scope whose checkpoints have no hooks, with none of the step by step
     /// machinery of leaving.
     pub(crate) fn clear(&mut self) -> Option<Cleared> {
@@ -287,6 +285,18 @@ impl Frames {
             slots: std::mem::take(&mut self.slots),
             settings: std::mem::take(&mut self.settings),
         })
+    }
+
+    /// Gives the emptied slots of `cleared` back, so that the stack, kept
+    /// for another scope, sets the same keys without allocating. Where the
+    /// destructors left checkpoints on it meanwhile, their slots stay and
+    /// these go.
+    pub(crate) fn restore(&mut self, cleared: Cleared) {
+        debug_assert!(cleared.settings.is_empty(), "values are dropped first");
+        if self.frames.is_empty() {
+            self.slots = cleared.slots;
+            self.settings = cleared.settings;
+        }
     }
 
     /// Takes the innermost checkpoint off into `checkpoint`, with its
@@ -375,43 +385,51 @@ impl Frames {
     }
 }
 
-/// The slots of a [cleared](Frames::clear) stack, holding the values of
-/// the checkpoints it left, and their settings.
-pub(crate) struct Cleared {
-    slots: Slots,
-    settings: Vec<Setting>,
+/// Where leaving stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Until {
+    /// Once the checkpoint has been left.
+    Left(FrameId),
+    /// Once the checkpoint is the innermost one (`None`: once none is left).
+    Top(Option<FrameId>),
 }
 
-impl Cleared {
-    /// Whether dropping the values may run code.
-    pub(crate) fn runs_code(&self) -> bool {
-        self.settings.iter().any(|setting| setting.drops())
-    }
+/// What one [`Frames::step`] did.
+pub(crate) enum Step {
+    /// Took a frame off; there are more to go.
+    More,
+    /// Took an exit hook off the innermost frame, to run before the next
+    /// step.
+    Hook(Hook),
+    /// Took the target's frame off: done.
+    Left,
+    /// The target is the innermost checkpoint: done, nothing taken off.
+    Reached,
+    /// The target checkpoint is not on this stack: nothing changed.
+    Missing,
+}
 
-    /// Drops every value, in the order leaving the checkpoints one by one
-    /// would (the innermost first, each its last set first), with no
-    /// storage borrowed; a destructor that panics does not stop the others,
-    /// and its panic is kept in `panics`.
-    pub(crate) fn drop_values(&mut self, panics: &mut Panics) {
-        while let Some(setting) = self.settings.pop() {
-            let slot = self.slots.at_mut(setting);
-            if setting.drops() {
-                panics.catch(|| slot.drop_top());
-            } else {
-                slot.drop_top();
-            }
+impl Frames {
+    /// Takes one exit hook or one frame off the stack on the way to
+    /// `until`, handing the frame's values to `removed`.
+    pub(crate) fn step(&mut self, until: Until, removed: &mut Removed) -> Step {
+        let top = self.top_id();
+        let (target, last) = match until {
+            Until::Left(id) => (Some(id), top == Some(id)),
+            Until::Top(target) if top == target => return Step::Reached,
+            Until::Top(target) => (target, false),
+        };
+        if !last && target.is_some_and(|id| !self.contains(id)) {
+            return Step::Missing;
         }
-    }
-
-    /// Gives the emptied slots back to `frames`, so that the stack, kept
-    /// for another scope, sets the same keys without allocating. Where the
-    /// destructors left checkpoints on it meanwhile, their slots stay and
-    /// these go.
-    pub(crate) fn restore(self, frames: &mut Frames) {
-        debug_assert!(self.settings.is_empty(), "values are dropped first");
-        if frames.frames.is_empty() {
-            frames.slots = self.slots;
-            frames.settings = self.settings;
+        if let Some(hook) = self.take_top_hook() {
+            return Step::Hook(hook);
+        }
+        self.pop_top(removed);
+        if last {
+            Step::Left
+        } else {
+            Step::More
         }
     }
 }

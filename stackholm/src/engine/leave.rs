@@ -6,66 +6,15 @@
 //! may run while a storage is borrowed, so leaving goes in steps. A step,
 //! with the stack borrowed, either takes one exit hook off the innermost
 //! checkpoint or takes the checkpoint itself off, handing its values to a
-//! [`Removed`]; between steps, with nothing borrowed, [`leave_by_steps`]
+//! `Removed`; between steps, with nothing borrowed, [`leave_by_steps`]
 //! runs the hook or drops the values. How the stack is reached for a step
 //! is up to the caller: the owned [`Stack`](super::Stack) directly, an
 //! ambient storage through its cell, trying the stacks set aside by running
 //! scopes too.
 
-use super::frames::Frames;
-use super::ids::FrameId;
+use super::frames::Step;
 use super::panics::Panics;
-use super::removed::Removed;
-use crate::exit::{Hook, Outcome};
-
-/// Where leaving stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Until {
-    /// Once the checkpoint has been left.
-    Left(FrameId),
-    /// Once the checkpoint is the innermost one (`None`: once none is left).
-    Top(Option<FrameId>),
-}
-
-/// What one [`Frames::step`] did.
-pub(crate) enum Step {
-    /// Took a frame off; there are more to go.
-    More,
-    /// Took an exit hook off the innermost frame, to run before the next
-    /// step.
-    Hook(Hook),
-    /// Took the target's frame off: done.
-    Left,
-    /// The target is the innermost checkpoint: done, nothing taken off.
-    Reached,
-    /// The target checkpoint is not on this stack: nothing changed.
-    Missing,
-}
-
-impl Frames {
-    /// Takes one exit hook or one frame off the stack on the way to
-    /// `until`, handing the frame's values to `removed`.
-    pub(crate) fn step(&mut self, until: Until, removed: &mut Removed) -> Step {
-        let top = self.top_id();
-        let (target, last) = match until {
-            Until::Left(id) => (Some(id), top == Some(id)),
-            Until::Top(target) if top == target => return Step::Reached,
-            Until::Top(target) => (target, false),
-        };
-        if !last && target.is_some_and(|id| !self.contains(id)) {
-            return Step::Missing;
-        }
-        if let Some(hook) = self.take_top_hook() {
-            return Step::Hook(hook);
-        }
-        self.pop_top(removed);
-        if last {
-            Step::Left
-        } else {
-            Step::More
-        }
-    }
-}
+use crate::exit::Outcome;
 
 /// Runs `step` until it is done and returns how many frames the steps took
 /// off.

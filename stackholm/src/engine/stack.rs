@@ -6,13 +6,13 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 use super::checkpoint::Checkpoint;
-use super::frames::{Cleared, Frames};
+use super::frames::{Frames, Step, Until};
 use super::ids::{FrameId, FrameIds};
-use super::leave::{leave_by_steps, Step, Until};
+use super::leave::leave_by_steps;
 use super::panics::Panics;
+use super::removed::Cleared;
 use super::removed::Removed;
-use super::slot::Entry;
-use super::value::Value;
+use super::slot::{Entry, Value};
 use crate::error::{Operation, SetError};
 use crate::exit::{Hook, Outcome};
 use crate::{Error, Key};
@@ -241,7 +241,7 @@ impl Stack {
 
 /// What the ambient storages do to a stack: each method hands back what it
 /// takes off (a replaced value, a removed one, values left in
-/// [`Removed`]), for the storage to drop once its borrow is released.
+/// `Removed`), for the storage to drop once its borrow is released.
 impl Stack {
     /// Sets a value in the innermost checkpoint, or in the outermost one
     /// if `root`; returns the value it replaces, or `value` back if no
@@ -324,9 +324,9 @@ impl Stack {
     }
 
     /// Puts back the slots [`clear`](Self::clear) took with the values;
-    /// see [`Cleared::restore`].
+    /// see [`Frames::restore`].
     pub(crate) fn restore(&mut self, cleared: Cleared) {
-        cleared.restore(&mut self.frames);
+        self.frames.restore(cleared);
     }
 
     /// Whether the stack is small enough to keep for reuse: no checkpoint
