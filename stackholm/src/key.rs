@@ -92,9 +92,9 @@ impl<T: 'static> Key<T> {
 
     /// Makes the key's values private to the checkpoint that set them:
     /// nested checkpoints do not see them, and an outer checkpoint's value
-    /// does not show through in a nested one (the Python original's block
-    /// values). A flag for the checkpoint's own code, say "this level has
-    /// opened a savepoint", that must not leak into the levels inside it.
+    /// does not show through in a nested one. A flag for the checkpoint's
+    /// own code, say "this level has opened a savepoint", that must not
+    /// leak into the levels inside it.
     ///
     /// ```
     /// use stackholm::{Key, DEFAULT};

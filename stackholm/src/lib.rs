@@ -60,8 +60,7 @@
 //! and a nested setting shadows the outer one until the nested checkpoint
 //! is left. [`remove`](Storage::remove) takes away the nearest setting,
 //! [`reset`](Storage::reset) every setting. A [private](Key::private) key's
-//! values are visible only in the one checkpoint that set them (the Python
-//! original's block values).
+//! values are visible only in the one checkpoint that set them.
 //!
 //! A [`Checkpoint`] can be pre-loaded with values before it is entered.
 //!

@@ -9,9 +9,8 @@ use crate::Key;
 
 /// A checkpoint that is not on a stack: the values it brings when entered.
 ///
-/// Build one to pre-load values before entering it (Python's
-/// `checkpoint_data[...] = ...` before `with ctx:`); they become visible when
-/// it is entered and vanish when it is left. [`Stack::pop`](crate::Stack::pop)
+/// Build one to pre-load values before entering it; they become visible
+/// when it is entered and vanish when it is left. [`Stack::pop`](crate::Stack::pop)
 /// gives the innermost checkpoint back as a `Checkpoint` holding every value
 /// set in it, ready to be entered again; [`Storage::snapshot`] gives one
 /// holding the inherited values visible at the call site.

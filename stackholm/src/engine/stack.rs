@@ -19,8 +19,8 @@ use crate::{Error, Key};
 
 /// A LIFO stack of checkpoints and the values set in them.
 ///
-/// A storage of its own: a `Stack` you hold yourself and use through `&mut` (the Python
-/// `OptimizedListStorage`). For a stack per thread or per task, see
+/// A storage of its own: a `Stack` you hold yourself and use through
+/// `&mut`. For a stack per thread or per task, see
 /// [`Storage`](crate::Storage).
 ///
 /// A value set in a checkpoint ([`set`](Self::set), [`get`](Self::get)) is
@@ -165,8 +165,7 @@ impl Stack {
         self.frames.get(key)
     }
 
-    /// Removes the nearest setting of `key` (the Python
-    /// `pop_checkpoint_value`): the next outer setting, if any, becomes
+    /// Removes the nearest setting of `key`: the next outer setting, if any, becomes
     /// visible again. Returns whether there was a setting to remove: none
     /// where no checkpoint is active.
     ///
@@ -178,8 +177,8 @@ impl Stack {
         self.frames.take_nearest(key).is_some()
     }
 
-    /// Removes every setting of `key` in every active checkpoint (the Python
-    /// `reset_checkpoint_value`) and returns how many there were.
+    /// Removes every setting of `key` in every active checkpoint and returns
+    /// how many there were.
     pub fn reset<T: Send + 'static>(&mut self, key: &'static Key<T>) -> usize {
         self.frames.take_all(key).len()
     }

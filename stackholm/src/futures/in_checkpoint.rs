@@ -14,8 +14,9 @@ use crate::storage::held_across;
 use crate::{Checkpoint, Error, Storage};
 
 pin_project! {
-    /// A future run inside a checkpoint; see
-    /// [`CheckpointExt::in_checkpoint`](crate::CheckpointExt::in_checkpoint).
+    /// Future for
+    /// [`CheckpointExt::in_checkpoint`](crate::CheckpointExt::in_checkpoint):
+    /// the inner future, run inside a checkpoint.
     ///
     /// On every poll the checkpoint is entered on the storage's current
     /// stack (the task's inside a task-local scope, else the polling

@@ -86,8 +86,7 @@ macro_rules! storage {
 /// that opens one per request), and the calling
 /// thread's everywhere else. The same call works in both, so a helper
 /// written for synchronous code reads the request's values when a request
-/// handler calls it, and the thread's when a plain thread does, like
-/// asgiref's `Local` under Django.
+/// handler calls it, and the thread's when a plain thread does.
 ///
 /// Guards are for synchronous code, and are `!Send`. In asynchronous code,
 /// run the future inside the checkpoint with

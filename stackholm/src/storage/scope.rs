@@ -308,8 +308,8 @@ impl fmt::Debug for Scope {
 }
 
 pin_project! {
-    /// A future run inside its own task-local stack; see
-    /// [`Storage::scope`].
+    /// Future for [`Storage::scope`] and [`Storage::inherit`]: the inner
+    /// future, run inside its own task-local stack.
     ///
     /// Every poll installs the stack, and so does dropping the inner future,
     /// so that its destructors see the same stack as its polls. Where the
