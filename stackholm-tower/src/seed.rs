@@ -7,8 +7,8 @@ use std::marker::PhantomData;
 use http::request::Parts;
 use stackholm::{Key, Storage};
 
-/// What fills a request's root checkpoint; see [`StackholmLayer::seed`]
-/// and [`StackholmLayer::seed_with`].
+/// What fills a request's root checkpoint; see [`StackholmLayer::seed`](crate::StackholmLayer::seed)
+/// and [`StackholmLayer::seed_with`](crate::StackholmLayer::seed_with).
 ///
 /// Implemented for every `Fn(&Parts, &mut Root<'_>)`, by [`EmptyRoot`],
 /// by [`Propagation`](crate::propagation::Propagation) (declared headers
