@@ -100,6 +100,12 @@ impl Checkpoint {
         self
     }
 
+    /// Whether it brings nothing when entered: no value, name or hook.
+    #[inline]
+    pub(super) fn is_empty(&self) -> bool {
+        self.values.is_empty() && self.name.is_none() && self.hooks.is_empty()
+    }
+
     /// The place for the key tagged `tag`, made with `make` if there is
     /// none: where a value taken off the stack goes back.
     pub(super) fn place(

@@ -97,6 +97,9 @@ impl Frames {
     /// It keeps its (now empty) slots for when it is taken off again.
     pub(crate) fn enter_with(&mut self, id: FrameId, checkpoint: &mut Checkpoint) {
         self.enter(id);
+        if checkpoint.is_empty() {
+            return;
+        }
         let depth = self.frames.len() as u32 - 1;
         let top = self.frames.len() - 1;
         self.frames[top].name = checkpoint.name;
@@ -271,20 +274,27 @@ impl Frames {
         self.frames.iter().filter_map(|frame| frame.name).collect()
     }
 
-    /// Leaves every checkpoint at once, if none has an exit hook: their
-    /// values are handed back still in their slots, which the stack goes
-    /// on without until [`restore`](Self::restore) puts them back. What ends a
-    /// scope whose checkpoints have no hooks, with none of the step by step
-    /// machinery of leaving.
-    pub(crate) fn clear(&mut self) -> Option<Cleared> {
+    /// Leaves every checkpoint at once, if none has an exit hook: what ends
+    /// a scope whose checkpoints have no hooks, with none of the step by
+    /// step machinery of leaving. Values whose drop runs no code are
+    /// dropped in place; the others are handed back still in their slots,
+    /// which the stack goes on without until [`restore`](Self::restore)
+    /// puts them back.
+    pub(crate) fn clear(&mut self) -> Clearing {
         if !self.hooks.is_empty() {
-            return None;
+            return Clearing::Hooks;
         }
         self.frames.clear();
-        Some(Cleared {
-            slots: std::mem::take(&mut self.slots),
-            settings: std::mem::take(&mut self.settings),
-        })
+        if self.settings.iter().any(|setting| setting.drops()) {
+            return Clearing::Values(Cleared {
+                slots: std::mem::take(&mut self.slots),
+                settings: std::mem::take(&mut self.settings),
+            });
+        }
+        for setting in self.settings.drain(..) {
+            self.slots.at_mut(setting).drop_top();
+        }
+        Clearing::Done
     }
 
     /// Gives the emptied slots of `cleared` back, so that the stack, kept
@@ -383,6 +393,16 @@ impl Frames {
         // settings are cut once their values are off.
         self.settings.truncate(start);
     }
+}
+
+/// What [`Frames::clear`] did.
+pub(crate) enum Clearing {
+    /// Nothing: a checkpoint has exit hooks, so they are left one by one.
+    Hooks,
+    /// Left them all; no value's drop ran code.
+    Done,
+    /// Left them all; their values wait to be dropped.
+    Values(Cleared),
 }
 
 /// Where leaving stops.

@@ -18,7 +18,7 @@ mod slots;
 mod stack;
 
 pub use checkpoint::Checkpoint;
-pub(crate) use frames::{Step, Until};
+pub(crate) use frames::{Clearing, Step, Until};
 pub(crate) use ids::FrameId;
 pub(crate) use leave::leave_by_steps;
 pub(crate) use panics::Panics;

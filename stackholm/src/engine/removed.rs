@@ -97,11 +97,6 @@ pub(crate) struct Cleared {
 }
 
 impl Cleared {
-    /// Whether dropping the values may run code.
-    pub(crate) fn runs_code(&self) -> bool {
-        self.settings.iter().any(|setting| setting.drops())
-    }
-
     /// Drops every value, in the order leaving the checkpoints one by one
     /// would (the innermost first, each its last set first), with no
     /// storage borrowed; a destructor that panics does not stop the others,

@@ -6,7 +6,7 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 use super::checkpoint::Checkpoint;
-use super::frames::{Frames, Step, Until};
+use super::frames::{Clearing, Frames, Step, Until};
 use super::ids::{FrameId, FrameIds};
 use super::leave::leave_by_steps;
 use super::panics::Panics;
@@ -318,7 +318,7 @@ impl Stack {
 
     /// Leaves every checkpoint at once if none has an exit hook, handing
     /// their values back; see [`Frames::clear`].
-    pub(crate) fn clear(&mut self) -> Option<Cleared> {
+    pub(crate) fn clear(&mut self) -> Clearing {
         self.frames.clear()
     }
 

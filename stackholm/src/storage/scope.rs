@@ -17,7 +17,7 @@ use pin_project_lite::pin_project;
 
 use super::local::Local;
 use super::Storage;
-use crate::engine::{FrameId, Panics, Until};
+use crate::engine::{Clearing, FrameId, Panics, Until};
 use crate::exit::Outcome;
 use crate::{Checkpoint, Error, Stack};
 
@@ -180,25 +180,25 @@ impl Scope {
         let Some(stack) = self.stack.as_mut() else {
             return;
         };
-        let Some(mut cleared) = stack.clear() else {
-            let outcome = self.ending;
-            if let Ok(mut installed) = self.install() {
-                let local = installed.scope.storage.local;
-                let _ = local.try_with(|local| local.leave(Until::Top(None), outcome));
-                installed.take_back();
+        let mut cleared = match stack.clear() {
+            Clearing::Done => return,
+            Clearing::Values(cleared) => cleared,
+            Clearing::Hooks => {
+                let outcome = self.ending;
+                if let Ok(mut installed) = self.install() {
+                    let local = installed.scope.storage.local;
+                    let _ = local.try_with(|local| local.leave(Until::Top(None), outcome));
+                    installed.take_back();
+                }
+                return;
             }
-            return;
         };
         let mut panics = Panics::default();
-        if cleared.runs_code() {
-            // Installed while the values are dropped; where it cannot be,
-            // they are dropped as they are, with nothing borrowed.
-            let installed = self.install();
-            cleared.drop_values(&mut panics);
-            drop(installed);
-        } else {
-            cleared.drop_values(&mut panics);
-        }
+        // Installed while the values are dropped; where it cannot be, they
+        // are dropped as they are, with nothing borrowed.
+        let installed = self.install();
+        cleared.drop_values(&mut panics);
+        drop(installed);
         if let Some(stack) = self.stack.as_mut() {
             stack.restore(cleared);
         }
