@@ -1,10 +1,27 @@
 //! Typed keys: the names under which values are stored.
 
+use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
-use crate::engine::{share, Share};
+/// A value shared between a stack and the snapshots taken of it.
+///
+/// Type-erased so that a `Value<T>` is `Send` whenever `T` is: values of
+/// keys that are not inherited need not be `Sync`, and only inherited ones,
+/// which are, are ever shared.
+pub(crate) type Shared = Arc<dyn Any + Send + Sync>;
+
+/// How an [inherited](crate::Key::inherited) key turns its values into
+/// shared ones; only a `Sync` value type has one.
+pub(crate) type Share<T> = fn(T) -> Shared;
+
+/// Moves `value` into a shared allocation: the [`Share`] of an inherited
+/// key.
+pub(crate) fn share<T: Send + Sync + 'static>(value: T) -> Shared {
+    Arc::new(value)
+}
 
 /// The next free key tag, less one; tags are never reused.
 static NEXT_TAG: AtomicU32 = AtomicU32::new(0);

@@ -23,6 +23,5 @@ pub(crate) use ids::FrameId;
 pub(crate) use leave::leave_by_steps;
 pub(crate) use panics::Panics;
 pub(crate) use removed::Removed;
-pub(crate) use slot::{share, Share};
 pub(crate) use stack::no_checkpoint;
 pub use stack::{Stack, StackGuard};

@@ -13,24 +13,8 @@ use std::any::Any;
 use std::sync::Arc;
 
 use super::panics::Panics;
+use crate::key::{Share, Shared};
 use crate::Key;
-
-/// A value shared between a stack and the snapshots taken of it.
-///
-/// Type-erased so that a `Value<T>` is `Send` whenever `T` is: values of
-/// keys that are not inherited need not be `Sync`, and only inherited ones,
-/// which are, are ever shared.
-pub(crate) type Shared = Arc<dyn Any + Send + Sync>;
-
-/// How an [inherited](crate::Key::inherited) key turns its values into
-/// shared ones; only a `Sync` value type has one.
-pub(crate) type Share<T> = fn(T) -> Shared;
-
-/// Moves `value` into a shared allocation: the [`Share`] of an inherited
-/// key.
-pub(crate) fn share<T: Send + Sync + 'static>(value: T) -> Shared {
-    Arc::new(value)
-}
 
 /// A value as a slot holds it.
 ///
