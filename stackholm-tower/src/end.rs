@@ -1,7 +1,7 @@
 //! How a request ends: what its root's exit hooks are told, and the one
 //! place the response future and the body end the request's scope.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 
@@ -62,11 +62,13 @@ pub struct RequestEnd {
 }
 
 thread_local! {
-    /// The request running on this thread, its storage and how it has
-    /// ended so far: set around each run of the request's scope and its
-    /// end, rather than kept in its stack, so that a request whose end
-    /// nobody reads pays for no value there.
-    static CURRENT: Cell<Option<(Storage, RequestEnd)>> = const { Cell::new(None) };
+    /// The requests running on this thread, innermost last, each with its
+    /// storage and how it has ended so far: one is pushed around each run
+    /// of a request's scope and its end, rather than kept in its stack, so
+    /// that a request whose end nobody reads pays for no value there.
+    /// Requests nest (a layer behind a layer, on the same storage or
+    /// another), so this is a stack, not one place.
+    static RUNNING: RefCell<Vec<(Storage, RequestEnd)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl RequestEnd {
@@ -100,8 +102,12 @@ impl RequestEnd {
     /// [`StackholmLayer`](crate::StackholmLayer), in work it spawned too.
     #[must_use]
     pub fn current(storage: Storage) -> Option<Self> {
-        let (running, end) = CURRENT.try_with(Cell::get).ok().flatten()?;
-        (running == storage).then_some(end)
+        let running = RUNNING.try_with(|running| {
+            let running = running.try_borrow().ok()?;
+            let (_, end) = running.iter().rev().find(|(of, _)| *of == storage)?;
+            Some(*end)
+        });
+        running.ok().flatten()
     }
 
     /// A response with this status was produced.
@@ -125,17 +131,29 @@ impl RequestEnd {
 /// [`RequestEnd::current`] giving `end` for `storage`.
 #[inline]
 pub(crate) fn telling<R>(storage: Storage, end: RequestEnd, f: impl FnOnce() -> R) -> R {
-    /// Puts back what `CURRENT` held, also when `f` panics: requests nest.
-    struct Restore(Option<(Storage, RequestEnd)>);
-    impl Drop for Restore {
+    /// Takes the request off again, also when `f` panics.
+    struct Told(bool);
+    impl Drop for Told {
         #[inline]
         fn drop(&mut self) {
-            let _ = CURRENT.try_with(|current| current.set(self.0.take()));
+            if self.0 {
+                let _ = RUNNING.try_with(|running| running.borrow_mut().pop());
+            }
         }
     }
-    let outer = CURRENT.try_with(|current| current.replace(Some((storage, end))));
-    let _restore = Restore(outer.ok().flatten());
+    let told = RUNNING.try_with(|running| running.borrow_mut().push((storage, end)));
+    let _told = Told(told.is_ok());
     f()
+}
+
+/// Records `end` as how the innermost running request has ended so far:
+/// what code run after it in the same run of its scope reads.
+pub(crate) fn record(end: RequestEnd) {
+    let _ = RUNNING.try_with(|running| {
+        if let Some((_, now)) = running.borrow_mut().last_mut() {
+            *now = end;
+        }
+    });
 }
 
 /// Ends a request's scope, told how the request ended: its root exit hooks
@@ -169,15 +187,18 @@ pub(crate) fn end_unfinished<T>(
     storage: Storage,
     done: RequestEnd,
 ) {
-    match scope {
-        Some(mut scope) => {
-            scope.cancel();
-            if inner.is_some() {
-                let _ = telling(storage, done, || scope.try_run(|| inner.set(None)));
-                inner.set(None);
-            }
-            end_complete(scope, storage, done);
+    let Some(mut scope) = scope else {
+        inner.set(None);
+        return;
+    };
+    // The scope goes inside `telling` also when dropping `inner` panics,
+    // so that its hooks, unwound, still read how the request ended.
+    telling(storage, done, move || {
+        scope.cancel();
+        if inner.is_some() {
+            let _ = scope.try_run(|| inner.set(None));
+            inner.set(None);
         }
-        None => inner.set(None),
-    }
+        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(scope)));
+    });
 }

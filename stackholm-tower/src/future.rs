@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 use stackholm::{Scope, Storage};
 
 use crate::body::ScopedBody;
-use crate::end::{end, end_unfinished, telling, RequestEnd};
+use crate::end::{end, end_unfinished, record, telling, RequestEnd};
 
 pin_project! {
     /// Response future for [`StackholmService`](crate::StackholmService):
@@ -72,7 +72,10 @@ where
                     .as_pin_mut()
                     .expect("`ResponseFuture` polled after completion")
                     .poll(cx);
-                if polled.is_ready() {
+                if let Poll::Ready(result) = &polled {
+                    if let Ok(response) = result {
+                        record(RequestEnd::answered(response.status()));
+                    }
                     // Dropped here, inside the scope, as on cancellation.
                     inner.set(None);
                 }

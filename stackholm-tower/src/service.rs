@@ -63,14 +63,17 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let storage = self.storage;
-        let mut scope = Scope::new(storage, Checkpoint::new());
         let (seed, inner) = (&self.seed, &mut self.inner);
-        let future = telling(storage, RequestEnd::default(), || {
-            scope.run(move || {
+        // The scope made inside `telling`, so that if the seed or the call
+        // panics, its root's hooks, unwound, still read the request's end.
+        let (scope, future) = telling(storage, RequestEnd::default(), move || {
+            let mut scope = Scope::new(storage, Checkpoint::new());
+            let future = scope.run(move || {
                 let (parts, body) = request.into_parts();
                 seed.seed(&parts, &mut Root::new(storage));
                 inner.call(Request::from_parts(parts, body))
-            })
+            });
+            (scope, future)
         });
         ResponseFuture::new(scope, storage, future)
     }

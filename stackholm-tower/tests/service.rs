@@ -577,3 +577,106 @@ async fn a_body_at_its_end_ends_the_request_without_another_poll() {
     drop(body);
     assert!(endings.lock().unwrap().is_empty(), "and ended only once");
 }
+
+/// A request of a layer on one storage, nested in a request of a layer on
+/// another: each storage's `RequestEnd` is its own request's, the outer one
+/// readable from inside the inner one.
+#[tokio::test]
+async fn nested_requests_on_two_storages_each_tell_their_own_end() {
+    use stackholm_tower::RequestEnd;
+
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hooked = Arc::clone(&seen);
+    let inner =
+        StackholmLayer::new()
+            .storage(APP)
+            .layer(service_fn(move |_: Request<Empty<Bytes>>| {
+                let hooked = Arc::clone(&hooked);
+                async move {
+                    let reads = |at| (at, RequestEnd::current(DEFAULT), RequestEnd::current(APP));
+                    hooked.lock().unwrap().push(reads("handler"));
+                    APP.on_root_exit(move |_| hooked.lock().unwrap().push(reads("inner end")))
+                        .unwrap();
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"x"))))
+                }
+            }));
+    let service = StackholmLayer::new().layer(inner);
+    let response = service.oneshot(request("r")).await.unwrap();
+    body_text(response.into_body()).await;
+    let answered = RequestEnd::default();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0], ("handler", Some(answered), Some(answered)));
+    let (at, outer, inner) = seen[1];
+    assert_eq!(at, "inner end");
+    assert!(outer.is_some(), "the outer request is still running");
+    assert!(inner.is_some_and(|end| end.succeeded()), "{inner:?}");
+}
+
+/// A seed that panics ends its request unwound; the root's hooks it
+/// registered still read how the request ended.
+#[test]
+fn a_panicking_seed_ends_its_request_with_its_end_still_told() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hooked = Arc::clone(&seen);
+    let mut service = StackholmLayer::new()
+        .seed(move |_, _| {
+            let hooked = Arc::clone(&hooked);
+            DEFAULT
+                .on_root_exit(move |outcome| {
+                    let end = stackholm_tower::RequestEnd::current(DEFAULT);
+                    hooked.lock().unwrap().push((outcome, end));
+                })
+                .unwrap();
+            panic!("the seed failed");
+        })
+        .layer(service_fn(|_: Request<Empty<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+        }));
+    let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        drop(service.call(request("r")));
+    }));
+    assert!(called.is_err());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(
+            stackholm::Outcome::Unwound,
+            Some(stackholm_tower::RequestEnd::default())
+        )]
+    );
+}
+
+/// The handler's future, dropped once it has produced its response, sees
+/// the response's status in `RequestEnd`.
+#[tokio::test]
+async fn the_handler_future_is_dropped_knowing_the_status() {
+    struct Reads(Arc<std::sync::Mutex<Option<Option<http::StatusCode>>>>);
+    impl Drop for Reads {
+        fn drop(&mut self) {
+            let end = stackholm_tower::RequestEnd::current(DEFAULT);
+            *self.0.lock().unwrap() = Some(end.and_then(|end| end.status()));
+        }
+    }
+    /// A future that answers at once and reads on drop, with the future
+    /// itself (not at the end of an `async` body, inside the poll).
+    struct Answers(#[allow(dead_code, reason = "read when dropped")] Reads);
+    impl Future for Answers {
+        type Output = Result<Response<Empty<Bytes>>, Infallible>;
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+            let mut response = Response::new(Empty::<Bytes>::new());
+            *response.status_mut() = http::StatusCode::ACCEPTED;
+            Poll::Ready(Ok(response))
+        }
+    }
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let held = Arc::clone(&seen);
+    let service = StackholmLayer::new().layer(service_fn(move |_: Request<Empty<Bytes>>| {
+        Answers(Reads(Arc::clone(&held)))
+    }));
+    let response = service.oneshot(request("r")).await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        Some(Some(http::StatusCode::ACCEPTED))
+    );
+    drop(response);
+}

@@ -778,3 +778,50 @@ fn a_scope_refuses_to_run_inside_a_read_of_its_storage() {
     assert_eq!(scope.run(|| DEFAULT.get(&A)), Some(2));
     assert_eq!(DEFAULT.get(&A), Some(1));
 }
+
+/// Handles are equal when they reach the same stacks: a storage and its
+/// task-only handle, never two storages. (Across crates too, where each
+/// may hold its own copy of the handle: `stackholm-tower`'s `RequestEnd`
+/// tests compare the layer's `DEFAULT` with the test crate's.)
+#[test]
+fn storages_are_equal_when_they_reach_the_same_stacks() {
+    assert_eq!(DEFAULT, DEFAULT);
+    assert_eq!(DEFAULT, DEFAULT.task());
+    assert_ne!(DEFAULT, OTHER);
+    assert_ne!(OTHER.task(), DEFAULT);
+}
+
+/// A checkpoint kept past a scope's run is left when the run returns; if
+/// leaving it panics (its value's destructor, say), the scope's stack is
+/// still taken back from the thread: nothing of the scope is seen outside
+/// it afterwards, and the thread's own stack stays the thread's.
+#[test]
+fn a_panic_leaving_a_checkpoint_kept_past_a_run_still_takes_the_scope_back() {
+    std::thread::spawn(|| {
+        let mut scope = Scope::new(DEFAULT, Checkpoint::new().with_value(&A, 1));
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            scope.run(|| {
+                std::mem::forget(DEFAULT.enter());
+                DEFAULT.set(&BAD, PanicsOnDrop).unwrap();
+            })
+        }));
+        assert!(run.is_err(), "the destructor's panic goes on");
+        assert_eq!(DEFAULT.get(&A), None, "the scope's root stays in the scope");
+        assert_eq!(DEFAULT.depth(), 0);
+        assert!(DEFAULT.task().set(&A, 2).is_err(), "no scope is running");
+        assert_eq!(
+            scope.run(|| (DEFAULT.get(&A), DEFAULT.depth())),
+            (Some(1), 1)
+        );
+        drop(scope);
+        assert_eq!(DEFAULT.depth(), 0);
+        let _thread = DEFAULT.enter();
+        DEFAULT.set(&A, 3).unwrap();
+        assert_eq!(
+            Scope::new(DEFAULT, Checkpoint::new()).run(|| DEFAULT.get(&A)),
+            None
+        );
+    })
+    .join()
+    .unwrap();
+}

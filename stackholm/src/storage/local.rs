@@ -1,7 +1,9 @@
 //! The thread-local state of one storage: the current stack, the stacks
 //! that running scopes have set aside, and spare stacks for new scopes.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe};
 
 use crate::engine::{leave_by_steps, FrameId, Panics, Removed, Step, Until};
 use crate::error::Operation;
@@ -173,15 +175,18 @@ impl Local {
         stack: &mut Option<Box<Stack>>,
         parked: bool,
     ) -> usize {
-        let mut strays = 0;
+        let mut strays = Ok(0);
         let mut current = match self.current.try_borrow_mut() {
             Ok(current) if current.as_ref().and_then(|stack| stack.top_id()) == top => current,
             Ok(current) => {
                 drop(current);
-                strays = self.leave_strays(top);
+                // A hook or destructor of a stray may panic: the stack is
+                // taken back first all the same, or the scope's values
+                // would stay the thread's.
+                strays = panic::catch_unwind(AssertUnwindSafe(|| self.leave_strays(top)));
                 match self.current.try_borrow_mut() {
                     Ok(current) => current,
-                    Err(_) => return strays,
+                    Err(_) => return resume(strays),
                 }
             }
             Err(_) => return 0,
@@ -189,12 +194,15 @@ impl Local {
         if !parked {
             std::mem::swap(&mut *current, stack);
         } else if let Some(outer) = self.parked.try_borrow_mut().ok().and_then(|mut p| p.pop()) {
+            debug_assert!(stack.is_none(), "a parking install took the scope's stack");
             *stack = current.replace(outer);
         } else {
-            return strays;
+            drop(current);
+            return resume(strays);
         }
         self.scopes.set(self.scopes.get() - 1);
-        strays
+        drop(current);
+        resume(strays)
     }
 
     #[cold]
@@ -278,6 +286,12 @@ impl Local {
         })
         .unwrap_or(Err(busy))
     }
+}
+
+/// How many strays were left, or the panic of a hook or destructor of
+/// one, resumed now that the stack is taken back.
+fn resume(strays: Result<usize, Box<dyn Any + Send>>) -> usize {
+    strays.unwrap_or_else(|panic| panic::resume_unwind(panic))
 }
 
 impl Local {

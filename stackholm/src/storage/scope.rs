@@ -186,6 +186,9 @@ impl Scope {
             Clearing::Hooks => {
                 let outcome = self.ending;
                 if let Ok(mut installed) = self.install() {
+                    // Every checkpoint is left: none is what the take-back
+                    // should find, not strays to look for.
+                    installed.top = None;
                     let local = installed.scope.storage.local;
                     let _ = local.try_with(|local| local.leave(Until::Top(None), outcome));
                     installed.take_back();
