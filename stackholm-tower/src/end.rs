@@ -1,7 +1,7 @@
 //! How a request ends: what its root's exit hooks are told, and the one
 //! place the response future and the body end the request's scope.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 
@@ -62,13 +62,15 @@ pub struct RequestEnd {
 }
 
 thread_local! {
-    /// The requests running on this thread, innermost last, each with its
-    /// storage and how it has ended so far: one is pushed around each run
-    /// of a request's scope and its end, rather than kept in its stack, so
-    /// that a request whose end nobody reads pays for no value there.
-    /// Requests nest (a layer behind a layer, on the same storage or
-    /// another), so this is a stack, not one place.
-    static RUNNING: RefCell<Vec<(Storage, RequestEnd)>> = const { RefCell::new(Vec::new()) };
+    /// The request running on this thread, its storage and how it has
+    /// ended so far: set around each run of the request's scope and its
+    /// end, rather than kept in its stack, so that a request whose end
+    /// nobody reads pays for no value there.
+    static RUNNING: Cell<Option<(Storage, RequestEnd)>> = const { Cell::new(None) };
+    /// The requests of other storages the running one is nested in (a
+    /// layer behind a layer of another storage), innermost last: looked
+    /// into only when asked for another storage than the running one's.
+    static OUTER: RefCell<Vec<(Storage, RequestEnd)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl RequestEnd {
@@ -102,12 +104,17 @@ impl RequestEnd {
     /// [`StackholmLayer`](crate::StackholmLayer), in work it spawned too.
     #[must_use]
     pub fn current(storage: Storage) -> Option<Self> {
-        let running = RUNNING.try_with(|running| {
-            let running = running.try_borrow().ok()?;
-            let (_, end) = running.iter().rev().find(|(of, _)| *of == storage)?;
-            Some(*end)
-        });
-        running.ok().flatten()
+        match RUNNING.try_with(Cell::get).ok().flatten()? {
+            (of, end) if of == storage => Some(end),
+            _ => OUTER
+                .try_with(|outer| {
+                    let outer = outer.try_borrow().ok()?;
+                    let (_, end) = outer.iter().rev().find(|(of, _)| *of == storage)?;
+                    Some(*end)
+                })
+                .ok()
+                .flatten(),
+        }
     }
 
     /// A response with this status was produced.
@@ -131,27 +138,56 @@ impl RequestEnd {
 /// [`RequestEnd::current`] giving `end` for `storage`.
 #[inline]
 pub(crate) fn telling<R>(storage: Storage, end: RequestEnd, f: impl FnOnce() -> R) -> R {
-    /// Takes the request off again, also when `f` panics.
-    struct Told(bool);
+    /// Puts back the request it displaced, also when `f` panics.
+    struct Told {
+        displaced: Option<(Storage, RequestEnd)>,
+        kept_outer: bool,
+    }
     impl Drop for Told {
         #[inline]
         fn drop(&mut self) {
-            if self.0 {
-                let _ = RUNNING.try_with(|running| running.borrow_mut().pop());
+            let _ = RUNNING.try_with(|running| running.set(self.displaced));
+            if self.kept_outer {
+                let _ = OUTER.try_with(|outer| outer.borrow_mut().pop());
             }
         }
     }
-    let told = RUNNING.try_with(|running| running.borrow_mut().push((storage, end)));
-    let _told = Told(told.is_ok());
+    let displaced = RUNNING
+        .try_with(|running| running.replace(Some((storage, end))))
+        .ok()
+        .flatten();
+    let kept_outer = match displaced {
+        Some(of) if of.0 != storage => keep_outer(of),
+        _ => false,
+    };
+    let _told = Told {
+        displaced,
+        kept_outer,
+    };
     f()
 }
 
-/// Records `end` as how the innermost running request has ended so far:
-/// what code run after it in the same run of its scope reads.
+/// Keeps a request of another storage that a new one is nested in, where
+/// [`RequestEnd::current`] finds it.
+#[cold]
+#[inline(never)]
+fn keep_outer(request: (Storage, RequestEnd)) -> bool {
+    OUTER
+        .try_with(|outer| {
+            outer
+                .try_borrow_mut()
+                .map(|mut outer| outer.push(request))
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Records `end` as how the running request has ended so far: what code
+/// run after it in the same run of its scope reads.
 pub(crate) fn record(end: RequestEnd) {
     let _ = RUNNING.try_with(|running| {
-        if let Some((_, now)) = running.borrow_mut().last_mut() {
-            *now = end;
+        if let Some((storage, _)) = running.get() {
+            running.set(Some((storage, end)));
         }
     });
 }

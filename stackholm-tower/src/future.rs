@@ -41,10 +41,10 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(scope: Scope, storage: Storage, inner: F) -> Self {
+    pub(crate) fn new(scope: Option<Scope>, storage: Storage, inner: F) -> Self {
         Self {
             inner: Some(inner),
-            scope: Some(scope),
+            scope,
             storage,
         }
     }

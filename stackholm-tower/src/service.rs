@@ -8,7 +8,7 @@ use stackholm::{Checkpoint, Scope, Storage};
 use tower_service::Service;
 
 use crate::body::ScopedBody;
-use crate::end::{telling, RequestEnd};
+use crate::end::{end, telling, RequestEnd};
 use crate::future::ResponseFuture;
 use crate::seed::{Root, SeedRoot};
 
@@ -64,18 +64,35 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let storage = self.storage;
         let (seed, inner) = (&self.seed, &mut self.inner);
-        // The scope made inside `telling`, so that if the seed or the call
-        // panics, its root's hooks, unwound, still read the request's end.
-        let (scope, future) = telling(storage, RequestEnd::default(), move || {
-            let mut scope = Scope::new(storage, Checkpoint::new());
-            let future = scope.run(move || {
+        let mut scope = Unwinding(Some(Scope::new(storage, Checkpoint::new())), storage);
+        let future = telling(storage, RequestEnd::default(), || {
+            scope.run(move || {
                 let (parts, body) = request.into_parts();
                 seed.seed(&parts, &mut Root::new(storage));
                 inner.call(Request::from_parts(parts, body))
-            });
-            (scope, future)
+            })
         });
-        ResponseFuture::new(scope, storage, future)
+        ResponseFuture::new(scope.0.take(), storage, future)
+    }
+}
+
+/// A request's scope while its service is called: if the seed or the call
+/// panics, the scope ends there, its root's hooks told the request's end.
+struct Unwinding(Option<Scope>, Storage);
+
+impl Unwinding {
+    #[inline]
+    fn run<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let scope = self.0.as_mut();
+        scope.expect("taken only once the call is over").run(f)
+    }
+}
+
+impl Drop for Unwinding {
+    fn drop(&mut self) {
+        if let Some(scope) = self.0.take() {
+            end(scope, self.1, RequestEnd::default());
+        }
     }
 }
 
