@@ -124,23 +124,6 @@ def div(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
-def layer_in_process(medians):
-    """The layer's own cost per request, and the alternatives' for carrying a
-    request's context: axum called in process, no network."""
-    names = ["plain", "pass-through", "task-local", "task-local-no-body", "opentelemetry",
-             "extensions", "layer", "stackholm-seeded", "layer+workload"]
-    figures = {n: medians.get(("layer_per_request", n, "axum-hello-in-process")) for n in names}
-    plain = figures["plain"]
-    if plain is None:
-        return None
-    out = ["| app | per request (µs) | − plain (µs) | ÷ plain |", "|---|---:|---:|---:|"]
-    for name in names:
-        ns = figures[name]
-        if ns is not None:
-            out.append(f"| {name} | {ns / 1000:.2f} | {(ns - plain) / 1000:+.2f} | {ns / plain:.2f}× |")
-    return "\n".join(out)
-
-
 def layer(target):
     path = target / "layer-bench.json"
     if not path.exists():
@@ -215,10 +198,6 @@ def main():
     print(markdown(medians))
     print("\n### Targets\n")
     print(targets(medians))
-    in_process = layer_in_process(medians)
-    if in_process:
-        print("\n### Layer cost per request, in process\n")
-        print(in_process)
     layer_table = layer(args.target_dir)
     if layer_table:
         print("\n### Layer overhead on loopback\n")

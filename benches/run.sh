@@ -28,13 +28,24 @@ out=BENCHMARKS.md.new
     echo "Measured by \`bash benches/run.sh\` in one sitting on $(date -u +%Y-%m-%d),"
     echo "on a machine with $(nproc) cores ($(uname -m)); the figures are the results"
     echo "of that sitting, not a history. Wall-clock figures are criterion medians,"
-    echo "each the median of $runs runs; on a shared machine they move by tens of per"
+    echo "each the median of $runs runs (the layer's, interleaved rounds instead: see"
+    echo "below); on a shared machine they move by tens of per"
     echo "cent between sittings, so ratios between implementations measured in the"
     echo "same sitting are what to compare. Instruction counts (callgrind) do not"
     echo "drift with the machine's load. The workloads and the alternatives are in"
     echo "\`benches/src/lib.rs\`, each alternative given its best shot."
     echo
     python3 benches/report.py --baselines "$(IFS=,; echo "${baselines[*]}")"
+    echo
+    echo "### Layer cost per request, in process"
+    echo
+    echo "Each request carries a request id and a user in two headers; each app but"
+    echo "\`plain\`, \`pass-through\` and \`layer\` (an empty root) puts them in a context"
+    echo "of two \`String\`s and the handler reads both (\`benches/src/carry.rs\`)."
+    echo "Measured interleaved by \`benches/wall.sh\`, which says why; the same apps"
+    echo "are the criterion group \`layer_per_request\`."
+    echo
+    bash benches/wall.sh
     if command -v valgrind >/dev/null; then
         echo
         echo "### Instructions"
