@@ -148,7 +148,7 @@ pub(crate) fn telling<R>(storage: Storage, end: RequestEnd, f: impl FnOnce() -> 
         fn drop(&mut self) {
             let _ = RUNNING.try_with(|running| running.set(self.displaced));
             if self.kept_outer {
-                let _ = OUTER.try_with(|outer| outer.borrow_mut().pop());
+                let _ = OUTER.try_with(|outer| outer.try_borrow_mut().map(|mut outer| outer.pop()));
             }
         }
     }
@@ -202,15 +202,8 @@ pub(crate) fn end(scope: Scope, storage: Storage, end: RequestEnd) {
 /// Ends a request's scope once its response is complete: the request's
 /// values go now, not whenever the connection gets round to dropping the
 /// body.
-///
-/// A root exit hook or a value's destructor may panic (the first panic is
-/// resumed once all have run). Nothing is left to fail by then: the panic
-/// hook has reported the panic, and unwinding on into the server would only
-/// drop the connection, with the complete response still in its buffer.
 pub(crate) fn end_complete(scope: Scope, storage: Storage, done: RequestEnd) {
-    // Unwind safe: the scope is gone whether it panics or not, and the
-    // stack it ran in is taken back from the thread on the way out.
-    let _ = panic::catch_unwind(AssertUnwindSafe(|| end(scope, storage, done)));
+    telling(storage, done, || drop_caught(scope));
 }
 
 /// Drops what a request left unfinished, its future or its body, inside
@@ -235,6 +228,18 @@ pub(crate) fn end_unfinished<T>(
             let _ = scope.try_run(|| inner.set(None));
             inner.set(None);
         }
-        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(scope)));
+        drop_caught(scope);
     });
+}
+
+/// Drops a request's scope whose response is complete or gone.
+///
+/// A root exit hook or a value's destructor may panic (the first panic is
+/// resumed once all have run). Nothing is left to fail by then: the panic
+/// hook has reported the panic, and unwinding on into the server would only
+/// drop the connection, with the complete response still in its buffer.
+fn drop_caught(scope: Scope) {
+    // Unwind safe: the scope is gone whether it panics or not, and the
+    // stack it ran in is taken back from the thread on the way out.
+    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(scope)));
 }

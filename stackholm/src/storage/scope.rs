@@ -275,12 +275,10 @@ impl Drop for Scope {
     /// storage, or on an exiting thread) the stack and its values are
     /// dropped as they are, with nothing borrowed.
     fn drop(&mut self) {
-        if self.stack.as_ref().is_some_and(|stack| stack.depth() > 0) {
-            // Kept by the thread even if a hook or a destructor panics.
-            let _keep = KeepSpare(self);
-            _keep.0.end();
-        } else if let Some(stack) = self.stack.take() {
-            let _ = self.storage.local.try_with(|local| local.keep_spare(stack));
+        // Kept by the thread even if a hook or a destructor panics.
+        let keep = KeepSpare(self);
+        if keep.0.stack.as_ref().is_some_and(|stack| stack.depth() > 0) {
+            keep.0.end();
         }
     }
 }
