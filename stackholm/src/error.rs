@@ -206,6 +206,22 @@ impl<T> PartialEq<Error> for SetError<T> {
     }
 }
 
+/// The error of a set with no checkpoint active, handing `value` back; out
+/// of line, so that a set stays small.
+#[cold]
+#[inline(never)]
+pub(crate) fn no_checkpoint<T>(
+    operation: Operation,
+    key: &'static crate::Key<T>,
+    value: T,
+) -> SetError<T> {
+    let err = Error::NoCheckpoint {
+        operation,
+        key: Some(key.name()),
+    };
+    SetError::new(value, err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,8 @@
 use std::any::Any;
 use std::fmt;
 
-use super::slot::{downcast, Carried, Erased};
+use super::erased::Carried;
+use super::slots::{downcast, Erased};
 use crate::exit::Hook;
 use crate::Key;
 

@@ -7,8 +7,7 @@
 //! dropped after it is released, with the stack consistent.
 
 use super::panics::Panics;
-use super::slot::ErasedSlot;
-use super::slots::{Setting, Slots};
+use super::slots::{ErasedSlot, Setting, Slots};
 
 /// Values waiting to be dropped, in slots kept for reuse (one per key), so
 /// that dropping values allocates nothing once warm.
@@ -89,7 +88,7 @@ impl Removed {
     }
 }
 
-/// The slots of a [cleared](super::frames::Frames::clear) stack, holding the values of
+/// The slots of a [cleared](super::Stack::clear) stack, holding the values of
 /// the checkpoints it left, and their settings.
 pub(crate) struct Cleared {
     pub(super) slots: Slots,

@@ -1,21 +1,28 @@
-//! The owned stack: the frames core, with the values it takes off dropped
-//! at once.
+//! The stack: checkpoints over the slots of the keys set in them, and the
+//! path every read and write takes, from the key's tag to its value.
+//!
+//! Nothing here runs user code. What a method takes off the stack it
+//! hands back, to the caller or into [`Removed`], for the layer above to
+//! drop when that is safe: the owned `Stack` at once, an ambient storage
+//! once its borrow is released. Values whose drop runs no code are dropped
+//! in place. Moving checkpoints on and off whole, and leaving step by step
+//! past exit hooks, are the children `moves` and `steps`.
 
-use std::convert::Infallible;
+mod moves;
+mod steps;
+
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
-use super::checkpoint::Checkpoint;
-use super::frames::{Clearing, Frames, Step, Until};
 use super::ids::{FrameId, FrameIds};
-use super::leave::leave_by_steps;
 use super::panics::Panics;
-use super::removed::Cleared;
 use super::removed::Removed;
-use super::slot::{Entry, Value};
-use crate::error::{Operation, SetError};
-use crate::exit::{Hook, Outcome};
-use crate::{Error, Key};
+use super::slots::{Setting, Slots, Value};
+use crate::error::{no_checkpoint, Operation, SetError};
+use crate::exit::Hook;
+use crate::Key;
+
+pub(crate) use steps::{leave_by_steps, Clearing, Step, Until};
 
 /// A LIFO stack of checkpoints and the values set in them.
 ///
@@ -55,7 +62,15 @@ use crate::{Error, Key};
 /// ```
 #[derive(Default)]
 pub struct Stack {
-    frames: Frames,
+    /// The active checkpoints, outermost first.
+    frames: Vec<Frame>,
+    /// The settings every frame holds, frame after frame: a frame's are
+    /// from its `start` to the next frame's.
+    settings: Vec<Setting>,
+    /// Exit hooks with the depth of their frame, in the order of the
+    /// frames, each frame's in the order registered.
+    hooks: Vec<(u32, Hook)>,
+    slots: Slots,
     /// Ids for the checkpoints entered here.
     ids: FrameIds,
     /// Values taken off with drop glue, dropped before a method returns
@@ -63,12 +78,24 @@ pub struct Stack {
     removed: Removed,
 }
 
+/// One active checkpoint.
+#[derive(Debug)]
+struct Frame {
+    id: FrameId,
+    name: Option<&'static str>,
+    /// Where its settings start in [`Stack::settings`].
+    start: u32,
+}
+
 impl Stack {
     /// An empty stack: no checkpoint is active.
     #[must_use]
     pub const fn new() -> Self {
         Self {
-            frames: Frames::new(),
+            frames: Vec::new(),
+            settings: Vec::new(),
+            hooks: Vec::new(),
+            slots: Slots::new(),
             ids: FrameIds::new(),
             removed: Removed::new(),
         }
@@ -78,7 +105,7 @@ impl Stack {
     #[inline]
     #[must_use]
     pub fn depth(&self) -> usize {
-        self.frames.depth()
+        self.frames.len()
     }
 
     /// Enters a new, empty checkpoint; it is left when the guard is dropped.
@@ -91,60 +118,21 @@ impl Stack {
         StackGuard { stack: self, id }
     }
 
-    /// Enters `checkpoint` with the values pre-loaded into it; they are
-    /// visible until the guard is dropped.
-    pub fn enter_with(&mut self, mut checkpoint: Checkpoint) -> StackGuard<'_> {
-        let id = self.open_with(&mut checkpoint);
-        StackGuard { stack: self, id }
-    }
-
-    /// Enters `checkpoint` without a guard; [`pop`](Self::pop) leaves it.
-    ///
-    /// This is the manual form of [`enter_with`](Self::enter_with), for
-    /// checkpoints whose lifetime is not a lexical scope.
-    pub fn push(&mut self, mut checkpoint: Checkpoint) {
-        self.open_with(&mut checkpoint);
-    }
-
-    /// Leaves the innermost checkpoint and returns it, holding every value
-    /// that was set in it; entering it again brings them back. `None` if no
-    /// checkpoint is active.
-    ///
-    /// ```
-    /// # use stackholm::{Checkpoint, Key, Stack};
-    /// static A: Key<u8> = Key::new("a");
-    ///
-    /// let mut stack = Stack::new();
-    /// stack.push(Checkpoint::new());
-    /// stack.set(&A, 7)?;
-    /// let saved = stack.pop().expect("a checkpoint is active");
-    /// assert_eq!(stack.get(&A), None);
-    ///
-    /// stack.push(saved);
-    /// assert_eq!(stack.get(&A), Some(&7));
-    /// # Ok::<(), stackholm::Error>(())
-    /// ```
-    pub fn pop(&mut self) -> Option<Checkpoint> {
-        let mut checkpoint = Checkpoint::new();
-        self.frames.pop_into(&mut checkpoint)?;
-        Some(checkpoint)
-    }
-
     /// Sets a value in the innermost checkpoint, replacing the value that
     /// checkpoint already held for `key` and shadowing any outer one until
     /// the checkpoint is left.
     ///
     /// # Errors
     ///
-    /// [`Error::NoCheckpoint`] if no checkpoint is active; the error hands
-    /// the value back.
+    /// [`Error::NoCheckpoint`](crate::Error::NoCheckpoint) if no checkpoint
+    /// is active; the error hands the value back.
     #[inline]
     pub fn set<T: Send + 'static>(
         &mut self,
         key: &'static Key<T>,
         value: T,
     ) -> Result<(), SetError<T>> {
-        match self.frames.set(key, value) {
+        match self.replace(key, value) {
             Ok(replaced) => {
                 drop(replaced);
                 Ok(())
@@ -162,146 +150,112 @@ impl Stack {
     #[inline(always)]
     #[must_use]
     pub fn get<T: Send + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
-        self.frames.get(key)
-    }
-
-    /// Removes the nearest setting of `key`: the next outer setting, if any, becomes
-    /// visible again. Returns whether there was a setting to remove: none
-    /// where no checkpoint is active.
-    ///
-    /// The setting removed may belong to an outer checkpoint; it stays
-    /// removed when the inner checkpoints are left. A
-    /// [private](Key::private) key's setting is removed only from the
-    /// innermost checkpoint, the only one where it is visible.
-    pub fn remove<T: Send + 'static>(&mut self, key: &'static Key<T>) -> bool {
-        self.frames.take_nearest(key).is_some()
-    }
-
-    /// Removes every setting of `key` in every active checkpoint and returns
-    /// how many there were.
-    pub fn reset<T: Send + 'static>(&mut self, key: &'static Key<T>) -> usize {
-        self.frames.take_all(key).len()
-    }
-
-    /// A checkpoint pre-loaded with the checkpoint values visible here of
-    /// every [inherited](Key::inherited) key: the nearest setting of each,
-    /// shared rather than copied. Values of other keys stay here.
-    ///
-    /// Entering it on another stack (a spawned task's, another thread's)
-    /// gives code there the values visible here; what it sets there stays
-    /// there. Taking a snapshot costs a look at each value on the stack and
-    /// one reference count per inherited value it carries, however many
-    /// keys the thread has used; the first snapshot of a value moves it
-    /// into a shared allocation.
-    ///
-    /// ```
-    /// # use stackholm::{Key, Stack};
-    /// static USER: Key<String> = Key::new("user").inherited();
-    ///
-    /// let mut parent = Stack::new();
-    /// let mut root = parent.enter();
-    /// root.set(&USER, "alice".to_owned())?;
-    /// let snapshot = root.snapshot();
-    ///
-    /// let mut child = Stack::new();
-    /// let mut inherited = child.enter_with(snapshot);
-    /// assert_eq!(inherited.get(&USER).map(String::as_str), Some("alice"));
-    /// inherited.set(&USER, "bob".to_owned())?;
-    /// assert_eq!(root.get(&USER).map(String::as_str), Some("alice"));
-    /// # Ok::<(), stackholm::Error>(())
-    /// ```
-    #[must_use]
-    pub fn snapshot(&mut self) -> Checkpoint {
-        self.frames.snapshot()
-    }
-
-    /// The names of the active checkpoints that have one, outermost first;
-    /// see [`Checkpoint::named`].
-    #[must_use]
-    pub fn names(&self) -> Vec<&'static str> {
-        self.frames.names()
+        let (setting, slot) = self.slots.typed(key)?;
+        let top = slot.top()?;
+        if setting.private() && top.depth as usize + 1 != self.frames.len() {
+            return None;
+        }
+        Some(top.value.get())
     }
 
     /// Enters a new, empty checkpoint and returns its id.
     #[inline]
     pub(crate) fn open(&mut self) -> FrameId {
         let id = self.ids.next();
-        self.frames.enter(id);
+        if self.frames.len() == self.frames.capacity() {
+            self.grow();
+        }
+        self.frames.push(Frame {
+            id,
+            name: None,
+            start: self.settings.len() as u32,
+        });
         id
     }
 
-    /// Enters `checkpoint` and returns its id.
-    pub(crate) fn open_with(&mut self, checkpoint: &mut Checkpoint) -> FrameId {
-        let id = self.ids.next();
-        self.frames.enter_with(id, checkpoint);
-        id
+    /// Doubles the room for frames, starting from one: a suspended scope
+    /// holds its root only, and should not hold room for four.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        self.frames.reserve_exact(self.frames.capacity().max(1));
     }
-}
 
-/// What the ambient storages do to a stack: each method hands back what it
-/// takes off (a replaced value, a removed one, values left in
-/// `Removed`), for the storage to drop once its borrow is released.
-impl Stack {
-    /// Sets a value in the innermost checkpoint, or in the outermost one
-    /// if `root`; returns the value it replaces, or `value` back if no
+    /// Sets a value in the innermost checkpoint; returns the value it
+    /// replaces (the caller's to drop), or gives `value` back if no
     /// checkpoint is active.
+    // Always inlined, like the read: the caller then drops what is replaced
+    // without a result passed through memory.
     #[inline(always)]
     pub(crate) fn replace<T: Send + 'static>(
         &mut self,
         key: &'static Key<T>,
         value: T,
-        root: bool,
     ) -> Result<Option<Value<T>>, T> {
-        if root {
-            self.frames.set_root(key, value)
-        } else {
-            self.frames.set(key, value)
+        let Some(depth) = self.frames.len().checked_sub(1) else {
+            return Err(value);
+        };
+        let (setting, slot) = self.slots.typed_or_insert(key);
+        let replaced = slot.set(depth as u32, value);
+        if replaced.is_none() {
+            self.settings.push(setting);
         }
-    }
-
-    /// Takes the nearest setting of `key` off; see [`remove`](Self::remove).
-    pub(crate) fn take_nearest<T: Send + 'static>(
-        &mut self,
-        key: &'static Key<T>,
-    ) -> Option<Value<T>> {
-        self.frames.take_nearest(key)
-    }
-
-    /// Takes every setting of `key` off; see [`reset`](Self::reset).
-    pub(crate) fn take_all<T: Send + 'static>(&mut self, key: &'static Key<T>) -> Vec<Entry<T>> {
-        self.frames.take_all(key)
-    }
-
-    /// Registers an exit hook on the innermost checkpoint, or on the
-    /// outermost one if `root`; gives it back if no checkpoint is active.
-    pub(crate) fn register(&mut self, hook: Hook, root: bool) -> Result<(), Hook> {
-        self.frames.on_exit(hook, root)
+        Ok(replaced)
     }
 
     /// The id of the innermost checkpoint, if one is active.
     #[inline]
     pub(crate) fn top_id(&self) -> Option<FrameId> {
-        self.frames.top_id()
-    }
-
-    /// Takes the checkpoint `id` off into `checkpoint`, keeping its values,
-    /// if it is the innermost one; returns whether it was.
-    pub(crate) fn suspend(&mut self, id: FrameId, checkpoint: &mut Checkpoint) -> bool {
-        self.frames.suspend(id, checkpoint)
+        Some(self.frames.last()?.id)
     }
 
     /// Leaves the checkpoint `id` if it is the innermost one and has no
-    /// exit hooks, its values kept for [`take_removed`](Self::take_removed);
-    /// returns whether it did.
-    #[inline]
+    /// exit hooks, its values kept for [`take_removed`](Self::take_removed):
+    /// the common case of leaving, kept small enough to inline. Returns
+    /// whether it did.
+    // Always inlined: a call here measured 30 instructions more a leave.
+    #[inline(always)]
     pub(crate) fn leave_top(&mut self, id: FrameId) -> bool {
-        self.frames.leave_top(id, &mut self.removed)
+        let on_top = self.frames.last().is_some_and(|top| top.id == id);
+        if on_top && !self.top_has_hooks() {
+            self.pop_top();
+            true
+        } else {
+            false
+        }
     }
 
-    /// One step of leaving towards `until` (see [`Frames::step`]), the
-    /// values taken off kept for [`take_removed`](Self::take_removed).
-    pub(crate) fn step(&mut self, until: Until) -> Step {
-        self.frames.step(until, &mut self.removed)
+    /// Whether the innermost checkpoint has exit hooks.
+    #[inline]
+    fn top_has_hooks(&self) -> bool {
+        let depth = self.frames.len() as u32;
+        self.hooks.last().is_some_and(|&(at, _)| at + 1 == depth)
+    }
+
+    /// Leaves the innermost checkpoint, whose hooks have run; values that
+    /// run code when dropped go to `removed`, the last set first, the
+    /// others are dropped here.
+    #[inline]
+    fn pop_top(&mut self) {
+        debug_assert!(
+            !self.top_has_hooks(),
+            "hooks run before their frame is left"
+        );
+        let Some(frame) = self.frames.pop() else {
+            return;
+        };
+        let start = frame.start as usize;
+        for &setting in self.settings[start..].iter().rev() {
+            let slot = self.slots.at_mut(setting);
+            if setting.drops() {
+                self.removed.keep(slot);
+            } else {
+                slot.drop_top();
+            }
+        }
+        // Nothing above can fail halfway: no user code runs, and the
+        // settings are cut once their values are off.
+        self.settings.truncate(start);
     }
 
     /// The values taken off and waiting to be dropped, if there are any.
@@ -316,70 +270,17 @@ impl Stack {
         self.removed.give_back(emptied);
     }
 
-    /// Leaves every checkpoint at once if none has an exit hook, handing
-    /// their values back; see [`Frames::clear`].
-    pub(crate) fn clear(&mut self) -> Clearing {
-        self.frames.clear()
-    }
-
-    /// Puts back the slots [`clear`](Self::clear) took with the values;
-    /// see [`Frames::restore`].
-    pub(crate) fn restore(&mut self, cleared: Cleared) {
-        self.frames.restore(cleared);
-    }
-
-    /// Whether the stack is small enough to keep for reuse: no checkpoint
-    /// active, at most `frames` of room for checkpoints and `keys` slots.
-    pub(crate) fn reusable(&self, frames: usize, keys: usize) -> bool {
-        self.frames.depth() == 0 && self.frames.capacity() <= frames && self.frames.keys() <= keys
-    }
-
-    /// How many keys the stack holds a slot for.
-    #[cfg(test)]
-    pub(crate) fn keys(&self) -> usize {
-        self.frames.keys()
-    }
-
     /// Leaves the checkpoint `id` and any still active inside it, running
     /// their exit hooks and dropping their values.
     #[inline]
     fn leave(&mut self, id: FrameId) {
-        if self.frames.leave_top(id, &mut self.removed) {
-            if !self.removed.is_empty() {
-                let mut panics = Panics::default();
-                self.removed.drop_all(&mut panics);
-                panics.resume();
-            }
-            return;
+        if !self.leave_top(id) {
+            self.leave_stepwise(id);
+        } else if !self.removed.is_empty() {
+            let mut panics = Panics::default();
+            self.removed.drop_all(&mut panics);
+            panics.resume();
         }
-        let left = leave_by_steps(Outcome::Left, |panics| {
-            let step = self.frames.step(Until::Left(id), &mut self.removed);
-            self.removed.drop_all(panics);
-            Ok::<_, Infallible>(step)
-        });
-        let Ok(_) = left;
-    }
-}
-
-/// The error of a set with no checkpoint active, handing `value` back; out
-/// of line, so that the set stays small.
-#[cold]
-#[inline(never)]
-pub(crate) fn no_checkpoint<T>(
-    operation: Operation,
-    key: &'static Key<T>,
-    value: T,
-) -> SetError<T> {
-    let err = Error::NoCheckpoint {
-        operation,
-        key: Some(key.name()),
-    };
-    SetError::new(value, err)
-}
-
-impl fmt::Debug for Stack {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.frames.fmt(f)
     }
 }
 

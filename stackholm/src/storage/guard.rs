@@ -4,7 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use super::{Storage, Unreached};
-use crate::engine::FrameId;
+use crate::engine::{FrameId, Until};
 use crate::exit::Outcome;
 
 /// A checkpoint entered on a [`Storage`]; dropping the guard leaves it.
@@ -84,9 +84,11 @@ impl Drop for CheckpointGuard {
         // A busy stack is lent to a read: the checkpoint is left when that
         // is over. Every other error means the checkpoint cannot be reached
         // from here; see the type's docs for why each is left as it is.
-        if let Err(Unreached::Busy) = self.storage.leave(self.id, Outcome::Left) {
-            self.storage.defer_leave(self.id);
-        }
+        let _ = self.storage.local.try_with(|local| {
+            if let Err(Unreached::Busy) = local.leave(Until::Left(self.id), Outcome::Left) {
+                local.defer_leave(self.id);
+            }
+        });
     }
 }
 

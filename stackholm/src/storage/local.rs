@@ -38,7 +38,7 @@ pub struct Local {
     /// The stack that the storage's methods reach: the innermost running
     /// scope's, or the thread's own when no scope is running (made on the
     /// thread's first write).
-    current: RefCell<Option<Box<Stack>>>,
+    pub(super) current: RefCell<Option<Box<Stack>>>,
     /// The stacks holding checkpoints set aside by the running scopes,
     /// outermost first.
     #[expect(clippy::vec_box, reason = "stacks move in and out as pointers")]
@@ -112,23 +112,11 @@ impl Local {
         self.scopes.get() > 0
     }
 
-    /// Runs `f` on the current stack, lent; `None` while it is being
-    /// changed, or if the thread has none yet.
+    /// Runs `f` on the current stack, borrowed to be changed; `None` while
+    /// it is lent or being changed, or if the thread has none yet.
     #[inline]
-    pub(super) fn read<R>(&self, f: impl FnOnce(&Stack) -> Option<R>) -> Option<R> {
-        f(self.current.try_borrow().ok()?.as_deref()?)
-    }
-
-    /// Runs `f` on the current stack, borrowed to be changed (made if the
-    /// thread has none yet); `None` while it is lent or being changed.
-    #[inline]
-    pub(super) fn write<R>(&self, f: impl FnOnce(&mut Stack) -> R) -> Option<R> {
-        let mut current = self.current.try_borrow_mut().ok()?;
-        let stack = match &mut *current {
-            Some(stack) => stack,
-            None => current.insert(Box::default()),
-        };
-        Some(f(stack))
+    fn write<R>(&self, f: impl FnOnce(&mut Stack) -> R) -> Option<R> {
+        Some(f(self.current.try_borrow_mut().ok()?.as_deref_mut()?))
     }
 
     /// Makes `stack` the current stack until [`uninstall`](Self::uninstall)

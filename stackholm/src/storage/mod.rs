@@ -6,6 +6,7 @@ mod inherit;
 mod local;
 mod scope;
 
+use std::cell::RefMut;
 use std::fmt;
 use std::thread::LocalKey;
 
@@ -15,8 +16,8 @@ pub(crate) use local::Unreached;
 pub(crate) use scope::held_across;
 pub use scope::{Scope, Scoped};
 
-use crate::engine::{no_checkpoint, FrameId, Until};
-use crate::error::{Operation, SetError};
+use crate::engine::{FrameId, Until};
+use crate::error::{no_checkpoint, Operation, SetError};
 use crate::exit::{Hook, Outcome};
 use crate::{Checkpoint, Error, Key, Stack};
 
@@ -367,7 +368,12 @@ impl Storage {
     ) -> Result<(), SetError<T>> {
         let mut unset = Some(value);
         let put = self.write(operation, |stack| {
-            stack.replace(key, unset.take().expect(ONCE), root)
+            let value = unset.take().expect(ONCE);
+            if root {
+                stack.replace_root(key, value)
+            } else {
+                stack.replace(key, value)
+            }
         });
         match put {
             Ok(Ok(replaced)) => {
@@ -513,8 +519,7 @@ impl Storage {
     /// if it is the innermost one of the current stack; returns whether it
     /// was.
     pub(crate) fn suspend(&self, id: FrameId, checkpoint: &mut Checkpoint) -> bool {
-        self.local
-            .try_with(|local| local.write(|stack| stack.suspend(id, checkpoint)) == Some(true))
+        self.write(Operation::Enter, |stack| stack.suspend(id, checkpoint))
             .unwrap_or(false)
     }
 
@@ -553,15 +558,12 @@ impl Storage {
                 return None;
             }
             let _after = AfterRead(local);
-            local.read(f)
+            // Bound, so that the loan ends before `_after` looks for
+            // deferred leaves.
+            let read = f(local.current.try_borrow().ok()?.as_deref()?);
+            read
         });
         read.unwrap_or(None)
-    }
-
-    /// Leaves the checkpoint `id` once the current stack is no longer lent
-    /// to a read.
-    pub(crate) fn defer_leave(&self, id: FrameId) {
-        let _ = self.local.try_with(|local| local.defer_leave(id));
     }
 
     /// Runs `f` on the current stack, borrowed. `f` must not drop values
@@ -573,7 +575,16 @@ impl Storage {
         f: impl FnOnce(&mut Stack) -> R,
     ) -> Result<R, Error> {
         self.local(operation, |local| {
-            local.write(f).ok_or(Error::Busy { operation })
+            let write = |mut current: RefMut<'_, Option<Box<Stack>>>| {
+                let stack = match &mut *current {
+                    Some(stack) => stack,
+                    // The thread's own stack, made on its first write.
+                    None => current.insert(Box::default()),
+                };
+                f(stack)
+            };
+            let current = local.current.try_borrow_mut().ok();
+            current.map(write).ok_or(Error::Busy { operation })
         })
     }
 }
