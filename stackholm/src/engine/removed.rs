@@ -87,27 +87,3 @@ impl Removed {
         }
     }
 }
-
-/// The slots of a [cleared](super::Stack::clear) stack, holding the values of
-/// the checkpoints it left, and their settings.
-pub(crate) struct Cleared {
-    pub(super) slots: Slots,
-    pub(super) settings: Vec<Setting>,
-}
-
-impl Cleared {
-    /// Drops every value, in the order leaving the checkpoints one by one
-    /// would (the innermost first, each its last set first), with no
-    /// storage borrowed; a destructor that panics does not stop the others,
-    /// and its panic is kept in `panics`.
-    pub(crate) fn drop_values(&mut self, panics: &mut Panics) {
-        while let Some(setting) = self.settings.pop() {
-            let slot = self.slots.at_mut(setting);
-            if setting.drops() {
-                panics.catch(|| slot.drop_top());
-            } else {
-                slot.drop_top();
-            }
-        }
-    }
-}

@@ -150,60 +150,44 @@ impl Scope {
 
     /// Installs the scope's stack until the returned guard takes it back:
     /// the one way in, for runs, polls and the scope's end.
-    ///
-    /// Two thread-local lookups, install and take-back, measure fewer
-    /// instructions than one lookup wrapped around the call.
     #[inline]
     fn install(&mut self) -> Result<Installed<'_>, Error> {
-        let top = self.stack.as_ref().and_then(|stack| stack.top_id());
-        let parked = self
-            .storage
-            .local
-            .try_with(|local| local.install(&mut self.stack))
-            .map_err(|_| Error::Destroyed)??;
-        Ok(Installed {
-            scope: self,
-            top,
-            parked,
-            taken_back: false,
-        })
+        Installed::new(self.storage, &mut self.stack, &mut self.ending)
     }
 
     /// Leaves the checkpoints still active, inside the scope.
     ///
-    /// Without exit hooks, the stack is cleared at once and the values
-    /// dropped straight from the slots taken off it, with the emptied
-    /// stack installed, so that their destructors see the scope's stack
-    /// with their checkpoint gone; with hooks, the checkpoints are left one
-    /// by one as guards would leave them.
+    /// Without exit hooks, the stack is cleared at once, its values
+    /// dropped straight from their slots with an empty stack installed in
+    /// its place: their destructors see the scope's storage as the scope's
+    /// stack, with their checkpoints gone, would show it. With hooks, the
+    /// checkpoints are left one by one as guards would leave them.
     fn end(&mut self) {
         let Some(stack) = self.stack.as_mut() else {
             return;
         };
-        let mut cleared = match stack.clear() {
-            Clearing::Done => return,
-            Clearing::Values(cleared) => cleared,
+        let mut panics = Panics::default();
+        match stack.clearing() {
+            Clearing::Nothing => stack.clear(&mut panics),
+            Clearing::Values => {
+                // Where the stand-in cannot be installed, the values are
+                // dropped with nothing installed, and nothing borrowed.
+                let mut stand_in = None;
+                let installed = Installed::new(self.storage, &mut stand_in, &mut self.ending);
+                stack.clear(&mut panics);
+                drop(installed);
+            }
             Clearing::Hooks => {
                 let outcome = self.ending;
                 if let Ok(mut installed) = self.install() {
                     // Every checkpoint is left: none is what the take-back
                     // should find, not strays to look for.
                     installed.top = None;
-                    let local = installed.scope.storage.local;
+                    let local = installed.storage.local;
                     let _ = local.try_with(|local| local.leave(Until::Top(None), outcome));
                     installed.take_back();
                 }
-                return;
             }
-        };
-        let mut panics = Panics::default();
-        // Installed while the values are dropped; where it cannot be, they
-        // are dropped as they are, with nothing borrowed.
-        let installed = self.install();
-        cleared.drop_values(&mut panics);
-        drop(installed);
-        if let Some(stack) = self.stack.as_mut() {
-            stack.restore(cleared);
         }
         panics.resume();
     }
@@ -213,26 +197,53 @@ impl Scope {
 /// when the call panics, once the checkpoints that outlived the call are
 /// left.
 struct Installed<'a> {
-    scope: &'a mut Scope,
+    storage: Storage,
+    /// Where the stack goes back to.
+    stack: &'a mut Option<Box<Stack>>,
+    /// What the scope's checkpoints are told when it ends: a panic through
+    /// the call makes it [`Outcome::Unwound`].
+    ending: &'a mut Outcome,
     /// The innermost checkpoint when the stack was installed.
     top: Option<FrameId>,
     /// Whether the stack it replaced was parked, rather than waiting in
-    /// the scope.
+    /// `stack`.
     parked: bool,
     taken_back: bool,
 }
 
-impl Installed<'_> {
+impl<'a> Installed<'a> {
+    /// Two thread-local lookups, install and take-back, measure fewer
+    /// instructions than one lookup wrapped around the call.
+    #[inline]
+    fn new(
+        storage: Storage,
+        stack: &'a mut Option<Box<Stack>>,
+        ending: &'a mut Outcome,
+    ) -> Result<Self, Error> {
+        let top = stack.as_ref().and_then(|stack| stack.top_id());
+        let parked = storage
+            .local
+            .try_with(|local| local.install(stack))
+            .map_err(|_| Error::Destroyed)??;
+        Ok(Self {
+            storage,
+            stack,
+            ending,
+            top,
+            parked,
+            taken_back: false,
+        })
+    }
+
     /// Takes the stack back; returns how many checkpoints entered during the
     /// call had to be left.
     #[inline]
     fn take_back(&mut self) -> usize {
         self.taken_back = true;
-        let (top, parked, stack) = (self.top, self.parked, &mut self.scope.stack);
-        self.scope
-            .storage
+        let (top, parked) = (self.top, self.parked);
+        self.storage
             .local
-            .try_with(|local| local.uninstall(top, stack, parked))
+            .try_with(|local| local.uninstall(top, self.stack, parked))
             .unwrap_or(0)
     }
 }
@@ -244,7 +255,7 @@ impl Drop for Installed<'_> {
             if std::thread::panicking() {
                 // The call is unwinding: the scope's work ends with the
                 // panic, even if whoever catches it drops the scope later.
-                self.scope.ending = Outcome::Unwound;
+                *self.ending = Outcome::Unwound;
             }
             self.take_back();
         }

@@ -17,7 +17,6 @@ use std::convert::Infallible;
 use super::Stack;
 use crate::engine::ids::FrameId;
 use crate::engine::panics::Panics;
-use crate::engine::removed::Cleared;
 use crate::exit::{Hook, Outcome};
 
 /// Where leaving stops.
@@ -73,14 +72,15 @@ pub(crate) fn leave_by_steps<E>(
     result
 }
 
-/// What [`Stack::clear`] did.
+/// What leaving every checkpoint of a stack at once would run: see
+/// [`Stack::clearing`].
 pub(crate) enum Clearing {
-    /// Nothing: a checkpoint has exit hooks, so they are left one by one.
+    /// Exit hooks: the checkpoints are left one by one instead.
     Hooks,
-    /// Left them all; no value's drop ran code.
-    Done,
-    /// Left them all; their values wait to be dropped.
-    Values(Cleared),
+    /// Destructors of values, and no exit hook.
+    Values,
+    /// No user code at all.
+    Nothing,
 }
 
 impl Stack {
@@ -128,38 +128,35 @@ impl Stack {
         let Ok(_) = left;
     }
 
-    /// Leaves every checkpoint at once, if none has an exit hook: what ends
-    /// a scope whose checkpoints have no hooks, with none of the step by
-    /// step machinery of leaving. Values whose drop runs no code are
-    /// dropped in place; the others are handed back still in their slots,
-    /// which the stack goes on without until [`restore`](Self::restore)
-    /// puts them back.
-    pub(crate) fn clear(&mut self) -> Clearing {
+    /// What [`clear`](Self::clear) would run.
+    pub(crate) fn clearing(&self) -> Clearing {
         if !self.hooks.is_empty() {
-            return Clearing::Hooks;
+            Clearing::Hooks
+        } else if self.settings.iter().any(|setting| setting.drops()) {
+            Clearing::Values
+        } else {
+            Clearing::Nothing
         }
-        self.frames.clear();
-        if self.settings.iter().any(|setting| setting.drops()) {
-            return Clearing::Values(Cleared {
-                slots: std::mem::take(&mut self.slots),
-                settings: std::mem::take(&mut self.settings),
-            });
-        }
-        for setting in self.settings.drain(..) {
-            self.slots.at_mut(setting).drop_top();
-        }
-        Clearing::Done
     }
 
-    /// Gives the emptied slots of `cleared` back, so that the stack, kept
-    /// for another scope, sets the same keys without allocating. Where the
-    /// destructors left checkpoints on it meanwhile, their slots stay and
-    /// these go.
-    pub(crate) fn restore(&mut self, cleared: Cleared) {
-        debug_assert!(cleared.settings.is_empty(), "values are dropped first");
-        if self.frames.is_empty() {
-            self.slots = cleared.slots;
-            self.settings = cleared.settings;
+    /// Leaves every checkpoint at once, innermost first, each value last
+    /// set first, with none of the step by step machinery of leaving: what
+    /// ends a scope whose checkpoints have no exit hooks. A destructor that
+    /// panics does not stop the others; its panic is kept in `panics`.
+    ///
+    /// The values are dropped here, with the stack borrowed: call it on a
+    /// stack no storage holds, with no exit hook (see
+    /// [`clearing`](Self::clearing)).
+    pub(crate) fn clear(&mut self, panics: &mut Panics) {
+        debug_assert!(self.hooks.is_empty(), "hooks are run by leaving");
+        self.frames.clear();
+        while let Some(setting) = self.settings.pop() {
+            let slot = self.slots.at_mut(setting);
+            if setting.drops() {
+                panics.catch(|| slot.drop_top());
+            } else {
+                slot.drop_top();
+            }
         }
     }
 
