@@ -203,6 +203,21 @@ impl Stack {
         Ok(replaced)
     }
 
+    /// Sets a value in the outermost checkpoint, under any settings of the
+    /// checkpoints nested in it; as [`replace`](Self::replace) otherwise.
+    #[inline(always)]
+    pub(crate) fn replace_root<T: Send + 'static>(
+        &mut self,
+        key: &'static Key<T>,
+        value: T,
+    ) -> Result<Option<Value<T>>, T> {
+        if self.frames.len() > 1 {
+            return Ok(self.replace_under(key, value));
+        }
+        // The root is the innermost checkpoint, if there is one.
+        self.replace(key, value)
+    }
+
     /// The id of the innermost checkpoint, if one is active.
     #[inline]
     pub(crate) fn top_id(&self) -> Option<FrameId> {

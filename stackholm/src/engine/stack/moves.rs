@@ -177,17 +177,13 @@ impl Stack {
         self.top_id() == Some(id) && self.pop_into(checkpoint).is_some()
     }
 
-    /// Sets a value in the outermost checkpoint, under the settings nested
-    /// checkpoints made; as [`replace`](Self::replace) otherwise.
-    pub(crate) fn replace_root<T: Send + 'static>(
+    /// Sets a value in the outermost checkpoint, under the settings of the
+    /// checkpoints nested in it; returns the value it replaces.
+    pub(super) fn replace_under<T: Send + 'static>(
         &mut self,
         key: &'static Key<T>,
         value: T,
-    ) -> Result<Option<Value<T>>, T> {
-        if self.frames.len() <= 1 {
-            // The root is the innermost checkpoint, if there is one.
-            return self.replace(key, value);
-        }
+    ) -> Option<Value<T>> {
         let (setting, slot) = self.slots.typed_or_insert(key);
         let replaced = slot.set_root(value);
         if replaced.is_none() {
@@ -199,7 +195,7 @@ impl Stack {
                 frame.start += 1;
             }
         }
-        Ok(replaced)
+        replaced
     }
 
     /// Takes the nearest setting of `key` off the stack (for a private key,
