@@ -14,6 +14,7 @@ mod steps;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
+use super::checkpoint::Checkpoint;
 use super::ids::{FrameId, FrameIds};
 use super::panics::Panics;
 use super::removed::Removed;
@@ -170,6 +171,17 @@ impl Stack {
             name: None,
             start: self.settings.len() as u32,
         });
+        id
+    }
+
+    /// Enters `checkpoint`, moving its values, name and hooks in, and
+    /// returns its id.
+    #[inline]
+    pub(crate) fn open_with(&mut self, checkpoint: &mut Checkpoint) -> FrameId {
+        let id = self.open();
+        if !checkpoint.is_empty() {
+            self.move_in(checkpoint);
+        }
         id
     }
 

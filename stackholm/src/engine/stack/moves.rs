@@ -127,14 +127,10 @@ impl Stack {
         self.frames.iter().filter_map(|frame| frame.name).collect()
     }
 
-    /// Enters `checkpoint`, moving its values, name and hooks in, and
-    /// returns its id. It keeps its (now empty) places for when it is taken
-    /// off again.
-    pub(crate) fn open_with(&mut self, checkpoint: &mut Checkpoint) -> FrameId {
-        let id = self.open();
-        if checkpoint.is_empty() {
-            return id;
-        }
+    /// Moves the values, name and hooks of `checkpoint` into the innermost
+    /// checkpoint, just entered. It keeps its (now empty) places for when
+    /// it is taken off again.
+    pub(super) fn move_in(&mut self, checkpoint: &mut Checkpoint) {
         let top = self.frames.len() - 1;
         let depth = top as u32;
         self.frames[top].name = checkpoint.name;
@@ -149,7 +145,6 @@ impl Stack {
                 self.settings.push(setting);
             }
         }
-        id
     }
 
     /// Takes the innermost checkpoint off into `checkpoint`, with its
