@@ -104,7 +104,7 @@ impl RequestEnd {
     /// [`StackholmLayer`](crate::StackholmLayer), in work it spawned too.
     #[must_use]
     pub fn current(storage: Storage) -> Option<Self> {
-        match RUNNING.try_with(Cell::get).ok().flatten()? {
+        match RUNNING.get()? {
             (of, end) if of == storage => Some(end),
             _ => OUTER
                 .try_with(|outer| {
@@ -136,7 +136,7 @@ impl RequestEnd {
 
 /// Runs `f` (a run of the request's scope, or its end) with
 /// [`RequestEnd::current`] giving `end` for `storage`.
-#[inline]
+#[inline(always)]
 pub(crate) fn telling<R>(storage: Storage, end: RequestEnd, f: impl FnOnce() -> R) -> R {
     /// Puts back the request it displaced, also when `f` panics.
     struct Told {
@@ -144,18 +144,17 @@ pub(crate) fn telling<R>(storage: Storage, end: RequestEnd, f: impl FnOnce() -> 
         kept_outer: bool,
     }
     impl Drop for Told {
-        #[inline]
+        #[inline(always)]
         fn drop(&mut self) {
-            let _ = RUNNING.try_with(|running| running.set(self.displaced));
+            RUNNING.set(self.displaced);
             if self.kept_outer {
-                let _ = OUTER.try_with(|outer| outer.try_borrow_mut().map(|mut outer| outer.pop()));
+                drop_outer();
             }
         }
     }
-    let displaced = RUNNING
-        .try_with(|running| running.replace(Some((storage, end))))
-        .ok()
-        .flatten();
+    // `RUNNING` holds no value to drop, so it is never destroyed: no
+    // `try_with`.
+    let displaced = RUNNING.replace(Some((storage, end)));
     let kept_outer = match displaced {
         Some(of) if of.0 != storage => keep_outer(of),
         _ => false,
@@ -165,6 +164,13 @@ pub(crate) fn telling<R>(storage: Storage, end: RequestEnd, f: impl FnOnce() -> 
         kept_outer,
     };
     f()
+}
+
+/// Takes off the request [`keep_outer`] kept.
+#[cold]
+#[inline(never)]
+fn drop_outer() {
+    let _ = OUTER.try_with(|outer| outer.try_borrow_mut().map(|mut outer| outer.pop()));
 }
 
 /// Keeps a request of another storage that a new one is nested in, where
@@ -185,11 +191,9 @@ fn keep_outer(request: (Storage, RequestEnd)) -> bool {
 /// Records `end` as how the running request has ended so far: what code
 /// run after it in the same run of its scope reads.
 pub(crate) fn record(end: RequestEnd) {
-    let _ = RUNNING.try_with(|running| {
-        if let Some((storage, _)) = running.get() {
-            running.set(Some((storage, end)));
-        }
-    });
+    if let Some((storage, _)) = RUNNING.get() {
+        RUNNING.set(Some((storage, end)));
+    }
 }
 
 /// Ends a request's scope, told how the request ended: its root exit hooks

@@ -35,6 +35,8 @@ pub(crate) enum Unreached {
 /// out before dropping them.
 #[doc(hidden)]
 pub struct Local {
+    /// The path the storage was declared under, for messages.
+    pub(super) name: &'static str,
     /// The stack that the storage's methods reach: the innermost running
     /// scope's, or the thread's own when no scope is running (made on the
     /// thread's first write).
@@ -60,8 +62,9 @@ pub struct Local {
 impl Local {
     #[doc(hidden)]
     #[must_use]
-    pub const fn new() -> Self {
+    pub const fn new(name: &'static str) -> Self {
         Self {
+            name,
             current: RefCell::new(None),
             parked: RefCell::new(Vec::new()),
             scopes: Cell::new(0),
@@ -91,6 +94,16 @@ impl Local {
     #[inline]
     pub(super) fn take_spare(&self) -> Option<Box<Stack>> {
         self.spare.try_borrow_mut().ok()?.pop()
+    }
+
+    /// A stack for a write where there is none: the thread's own, made on
+    /// its first write, or the one a destructor writes to while a scope's
+    /// values are dropped at its end (see [`Scope`](super::Scope)'s end),
+    /// which goes back to the spares afterwards.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn new_stack(&self) -> Box<Stack> {
+        self.take_spare().unwrap_or_default()
     }
 
     /// Keeps the stack of an ended scope for a later one. A stack that still
@@ -331,12 +344,6 @@ impl std::fmt::Debug for Local {
             .field("current", &self.current)
             .field("scopes", &self.scopes.get())
             .finish_non_exhaustive()
-    }
-}
-
-impl Default for Local {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -56,12 +56,15 @@ macro_rules! storage {
         // thread-local itself is one item, shared by all uses.
         $vis const $name: $crate::Storage = {
             ::std::thread_local! {
-                static LOCAL: $crate::__private::Local = const { $crate::__private::Local::new() };
+                static LOCAL: $crate::__private::Local = const {
+                    $crate::__private::Local::new(::core::concat!(
+                        ::core::module_path!(),
+                        "::",
+                        ::core::stringify!($name)
+                    ))
+                };
             }
-            $crate::Storage::__new(
-                ::core::concat!(::core::module_path!(), "::", ::core::stringify!($name)),
-                &LOCAL,
-            )
+            $crate::Storage::__new(&LOCAL)
         };
     };
 }
@@ -164,7 +167,8 @@ macro_rules! storage {
 /// panics), because it could drop the value the closure holds.
 #[derive(Clone, Copy)]
 pub struct Storage {
-    name: &'static str,
+    // Two words, passed in registers: the name, for messages only, is in
+    // the thread-local.
     local: &'static LocalKey<Local>,
     /// Set on a [`task`](Self::task) handle: no falling back to the
     /// thread's stack outside a scope.
@@ -173,9 +177,8 @@ pub struct Storage {
 
 impl Storage {
     #[doc(hidden)]
-    pub const fn __new(name: &'static str, local: &'static LocalKey<Local>) -> Self {
+    pub const fn __new(local: &'static LocalKey<Local>) -> Self {
         Self {
-            name,
             local,
             task_only: false,
         }
@@ -490,14 +493,16 @@ impl Storage {
 
     /// The path the storage was declared under, for messages.
     pub(crate) fn name(&self) -> &'static str {
-        self.name
+        self.local
+            .try_with(|local| local.name)
+            .unwrap_or("a storage of an exiting thread")
     }
 
     /// The panic of the methods that cannot hand `err` back.
     #[cold]
     #[track_caller]
     pub(crate) fn fail(&self, err: Error) -> ! {
-        panic!("stackholm: {}: {err}", self.name)
+        panic!("stackholm: {}: {err}", self.name())
     }
 
     /// Leaves checkpoints until `until`, wherever they are on this thread;
@@ -578,8 +583,7 @@ impl Storage {
             let write = |mut current: RefMut<'_, Option<Box<Stack>>>| {
                 let stack = match &mut *current {
                     Some(stack) => stack,
-                    // The thread's own stack, made on its first write.
-                    None => current.insert(Box::default()),
+                    None => current.insert(local.new_stack()),
                 };
                 f(stack)
             };
@@ -611,7 +615,7 @@ impl Eq for Storage {}
 impl fmt::Debug for Storage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Storage")
-            .field("name", &self.name)
+            .field("name", &self.name())
             .field("task_only", &self.task_only)
             .finish_non_exhaustive()
     }

@@ -176,6 +176,11 @@ impl Scope {
                 let installed = Installed::new(self.storage, &mut stand_in, &mut self.ending);
                 stack.clear(&mut panics);
                 drop(installed);
+                // A stack a destructor wrote to: a spare again, so that the
+                // next end writing there allocates nothing.
+                if let Some(made) = stand_in {
+                    let _ = self.storage.local.try_with(|local| local.keep_spare(made));
+                }
             }
             Clearing::Hooks => {
                 let outcome = self.ending;
