@@ -212,7 +212,10 @@ impl Stack {
         if replaced.is_none() {
             self.settings.push(setting);
         }
-        Ok(replaced)
+        // A value whose type runs no code when dropped (shared or not) is
+        // dropped here: the caller then has nothing to hand out, and a set
+        // of such values compiles to no check for one.
+        Ok(replaced.filter(|_| std::mem::needs_drop::<T>()))
     }
 
     /// Sets a value in the outermost checkpoint, under any settings of the
