@@ -38,8 +38,10 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             // With a scope left, dropped before its end: the response was
-            // not sent whole.
-            end_unfinished(this.body, this.scope.take(), *this.storage, *this.end);
+            // not sent whole. Without, the body goes as any field does.
+            if let Some(scope) = this.scope.take() {
+                end_unfinished(this.body, Some(scope), *this.storage, *this.end);
+            }
         }
     }
 }

@@ -283,9 +283,10 @@ pub(crate) fn held_across(name: &str, strays: usize) -> ! {
 
 impl Drop for Scope {
     /// Leaves the checkpoints still active in the scope, innermost first,
-    /// inside the scope: their values' destructors see the scope's stack as
-    /// the current one, each with its own checkpoint already left. Then
-    /// keeps the empty stack for the next scope this thread starts.
+    /// inside the scope: exit hooks see the scope's stack as the current
+    /// one, and their values' destructors see it as it stands with their
+    /// own checkpoint already left. Then keeps the empty stack for the next
+    /// scope this thread starts.
     ///
     /// Where the scope cannot be run (inside a `with` closure of its
     /// storage, or on an exiting thread) the stack and its values are
