@@ -8,7 +8,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use stackholm::{Scope, Storage};
 
-use crate::end::{end_complete, end_unfinished, telling, RequestEnd};
+use crate::end::{drop_caught, end_complete, end_unfinished, record, telling, RequestEnd};
 
 pin_project! {
     /// Response body for [`StackholmService`](crate::StackholmService): the
@@ -102,11 +102,16 @@ impl<B: Body> Body for ScopedBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let mut body = this.body.as_pin_mut().expect(PRESENT);
-        let Some(scope) = this.scope.as_mut() else {
+        let scope = this.scope;
+        if scope.is_none() {
             return body.poll_frame(cx);
-        };
-        let (polled, ended) = telling(*this.storage, *this.end, || {
-            scope.run(|| {
+        }
+        let end = *this.end;
+        let (polled, ended) = telling(*this.storage, end, || {
+            let Some(running) = scope.as_mut() else {
+                return (body.as_mut().poll_frame(cx), false);
+            };
+            let (polled, ended) = running.run(|| {
                 let polled = body.as_mut().poll_frame(cx);
                 let ended = match &polled {
                     Poll::Ready(None) => true,
@@ -116,13 +121,18 @@ impl<B: Body> Body for ScopedBody<B> {
                     _ => false,
                 };
                 (polled, ended)
-            })
+            });
+            if ended {
+                // Told the request is complete, in the same telling.
+                record(end.completed());
+                if let Some(scope) = scope.take() {
+                    drop_caught(scope);
+                }
+            }
+            (polled, ended)
         });
         if ended {
-            *this.end = this.end.completed();
-            if let Some(scope) = this.scope.take() {
-                end_complete(scope, *this.storage, *this.end);
-            }
+            *this.end = end.completed();
         }
         polled
     }

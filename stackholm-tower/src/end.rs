@@ -242,7 +242,7 @@ pub(crate) fn end_unfinished<T>(
 /// resumed once all have run). Nothing is left to fail by then: the panic
 /// hook has reported the panic, and unwinding on into the server would only
 /// drop the connection, with the complete response still in its buffer.
-fn drop_caught(scope: Scope) {
+pub(crate) fn drop_caught(scope: Scope) {
     // Unwind safe: the scope is gone whether it panics or not, and the
     // stack it ran in is taken back from the thread on the way out.
     let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(scope)));
