@@ -2,9 +2,9 @@
 //! (or one synchronous call) runs.
 //!
 //! Everything a scope does is here: the [`Scope`] and its one install path
-//! ([`Scope::install`], used by runs, by polls of the [`Scoped`] future and
-//! by the scope's end alike), the future, and the panic of a checkpoint
-//! that outlived a run. The stack is installed by swapping a pointer with
+//! ([`Installed`], used by runs, by polls of the [`Scoped`] future and by
+//! the scope's end alike), the future, and the panic of a checkpoint that
+//! outlived a run. The stack is installed by swapping a pointer with
 //! the thread's current one (see [`Local`]), as `tokio::task_local!` swaps
 //! its value in and out.
 
