@@ -17,9 +17,10 @@ pin_project! {
     /// values as the handler did.
     ///
     /// The scope, with its stack, is dropped as soon as the body ends, or
-    /// with the body; the inner body is dropped inside it (or without it,
-    /// where the scope cannot be run then: inside a `with` closure of its
-    /// storage, or on an exiting thread).
+    /// with the body. An inner body dropped before its end is dropped
+    /// inside the scope (or without it, where the scope cannot be run then:
+    /// inside a `with` closure of its storage, or on an exiting thread);
+    /// one that ended goes later, with nothing left to see.
     ///
     /// A root exit hook (or a value's destructor) that panics once the body
     /// is complete, or when the body is dropped before it, is reported by

@@ -517,3 +517,83 @@ fn a_stray_checkpoints_panicking_hook_leaves_no_checkpoint_of_the_future_behind(
     );
     assert_eq!(DEFAULT.get(&REQUEST), None);
 }
+
+// A value's destructor run at a scope's end may drop the guard of a
+// checkpoint on the stack the scope set aside (the thread's, or an outer
+// scope's): the guard leaves it there and then, as it would anywhere else.
+
+thread_local! {
+    static HELD: RefCell<Option<stackholm::CheckpointGuard>> = const { RefCell::new(None) };
+}
+
+struct DropsHeldGuard;
+
+impl Drop for DropsHeldGuard {
+    fn drop(&mut self) {
+        drop(HELD.with(|held| held.borrow_mut().take()));
+    }
+}
+
+static DROPS_GUARD: Key<DropsHeldGuard> = Key::new("drops_guard");
+
+fn hold_a_guard() {
+    HELD.with(|held| *held.borrow_mut() = Some(DEFAULT.enter()));
+}
+
+fn end_a_scope_whose_value_drops_the_guard() {
+    drop(Scope::new(
+        DEFAULT,
+        Checkpoint::new().with_value(&DROPS_GUARD, DropsHeldGuard),
+    ));
+}
+
+#[test]
+fn a_guard_dropped_by_a_destructor_at_a_scopes_end_leaves_its_checkpoint() {
+    hold_a_guard();
+    end_a_scope_whose_value_drops_the_guard();
+    assert_eq!(DEFAULT.depth(), 0, "the guard's checkpoint is left");
+    assert!(
+        DEFAULT.set(&REQUEST, 1).is_err(),
+        "no checkpoint is left to set in"
+    );
+    // A checkpoint entered next lives as long as its own guard.
+    let _live = DEFAULT.enter();
+    DEFAULT.set(&REQUEST, 1).unwrap();
+    assert_eq!(DEFAULT.get(&REQUEST), Some(1));
+    assert_eq!(DEFAULT.get(&REQUEST), Some(1), "and stays after a read");
+}
+
+#[test]
+fn a_guard_dropped_by_a_destructor_at_a_scopes_end_drops_its_values_outside_any_request() {
+    struct Reads(std::sync::Arc<Mutex<Vec<Option<u32>>>>);
+    impl Drop for Reads {
+        fn drop(&mut self) {
+            self.0.lock().unwrap().push(DEFAULT.get(&REQUEST));
+        }
+    }
+    static READS: Key<Reads> = Key::new("reads");
+    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    hold_a_guard();
+    DEFAULT.set(&READS, Reads(seen.clone())).unwrap();
+    end_a_scope_whose_value_drops_the_guard();
+    let read = DEFAULT.sync_scope(Checkpoint::new().with_value(&REQUEST, 7), || {
+        DEFAULT.get(&REQUEST)
+    });
+    assert_eq!(read, Some(7));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [None],
+        "the thread's value went with its guard, seeing no request's values"
+    );
+}
+
+#[test]
+fn a_guard_of_an_outer_scope_dropped_by_an_inner_scopes_destructor_leaves_its_checkpoint() {
+    let mut outer = Scope::new(DEFAULT, Checkpoint::new());
+    outer.run(|| {
+        hold_a_guard();
+        assert_eq!(DEFAULT.depth(), 2);
+        end_a_scope_whose_value_drops_the_guard();
+        assert_eq!(DEFAULT.depth(), 1, "the outer scope's root only");
+    });
+}

@@ -194,8 +194,9 @@ impl Stack {
     }
 
     /// Sets a value in the innermost checkpoint; returns the value it
-    /// replaces (the caller's to drop), or gives `value` back if no
-    /// checkpoint is active.
+    /// replaces, if dropping it may run code (the caller's to drop, with
+    /// nothing borrowed; any other is dropped here), or gives `value` back
+    /// if no checkpoint is active.
     // Always inlined, like the read: the caller then drops what is replaced
     // without a result passed through memory.
     #[inline(always)]

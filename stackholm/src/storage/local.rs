@@ -272,20 +272,29 @@ impl Local {
     /// that waits to be dropped.
     fn step(&self, until: Until) -> Result<(Step, Option<Removed>), Unreached> {
         let busy = Unreached::Busy;
-        self.write(|current| {
-            let step = current.step(until);
-            if matches!((&step, until), (Step::Missing, Until::Left(_))) {
-                let mut parked = self.parked.try_borrow_mut().map_err(|_| busy)?;
-                for stack in parked.iter_mut().rev() {
-                    let step = stack.step(until);
-                    if !matches!(step, Step::Missing) {
-                        return Ok((step, stack.take_removed()));
-                    }
+        let mut current = self.current.try_borrow_mut().map_err(|_| busy)?;
+        // No current stack (a scope's end dropping its values): nothing is
+        // here, as on an empty one, and a checkpoint to leave is looked for
+        // among the parked stacks all the same.
+        let mut none;
+        let current = match current.as_deref_mut() {
+            Some(current) => current,
+            None => {
+                none = Stack::new();
+                &mut none
+            }
+        };
+        let step = current.step(until);
+        if matches!((&step, until), (Step::Missing, Until::Left(_))) {
+            let mut parked = self.parked.try_borrow_mut().map_err(|_| busy)?;
+            for stack in parked.iter_mut().rev() {
+                let step = stack.step(until);
+                if !matches!(step, Step::Missing) {
+                    return Ok((step, stack.take_removed()));
                 }
             }
-            Ok((step, current.take_removed()))
-        })
-        .unwrap_or(Err(busy))
+        }
+        Ok((step, current.take_removed()))
     }
 }
 

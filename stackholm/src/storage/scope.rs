@@ -158,10 +158,13 @@ impl Scope {
     /// Leaves the checkpoints still active, inside the scope.
     ///
     /// Without exit hooks, the stack is cleared at once, its values
-    /// dropped straight from their slots with an empty stack installed in
-    /// its place: their destructors see the scope's storage as the scope's
-    /// stack, with their checkpoints gone, would show it. With hooks, the
-    /// checkpoints are left one by one as guards would leave them.
+    /// dropped straight from their slots with no stack current in its
+    /// place, which reads as an empty one: their destructors see the
+    /// scope's storage as the scope's stack, with their checkpoints gone,
+    /// would show it. A destructor that writes there is given a spare
+    /// stack, and one that drops a guard of a stack set aside leaves its
+    /// checkpoint there. With hooks, the checkpoints are left one by one as
+    /// guards would leave them.
     fn end(&mut self) {
         let Some(stack) = self.stack.as_mut() else {
             return;
