@@ -66,7 +66,15 @@ thread_local! {
     /// ended so far: set around each run of the request's scope and its
     /// end, rather than kept in its stack, so that a request whose end
     /// nobody reads pays for no value there.
-    static RUNNING: Cell<Option<(Storage, RequestEnd)>> = const { Cell::new(None) };
+    static RUNNING: Cell<Option<Storage>> = const { Cell::new(None) };
+    /// How the running request has ended so far: a cell of its own, so that
+    /// recording it writes four bytes.
+    static ENDED: Cell<RequestEnd> = const {
+        Cell::new(RequestEnd {
+            status: None,
+            body_complete: false,
+        })
+    };
     /// The requests of other storages the running one is nested in (a
     /// layer behind a layer of another storage), innermost last: looked
     /// into only when asked for another storage than the running one's.
@@ -105,7 +113,7 @@ impl RequestEnd {
     #[must_use]
     pub fn current(storage: Storage) -> Option<Self> {
         match RUNNING.get()? {
-            (of, end) if of == storage => Some(end),
+            of if of == storage => Some(ENDED.get()),
             _ => OUTER
                 .try_with(|outer| {
                     let outer = outer.try_borrow().ok()?;
@@ -140,27 +148,31 @@ impl RequestEnd {
 pub(crate) fn telling<R>(storage: Storage, end: RequestEnd, f: impl FnOnce() -> R) -> R {
     /// Puts back the request it displaced, also when `f` panics.
     struct Told {
-        displaced: Option<(Storage, RequestEnd)>,
+        displaced: Option<Storage>,
+        ended: RequestEnd,
         kept_outer: bool,
     }
     impl Drop for Told {
         #[inline(always)]
         fn drop(&mut self) {
             RUNNING.set(self.displaced);
+            ENDED.set(self.ended);
             if self.kept_outer {
                 drop_outer();
             }
         }
     }
-    // `RUNNING` holds no value to drop, so it is never destroyed: no
+    // These cells hold no value to drop, so they are never destroyed: no
     // `try_with`.
-    let displaced = RUNNING.replace(Some((storage, end)));
+    let displaced = RUNNING.replace(Some(storage));
+    let ended = ENDED.replace(end);
     let kept_outer = match displaced {
-        Some(of) if of.0 != storage => keep_outer(of),
+        Some(of) if of != storage => keep_outer((of, ended)),
         _ => false,
     };
     let _told = Told {
         displaced,
+        ended,
         kept_outer,
     };
     f()
@@ -191,9 +203,9 @@ fn keep_outer(request: (Storage, RequestEnd)) -> bool {
 /// Records `end` as how the running request has ended so far: what code
 /// run after it in the same run of its scope reads.
 pub(crate) fn record(end: RequestEnd) {
-    if let Some((storage, _)) = RUNNING.get() {
-        RUNNING.set(Some((storage, end)));
-    }
+    // Outside a request it is read by nothing, and put back by the
+    // telling around it.
+    ENDED.set(end);
 }
 
 /// Ends a request's scope, told how the request ended: its root exit hooks

@@ -107,6 +107,12 @@ impl Checkpoint {
         self.values.is_empty() && self.name.is_none() && self.hooks.is_empty()
     }
 
+    /// Whether it owns no allocation and nothing to drop.
+    #[inline]
+    pub(super) fn holds_nothing(&self) -> bool {
+        self.values.capacity() == 0 && self.hooks.capacity() == 0
+    }
+
     /// The place for the key tagged `tag`, made with `make` if there is
     /// none: where a value taken off the stack goes back.
     pub(super) fn place(

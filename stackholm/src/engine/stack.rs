@@ -185,6 +185,17 @@ impl Stack {
         id
     }
 
+    /// Enters `root`, taken whole: a scope's first checkpoint.
+    #[inline]
+    pub(crate) fn open_root(&mut self, mut root: Checkpoint) -> FrameId {
+        let id = self.open_with(&mut root);
+        if root.holds_nothing() {
+            // Its drop, out of line, would only find that out again.
+            std::mem::forget(root);
+        }
+        id
+    }
+
     /// Doubles the room for frames, starting from one: a suspended scope
     /// holds its root only, and should not hold room for four.
     #[cold]

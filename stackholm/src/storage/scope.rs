@@ -69,10 +69,10 @@ impl Scope {
     /// visible to everything run in the scope, and it is left when the
     /// scope is dropped.
     #[must_use]
-    pub fn new(storage: Storage, mut root: Checkpoint) -> Self {
+    pub fn new(storage: Storage, root: Checkpoint) -> Self {
         let spare = storage.local.try_with(Local::take_spare).ok().flatten();
         let mut stack = spare.unwrap_or_default();
-        stack.open_with(&mut root);
+        stack.open_root(root);
         Self {
             storage,
             stack: Some(stack),
