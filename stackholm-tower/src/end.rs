@@ -62,10 +62,10 @@ pub struct RequestEnd {
 }
 
 thread_local! {
-    /// The request running on this thread, its storage and how it has
-    /// ended so far: set around each run of the request's scope and its
-    /// end, rather than kept in its stack, so that a request whose end
-    /// nobody reads pays for no value there.
+    /// The storage of the request running on this thread: set, with
+    /// `ENDED`, around each run of the request's scope and its end, rather
+    /// than kept in its stack, so that a request whose end nobody reads
+    /// pays for no value there.
     static RUNNING: Cell<Option<Storage>> = const { Cell::new(None) };
     /// How the running request has ended so far: a cell of its own, so that
     /// recording it writes four bytes.

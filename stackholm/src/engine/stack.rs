@@ -239,7 +239,8 @@ impl Stack {
         value: T,
     ) -> Result<Option<Value<T>>, T> {
         if self.frames.len() > 1 {
-            return Ok(self.replace_under(key, value));
+            let replaced = self.replace_under(key, value);
+            return Ok(replaced.filter(|_| std::mem::needs_drop::<T>()));
         }
         // The root is the innermost checkpoint, if there is one.
         self.replace(key, value)
