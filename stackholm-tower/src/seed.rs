@@ -92,6 +92,12 @@ impl Root<'_> {
         }
     }
 
+    /// The layer's storage, whose current stack's outermost checkpoint
+    /// this is.
+    pub(crate) fn storage(&self) -> Storage {
+        self.storage
+    }
+
     /// Sets a value in the root: visible to the whole request (or, for a
     /// [private](stackholm::Key::private) key, to the root checkpoint only),
     /// also from inside a checkpoint the seed entered.

@@ -237,6 +237,15 @@ pub(crate) fn is_token(text: &[u8]) -> bool {
     !text.is_empty() && text.iter().all(|&b| class(b) & TOKEN != 0)
 }
 
+/// Whether `bytes` is field text as HTTP sends it: visible ASCII, spaces and
+/// tabs. Folded without an early exit, so that it runs over whole words:
+/// values are short, and nearly always pass.
+pub(crate) fn is_field_text(bytes: &[u8]) -> bool {
+    bytes.iter().fold(true, |ok, &b| {
+        ok & ((b' '..=b'~').contains(&b) | (b == b'\t'))
+    })
+}
+
 const fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(

@@ -4,49 +4,28 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use http::request::Parts;
-use http::{HeaderMap, HeaderValue};
-use stackholm::{Checkpoint, Key};
+use stackholm::{Checkpoint, Error, Key, Storage};
 
 use super::baggage::{self, Item, Reader};
+use super::carrier::Extractor;
 use super::field::Target;
 use super::scratch;
 use super::small::Small;
-use super::{Direction, Place, Propagation, Reason, BAGGAGE};
-use crate::seed::{Root, SeedRoot};
+use super::{Direction, Place, Propagation, Reason};
 
 /// The baggage members of the incoming request that this service passes
 /// on: inherited, so that spawned work passes them on too.
 pub(crate) static FORWARDED: Key<Forwarded> = Key::new("stackholm.baggage").inherited();
 
 /// The incoming `baggage` members to pass on, within the limits, each name
-/// once and none this service declares: the request's own header value
-/// when all of its members pass (shared, not copied), else a copy of those
-/// that do.
+/// once and none this service declares, joined by commas.
 #[derive(Debug, Clone)]
 pub(crate) struct Forwarded {
-    pub(crate) value: Kept,
+    pub(crate) value: Arc<[u8]>,
     pub(crate) members: usize,
     /// The [`Propagation`] whose declarations filtered the members: another
     /// one filters them again by its own.
     pub(crate) declared_by: u64,
-}
-
-/// The text of kept members: checked already, so kept as bytes rather than
-/// checked again as a header value.
-#[derive(Debug, Clone)]
-pub(crate) enum Kept {
-    Header(HeaderValue),
-    Copied(Arc<[u8]>),
-}
-
-impl Kept {
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        match self {
-            Self::Header(value) => value.as_bytes(),
-            Self::Copied(bytes) => bytes,
-        }
-    }
 }
 
 /// Where a declared member was found.
@@ -61,41 +40,84 @@ enum Found<'a> {
 }
 
 impl Propagation {
-    /// A checkpoint holding the declared inbound values of `headers`, for
+    /// A checkpoint holding the declared inbound values of `carrier`, for
     /// servers that are not tower services (a queue consumer, say): enter
-    /// it around the work done for that message.
+    /// it around the work done for that message, with
+    /// [`Storage::scope`](stackholm::Storage::scope) say.
     ///
     /// ```
     /// use stackholm::{Key, DEFAULT};
-    /// use stackholm_tower::propagation::{Direction, Propagation};
+    /// use stackholm_propagation::{Direction, Propagation};
     ///
     /// static TENANT: Key<String> = Key::new("tenant");
     ///
     /// let propagation = Propagation::new().member("tenant", &TENANT, Direction::Inbound);
-    /// let mut headers = http::HeaderMap::new();
-    /// headers.insert("baggage", http::HeaderValue::from_static("tenant=acme%20inc"));
+    /// let headers = vec![("baggage".to_owned(), "tenant=acme%20inc".to_owned())];
     ///
     /// let _guard = DEFAULT.enter_with(propagation.extract(&headers));
     /// assert_eq!(DEFAULT.get(&TENANT).as_deref(), Some("acme inc"));
     /// ```
     #[must_use]
-    pub fn extract(&self, headers: &HeaderMap) -> Checkpoint {
+    pub fn extract<E: Extractor + ?Sized>(&self, carrier: &E) -> Checkpoint {
         let mut checkpoint = Checkpoint::new();
-        self.extract_into(headers, &mut Target::Checkpoint(&mut checkpoint));
+        self.extract_to(carrier, &mut Target::Checkpoint(&mut checkpoint));
         checkpoint
     }
 
-    fn extract_into(&self, headers: &HeaderMap, target: &mut Target<'_, '_>) {
+    /// Sets the declared inbound values of `carrier` in the outermost
+    /// checkpoint of `storage`'s current stack: for code that already runs
+    /// in the scope of the request or message these headers came with, so
+    /// that [`on_reject`](Self::on_reject) runs inside it too.
+    /// [`StackholmLayer`'s seed](https://docs.rs/stackholm-tower) does this
+    /// for tower services.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use stackholm::{Checkpoint, Key, DEFAULT};
+    /// use stackholm_propagation::{Direction, Propagation};
+    ///
+    /// static REQUEST_ID: Key<String> = Key::new("request_id");
+    ///
+    /// let propagation = Propagation::new().header("x-request-id", &REQUEST_ID, Direction::Inbound);
+    /// let message = HashMap::from([("X-Request-Id".to_owned(), "r-1".to_owned())]);
+    ///
+    /// DEFAULT.sync_scope(Checkpoint::new(), || {
+    ///     propagation.extract_into(&message, DEFAULT)?;
+    ///     assert_eq!(DEFAULT.get(&REQUEST_ID).as_deref(), Some("r-1"));
+    ///     Ok::<(), stackholm::Error>(())
+    /// })?;
+    /// # Ok::<(), stackholm::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Storage::set_root`]: [`Error::NoCheckpoint`] where no
+    /// checkpoint is active, [`Error::Busy`] inside a read of `storage`.
+    /// The first error is returned once every value was tried.
+    pub fn extract_into<E: Extractor + ?Sized>(
+        &self,
+        carrier: &E,
+        storage: Storage,
+    ) -> Result<(), Error> {
+        let mut target = Target::Root(storage, None);
+        self.extract_to(carrier, &mut target);
+        match target {
+            Target::Root(_, Some(failed)) => Err(failed),
+            _ => Ok(()),
+        }
+    }
+
+    fn extract_to<E: Extractor + ?Sized>(&self, carrier: &E, target: &mut Target<'_>) {
         let inner = &*self.inner;
         for declared in &inner.headers_in {
-            let mut values = headers.get_all(&declared.name).iter();
+            let mut values = carrier.get_all(&declared.name);
             let Some(value) = values.next() else { continue };
-            let place = Place::Header(declared.label);
+            let place = Place::Header(declared.name.as_str());
             if values.next().is_some() {
                 self.reject(Direction::Inbound, place, Reason::Ambiguous);
                 continue;
             }
-            let Ok(text) = value.to_str() else {
+            let Some(text) = header_text(value) else {
                 self.reject(Direction::Inbound, place, Reason::NotText);
                 continue;
             };
@@ -104,12 +126,15 @@ impl Propagation {
             }
         }
         for declared in &inner.headers_out {
-            if !inner.headers_in.iter().any(|h| h.name == declared.name)
-                && headers.contains_key(&declared.name)
+            if !inner
+                .headers_in
+                .iter()
+                .any(|h| h.name.as_str().eq_ignore_ascii_case(declared.name.as_str()))
+                && carrier.get_all(&declared.name).next().is_some()
             {
                 self.reject(
                     Direction::Inbound,
-                    Place::Header(declared.label),
+                    Place::Header(declared.name.as_str()),
                     Reason::OutboundOnly,
                 );
             }
@@ -117,21 +142,18 @@ impl Propagation {
         if inner.members_in.is_empty() && inner.members_out.is_empty() && !inner.relay {
             return;
         }
-        let values = headers.get_all(BAGGAGE);
-        if values.iter().next().is_none() {
+        let mut values = carrier.get_all(&inner.baggage).peekable();
+        if values.peek().is_none() {
             return;
         }
 
         let mut found = Small::<Found<'_>, 4>::filled(inner.members_in.len());
         let mut pass = PassOn::default();
-        let (mut members, mut malformed, mut loose) = (0, 0, 0);
-        let mut reader = Reader::new(values.iter().map(HeaderValue::as_bytes));
+        let (mut malformed, mut loose) = (0, 0);
+        let mut reader = Reader::new(values);
         for item in reader.by_ref() {
             let (key, member) = match item {
-                Item::Member(member) => {
-                    members += 1;
-                    (member.key, Some(member))
-                }
+                Item::Member(member) => (member.key, Some(member)),
                 Item::Malformed { key } => {
                     malformed += 1;
                     let Some(key) = key else { continue };
@@ -199,29 +221,10 @@ impl Propagation {
             self.reject(Direction::Inbound, Place::Baggage, Reason::OverLimit);
         }
         if pass.len() > 0 {
-            let mut iter = values.iter();
-            let whole = match (iter.next(), iter.next()) {
-                // The header is exactly its members joined by commas: no
-                // white space or empty elements between them.
-                (Some(only), None)
-                    if pass.len() == members
-                        && malformed == 0
-                        && !truncated
-                        && pass.bytes + pass.len() - 1 == only.len() =>
-                {
-                    Some(only)
-                }
-                _ => None,
-            };
-            let value = match whole {
-                // Every member passes on as it came: share the header.
-                Some(only) => Kept::Header(only.clone()),
-                None => Kept::Copied(scratch::with(|_, joined| pass.joined(joined))),
-            };
             target.set(
                 &FORWARDED,
                 Forwarded {
-                    value,
+                    value: scratch::with(|_, joined| pass.joined(joined)),
                     members: pass.len(),
                     declared_by: inner.id,
                 },
@@ -230,11 +233,20 @@ impl Propagation {
     }
 }
 
+/// A header's value as text: visible ASCII, spaces and tabs, as HTTP
+/// allows in a value; anything else is not taken.
+fn header_text(value: &[u8]) -> Option<&str> {
+    if baggage::is_field_text(value) {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
+    }
+}
+
 /// The members to pass on, each name once (the first), as they came.
 #[derive(Default)]
 struct PassOn<'a> {
     members: Small<&'a [u8], 8>,
-    bytes: usize,
 }
 
 impl<'a> PassOn<'a> {
@@ -248,7 +260,6 @@ impl<'a> PassOn<'a> {
         };
         if !self.members.as_slice().iter().any(named) {
             self.members.push(raw);
-            self.bytes += raw.len();
         }
     }
 
@@ -260,11 +271,5 @@ impl<'a> PassOn<'a> {
             text.extend_from_slice(raw);
         }
         Arc::from(&text[..])
-    }
-}
-
-impl SeedRoot for Propagation {
-    fn seed(&self, parts: &Parts, root: &mut Root<'_>) {
-        self.extract_into(&parts.headers, &mut Target::Root(root));
     }
 }

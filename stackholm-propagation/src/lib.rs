@@ -1,61 +1,52 @@
-//! Context across services: declared keys in and out of HTTP headers and
-//! the W3C `baggage` header.
+//! Context across services: declared [`stackholm`] keys in and out of
+//! headers and the W3C `baggage` header, over any carrier: HTTP headers,
+//! gRPC metadata, a message's header map.
 //!
 //! A [`Propagation`] lists the keys that cross this service's boundary,
 //! each with its wire name and its [`Direction`]. Nothing undeclared is ever
-//! read from a request or written to one. The same declaration seeds each
-//! request's root checkpoint (it is a [`SeedRoot`](crate::SeedRoot) for
-//! [`StackholmLayer`](crate::StackholmLayer)) and fills outgoing requests,
-//! through [`PropagateLayer`] for tower clients or
-//! [`Propagation::inject`] for any other.
+//! read from a carrier or written to one. [`extract`](Propagation::extract)
+//! reads a checkpoint from incoming headers, to run the work they came
+//! with in; [`inject`](Propagation::inject) writes the current context
+//! into outgoing ones. Carriers are anything [`Extractor`] and [`Injector`]
+//! are implemented for: maps and lists of `String` pairs here,
+//! `http::HeaderMap` with the `http` feature. For tower and axum,
+//! `stackholm-tower` seeds each request from a `Propagation` and writes
+//! outgoing requests through a layer.
+//!
+//! A message consumer, its messages' headers a map:
 //!
 //! ```
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! use axum::{routing::get, Router};
+//! use std::collections::HashMap;
 //! use stackholm::{Key, DEFAULT};
-//! use stackholm_tower::propagation::{Direction, Propagation};
-//! use stackholm_tower::StackholmLayer;
-//! use tower::ServiceExt;
+//! use stackholm_propagation::{Direction, Propagation};
 //!
 //! static REQUEST_ID: Key<String> = Key::new("request_id").inherited();
 //! static TENANT: Key<String> = Key::new("tenant").inherited();
-//! static USER: Key<String> = Key::new("user").inherited();
 //!
 //! let propagation = Propagation::new()
 //!     .header("x-request-id", &REQUEST_ID, Direction::Both)
-//!     .member("tenant", &TENANT, Direction::Both)
-//!     // Sent to the services behind this one, never taken from a client.
-//!     .member("user", &USER, Direction::Outbound);
+//!     .member("tenant", &TENANT, Direction::Both);
 //!
-//! let outgoing = propagation.clone();
-//! let handler = move || {
-//!     let outgoing = outgoing.clone();
-//!     async move {
-//!         DEFAULT.set(&USER, "alice".to_owned()).unwrap();
-//!         let mut headers = http::HeaderMap::new();
-//!         outgoing.inject(&mut headers);
-//!         format!("{headers:?}")
-//!     }
-//! };
-//! let app = Router::new()
-//!     .route("/", get(handler))
-//!     .layer(StackholmLayer::new().seed_with(propagation));
+//! let incoming = HashMap::from([
+//!     ("X-Request-Id".to_owned(), "r-1".to_owned()),
+//!     // `role`, declared nowhere here, is not taken in or passed on.
+//!     ("baggage".to_owned(), "tenant=acme%20inc,role=admin".to_owned()),
+//! ]);
 //!
-//! // `user` is not taken from a client, and `role`, declared nowhere here,
-//! // is not passed on.
-//! let request = http::Request::get("/")
-//!     .header("x-request-id", "r-1")
-//!     .header("baggage", "tenant=acme,user=mallory,role=admin")
-//!     .body(axum::body::Body::empty())
-//!     .unwrap();
-//! let response = app.oneshot(request).await.unwrap();
-//! let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+//! let outgoing = DEFAULT.sync_scope(propagation.extract(&incoming), || {
+//!     assert_eq!(DEFAULT.get(&TENANT).as_deref(), Some("acme inc"));
+//!     // The message this one leads to carries the context on.
+//!     let mut headers = Vec::new();
+//!     propagation.inject(&mut headers);
+//!     headers
+//! });
 //! assert_eq!(
-//!     body,
-//!     r#"{"x-request-id": "r-1", "baggage": "tenant=acme,user=alice"}"#
+//!     outgoing,
+//!     [
+//!         ("x-request-id".to_owned(), "r-1".to_owned()),
+//!         ("baggage".to_owned(), "tenant=acme%20inc".to_owned()),
+//!     ]
 //! );
-//! # }
 //! ```
 //!
 //! # Baggage
@@ -86,6 +77,7 @@
 //! the grammar or the limits, a value that cannot be written.
 
 mod baggage;
+mod carrier;
 mod codec;
 mod field;
 mod inbound;
@@ -98,17 +90,16 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use http::HeaderName;
 use stackholm::{Key, Storage, DEFAULT};
 
+pub use carrier::{Extractor, Injector, Name};
 pub use codec::{BoxError, Codec, Text};
-pub use outbound::{Propagate, PropagateLayer};
 pub use reject::{Direction, Place, Reason, Rejection};
 
 use field::{Field, Typed};
 
 /// The name of the W3C Baggage header.
-pub const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+pub const BAGGAGE: &str = "baggage";
 
 type RejectHook = dyn Fn(&Rejection) + Send + Sync;
 
@@ -132,6 +123,8 @@ struct Inner {
     /// included: see `Forwarded::declared_by`.
     id: u64,
     storage: Storage,
+    /// [`BAGGAGE`], made once.
+    baggage: Name,
     headers_in: Vec<HeaderField>,
     headers_out: Vec<HeaderField>,
     members_in: Vec<MemberField>,
@@ -142,8 +135,7 @@ struct Inner {
 
 #[derive(Clone)]
 struct HeaderField {
-    name: HeaderName,
-    label: &'static str,
+    name: Name,
     field: Arc<dyn Field>,
 }
 
@@ -163,6 +155,7 @@ impl Propagation {
             inner: Arc::new(Inner {
                 id: next_id(),
                 storage: DEFAULT,
+                baggage: Name::new(BAGGAGE),
                 headers_in: Vec::new(),
                 headers_out: Vec::new(),
                 members_in: Vec::new(),
@@ -174,8 +167,9 @@ impl Propagation {
     }
 
     /// Reads the context of outgoing requests from `storage` instead of
-    /// [`DEFAULT`]. (Incoming values go to the storage of the
-    /// [`StackholmLayer`](crate::StackholmLayer) this seeds.)
+    /// [`DEFAULT`]. (Incoming values go where the caller puts them: the
+    /// checkpoint [`extract`](Self::extract) returns, the storage given to
+    /// [`extract_into`](Self::extract_into).)
     #[must_use]
     pub fn storage(mut self, storage: Storage) -> Self {
         self.inner_mut().storage = storage;
@@ -223,17 +217,18 @@ impl Propagation {
         T: Send + Sync + 'static,
         C: Codec<T>,
     {
-        let header = HeaderName::from_bytes(name.as_bytes())
-            .unwrap_or_else(|err| panic!("`{name}` cannot be declared as a header: {err}"));
         assert!(
-            header != BAGGAGE,
+            baggage::is_token(name.as_bytes()),
+            "`{name}` cannot be declared as a header: it is not a token"
+        );
+        assert!(
+            !name.eq_ignore_ascii_case(BAGGAGE),
             "declare baggage members with `Propagation::member`, not as a header"
         );
         let field: Arc<dyn Field> = Arc::new(Typed { key, codec });
         self.check_inbound_key(direction, &*field);
         let declared = HeaderField {
-            name: header,
-            label: name,
+            name: Name::new(name),
             field,
         };
         let inner = self.inner_mut();
@@ -244,7 +239,7 @@ impl Propagation {
         add(
             lists,
             declared,
-            |other| other.label.eq_ignore_ascii_case(name),
+            |other| other.name.as_str().eq_ignore_ascii_case(name),
             ("header", name),
             usize::MAX,
         );
@@ -323,7 +318,7 @@ impl Propagation {
     /// declare gets through it.
     ///
     /// ```
-    /// use stackholm_tower::propagation::Propagation;
+    /// use stackholm_propagation::Propagation;
     ///
     /// let edge = Propagation::new();          // passes on nothing undeclared
     /// let relay = Propagation::new().relay(); // passes on what it does not know
@@ -340,14 +335,16 @@ impl Propagation {
     /// written. Log them here; nothing else reports them.
     ///
     /// For an outgoing request the hook runs inside the caller's context.
-    /// For an incoming one it runs while the values are being read: as the
-    /// seed of a [`StackholmLayer`](crate::StackholmLayer), inside the
-    /// request's scope, whose root holds what has been read so far; from
+    /// For an incoming one it runs while the values are being read: from
+    /// [`extract_into`](Self::extract_into) (so as the seed of
+    /// `stackholm-tower`'s `StackholmLayer`), inside the request's scope,
+    /// whose root holds what has been read so far; from
     /// [`extract`](Self::extract), in the caller's context. It should not
-    /// panic: a panic goes up to the layer's `call` or the client's.
+    /// panic: a panic goes up to the caller (the layer's `call`, the
+    /// client's).
     ///
     /// ```
-    /// use stackholm_tower::propagation::Propagation;
+    /// use stackholm_propagation::Propagation;
     ///
     /// let propagation = Propagation::new().on_reject(|rejection| {
     ///     eprintln!("{rejection}"); // or tracing::warn!(%rejection)
@@ -442,7 +439,7 @@ impl fmt::Debug for Propagation {
         impl fmt::Debug for Fields<'_, HeaderField> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_map()
-                    .entries(self.0.iter().map(|h| (h.label, h.field.key_name())))
+                    .entries(self.0.iter().map(|h| (h.name.as_str(), h.field.key_name())))
                     .finish()
             }
         }

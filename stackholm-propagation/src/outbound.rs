@@ -1,18 +1,12 @@
-//! Outgoing requests: the current context's declared values into headers
-//! and `baggage`, by a function or a tower layer.
-
-use std::task::{Context, Poll};
-
-use http::header::Entry;
-use http::{HeaderMap, HeaderValue, Request};
-use tower_layer::Layer;
-use tower_service::Service;
+//! Outgoing requests and messages: the current context's declared values
+//! into headers and `baggage`.
 
 use super::baggage::{self, Item, Reader};
+use super::carrier::Injector;
 use super::inbound::FORWARDED;
 use super::scratch;
 use super::small::Small;
-use super::{Direction, Place, Propagation, Reason, BAGGAGE};
+use super::{Direction, Place, Propagation, Reason};
 
 /// The `baggage` header being written: members in order, their names to
 /// keep each name once, within the limits.
@@ -106,15 +100,15 @@ impl<'a> Writer<'a> {
 
 impl Propagation {
     /// Writes the current context's declared outbound values into
-    /// `headers`, with the incoming baggage this service passes on: for
-    /// clients that are not tower services (reqwest, say), call it on the
-    /// request's headers before sending. [`PropagateLayer`] does this for
+    /// `carrier`, with the incoming baggage this service passes on: call it
+    /// on an outgoing request's headers (reqwest's, say) or a message's
+    /// before sending. `stackholm-tower`'s `PropagateLayer` does this for
     /// tower clients.
     ///
     /// The context is read now, from the storage of
     /// [`storage`](Self::storage): in a handler, in a nested checkpoint, or
     /// in spawned work (which sees inherited keys only). A header already
-    /// on the request is left as it is, and so are the `baggage` members
+    /// in `carrier` is left as it is, and so are the `baggage` members
     /// already there that follow the grammar (the others are dropped and
     /// told to [`on_reject`](Self::on_reject)): what the call site set wins
     /// over the context. (With no member declared outbound and no
@@ -122,7 +116,7 @@ impl Propagation {
     ///
     /// ```
     /// use stackholm::{Key, DEFAULT};
-    /// use stackholm_tower::propagation::{Direction, Propagation};
+    /// use stackholm_propagation::{Direction, Propagation};
     ///
     /// static TENANT: Key<String> = Key::new("tenant");
     ///
@@ -130,40 +124,35 @@ impl Propagation {
     /// let _guard = DEFAULT.enter();
     /// DEFAULT.set(&TENANT, "acme inc".to_owned()).unwrap();
     ///
-    /// let mut headers = http::HeaderMap::new();
+    /// let mut headers = std::collections::HashMap::new();
     /// propagation.inject(&mut headers);
     /// assert_eq!(headers["baggage"], "tenant=acme%20inc");
     /// ```
-    pub fn inject(&self, headers: &mut HeaderMap) {
-        scratch::with(|text, bytes| self.inject_with(headers, text, bytes));
+    pub fn inject(&self, carrier: &mut impl Injector) {
+        scratch::with(|text, bytes| self.inject_with(carrier, text, bytes));
     }
 
-    fn inject_with(&self, headers: &mut HeaderMap, text: &mut String, bytes: &mut Vec<u8>) {
+    fn inject_with(&self, carrier: &mut impl Injector, text: &mut String, bytes: &mut Vec<u8>) {
         let inner = &*self.inner;
-        // Before the headers below: a new request's map is often empty,
-        // and then there is nothing to look up.
-        let present: Vec<HeaderValue> = if headers.is_empty() {
-            Vec::new()
-        } else {
-            headers.get_all(BAGGAGE).iter().cloned().collect()
-        };
+        // A new request's or message's carrier is often empty, and then
+        // there is nothing to look up.
+        let fresh = carrier.names().next().is_none();
         for declared in &inner.headers_out {
-            let Entry::Vacant(entry) = headers.entry(&declared.name) else {
+            if !fresh && carrier.get_all(&declared.name).next().is_some() {
                 continue;
-            };
+            }
             text.clear();
             if !declared.field.write(inner.storage, text) {
                 continue;
             }
-            match exact_header_value(text) {
-                Some(value) => {
-                    entry.insert(value);
-                }
-                None => self.reject(
+            if is_header_value(text) {
+                carrier.set(&declared.name, text.clone());
+            } else {
+                self.reject(
                     Direction::Outbound,
-                    Place::Header(declared.label),
+                    Place::Header(declared.name.as_str()),
                     Reason::NotHeaderValue,
-                ),
+                );
             }
         }
         if inner.members_out.is_empty() && !inner.relay {
@@ -174,7 +163,14 @@ impl Propagation {
         let mut writer = Writer::new(std::mem::take(bytes));
 
         let mut malformed = 0;
-        let mut reader = Reader::new(present.iter().map(HeaderValue::as_bytes));
+        let mut present = false;
+        let mut reader = Reader::new(
+            (!fresh)
+                .then(|| carrier.get_all(&inner.baggage))
+                .into_iter()
+                .flatten()
+                .inspect(|_| present = true),
+        );
         for item in reader.by_ref() {
             match item {
                 Item::Member(member) if member.strict => writer.push_raw(member.key, member.raw),
@@ -182,6 +178,7 @@ impl Propagation {
             }
         }
         writer.dropped |= reader.truncated();
+        drop(reader);
         if malformed > 0 {
             self.reject(
                 Direction::Outbound,
@@ -204,11 +201,11 @@ impl Propagation {
         if inner.relay {
             // Members filtered by these very declarations, with nothing on
             // the request before them, go out as they are.
-            let done = present.is_empty()
+            let done = !present
                 && inner.storage.with(&FORWARDED, |kept| match kept {
                     None => true,
                     Some(kept) if kept.declared_by == inner.id => {
-                        writer.push_all(kept.members, kept.value.as_bytes())
+                        writer.push_all(kept.members, &kept.value)
                     }
                     Some(_) => false,
                 });
@@ -217,7 +214,7 @@ impl Propagation {
             }
         }
         if let Some(forwarded) = &forwarded {
-            for item in Reader::new(std::iter::once(forwarded.value.as_bytes())) {
+            for item in Reader::new(std::iter::once(&forwarded.value[..])) {
                 if let Item::Member(member) = item {
                     if !self.declares_member(member.key) {
                         writer.push_raw(member.key, member.raw);
@@ -229,123 +226,33 @@ impl Propagation {
         if writer.dropped {
             self.reject(Direction::Outbound, Place::Baggage, Reason::OverLimit);
         }
-        if !present.is_empty() {
-            headers.remove(BAGGAGE);
-        }
-        if writer.count > 0 {
+        // What is written borrows nothing of the carrier's: it may change.
+        let Writer {
+            text: written,
+            count,
+            names,
+            ..
+        } = writer;
+        drop(names);
+        if count > 0 {
             // Every member written is visible ASCII, spaces and tabs inside
-            // at most, so this always converts.
-            if let Ok(value) = HeaderValue::from_bytes(&writer.text) {
-                headers.insert(BAGGAGE, value);
+            // at most: text, and a header value.
+            if let Ok(text) = std::str::from_utf8(&written) {
+                carrier.set(&inner.baggage, text.to_owned());
             }
+        } else if present {
+            carrier.remove(&inner.baggage);
         }
-        *bytes = writer.text;
+        *bytes = written;
     }
 }
 
-/// `text` as a header value, if it arrives exactly so. `from_str` lets
-/// bytes beyond ASCII through, which the next service could not read as
-/// text, and white space at either end, which HTTP trims on the way in.
-fn exact_header_value(text: &str) -> Option<HeaderValue> {
+/// Whether `text` arrives exactly so as a header value: visible ASCII,
+/// spaces and tabs inside only. Bytes beyond ASCII could not be read as
+/// text by the next service, and white space at either end is trimmed by
+/// HTTP on the way in.
+fn is_header_value(text: &str) -> bool {
     let outer = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
     let bytes = text.as_bytes();
-    if !text.is_ascii() || outer(bytes.first()) || outer(bytes.last()) {
-        return None;
-    }
-    HeaderValue::from_str(text).ok()
-}
-
-/// Writes the caller's context into every outgoing request: see
-/// [`Propagation::inject`], which it calls from the service's `call`, so
-/// the context is the one current when the request is handed to the client.
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// use stackholm::{Checkpoint, CheckpointExt, Key};
-/// use stackholm_tower::propagation::{Direction, PropagateLayer, Propagation};
-/// use tower::{service_fn, ServiceBuilder, ServiceExt};
-///
-/// static REQUEST_ID: Key<String> = Key::new("request_id");
-///
-/// let propagation = Propagation::new().header("x-request-id", &REQUEST_ID, Direction::Outbound);
-/// // In a real service the client is hyper-util's `Client`; this one echoes.
-/// let client = ServiceBuilder::new()
-///     .layer(PropagateLayer::new(propagation))
-///     .service(service_fn(|request: http::Request<()>| async move {
-///         Ok::<_, std::convert::Infallible>(request.headers()["x-request-id"].clone())
-///     }));
-///
-/// // `oneshot` calls the client when first polled: the context is read
-/// // then, inside the checkpoint.
-/// let checkpoint = Checkpoint::new().with_value(&REQUEST_ID, "r-7".to_owned());
-/// let echoed = client.oneshot(http::Request::new(())).in_checkpoint(checkpoint).await;
-/// assert_eq!(echoed.unwrap(), "r-7");
-/// # }
-/// ```
-#[derive(Debug, Clone)]
-pub struct PropagateLayer {
-    propagation: Propagation,
-}
-
-impl PropagateLayer {
-    /// A layer writing `propagation`'s outbound keys into requests.
-    #[must_use]
-    pub fn new(propagation: Propagation) -> Self {
-        Self { propagation }
-    }
-}
-
-impl<S> Layer<S> for PropagateLayer {
-    type Service = Propagate<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Propagate {
-            inner,
-            propagation: self.propagation.clone(),
-        }
-    }
-}
-
-/// The service made by [`PropagateLayer`].
-#[derive(Debug, Clone)]
-pub struct Propagate<S> {
-    inner: S,
-    propagation: Propagation,
-}
-
-impl<S> Propagate<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The wrapped service, taken out.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S, B> Service<Request<B>> for Propagate<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        self.propagation.inject(request.headers_mut());
-        self.inner.call(request)
-    }
+    baggage::is_field_text(bytes) && !outer(bytes.first()) && !outer(bytes.last())
 }

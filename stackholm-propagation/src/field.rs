@@ -3,22 +3,27 @@
 
 use std::mem;
 
-use stackholm::{Checkpoint, Key, Storage};
+use stackholm::{Checkpoint, Error, Key, Storage};
 
 use super::codec::{BoxError, Codec};
-use crate::seed::Root;
 
-/// Where an incoming value goes: the layer's pooled root, or a checkpoint
-/// for code that enters it itself.
-pub(crate) enum Target<'a, 'r> {
-    Root(&'a mut Root<'r>),
+/// Where incoming values go: the root of the scope being seeded, or a
+/// checkpoint for code that enters it itself.
+pub(crate) enum Target<'a> {
+    /// The outermost checkpoint of the storage's current stack, with the
+    /// first error setting a value there met.
+    Root(Storage, Option<Error>),
     Checkpoint(&'a mut Checkpoint),
 }
 
-impl Target<'_, '_> {
+impl Target<'_> {
     pub(crate) fn set<T: Send + 'static>(&mut self, key: &'static Key<T>, value: T) {
         match self {
-            Self::Root(root) => root.set(key, value),
+            Self::Root(storage, failed) => {
+                if let Err(refused) = storage.set_root(key, value) {
+                    failed.get_or_insert(refused.error());
+                }
+            }
             Self::Checkpoint(checkpoint) => {
                 let taken = mem::replace(*checkpoint, Checkpoint::new());
                 **checkpoint = taken.with_value(key, value);
@@ -35,7 +40,7 @@ pub(crate) trait Field: Send + Sync {
     fn key_addr(&self) -> usize;
 
     /// Decodes `text` and sets the key to it in `target`.
-    fn accept(&self, text: &str, target: &mut Target<'_, '_>) -> Result<(), BoxError>;
+    fn accept(&self, text: &str, target: &mut Target<'_>) -> Result<(), BoxError>;
 
     /// Appends the current value of the key, as text, to `out`; `false` if
     /// the key is not set.
@@ -60,7 +65,7 @@ where
         std::ptr::from_ref(self.key) as usize
     }
 
-    fn accept(&self, text: &str, target: &mut Target<'_, '_>) -> Result<(), BoxError> {
+    fn accept(&self, text: &str, target: &mut Target<'_>) -> Result<(), BoxError> {
         target.set(self.key, self.codec.decode(text)?);
         Ok(())
     }

@@ -16,7 +16,7 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 /// else, a value with several parts say:
 ///
 /// ```
-/// use stackholm_tower::propagation::{BoxError, Codec};
+/// use stackholm_propagation::{BoxError, Codec};
 ///
 /// /// A deadline sent as milliseconds since the Unix epoch.
 /// struct UnixMillis;
