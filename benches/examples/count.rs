@@ -21,7 +21,8 @@ use hyper_util::rt::TokioExecutor;
 use stackholm::{Checkpoint, Scope, Stack, DEFAULT};
 use stackholm_benches::{
     app, at_depth, enter_set_leave, leaked_keys, request, request_like, with_values, Ambient,
-    CloneMap, Context, HandRolledTaskLocal, NaiveDynStack, NaiveStack, Otel, CARRIED, TASK_MAP,
+    CloneMap, Context, FloorOwned, FloorThread, HandRolledTaskLocal, NaiveDynStack, NaiveStack,
+    Otel, CARRIED, TASK_MAP,
 };
 use tower::ServiceExt;
 
@@ -34,6 +35,8 @@ fn on<W: Workload>(name: &str, workload: W) {
         "stackholm-task" => {
             Scope::new(DEFAULT, Checkpoint::new()).run(|| workload.run(&mut Ambient))
         }
+        "floor-owned" => workload.run(&mut FloorOwned::new()),
+        "floor-thread" => workload.run(&mut FloorThread),
         "naive-stack" => workload.run(&mut NaiveStack::default()),
         "naive-dyn-stack" => workload.run(&mut NaiveDynStack::default()),
         "clone-map" => workload.run(&mut CloneMap::default()),
