@@ -185,25 +185,60 @@ impl<T: 'static> ErasedSlot for Slot<T> {
     }
 }
 
-/// A slot's position and what a read or a leave needs of it, in a word:
-/// what the table holds under a tag, and what a frame records per setting.
+/// The place of an empty table, which no key is found in.
+struct NoSlot;
+
+impl ErasedSlot for NoSlot {
+    fn drop_top(&mut self) {}
+
+    fn take_top(&mut self) -> Option<Box<dyn Any>> {
+        None
+    }
+}
+
+/// A place of the table: a key's slot under its tag, or a free place
+/// (tag [`FREE`], a slot of no key, which allocates nothing).
+struct Place {
+    tag: u32,
+    /// The key's [`PRIVATE`] and [`DROPS`] flags.
+    flags: u32,
+    slot: Box<dyn ErasedSlot>,
+}
+
+impl Place {
+    fn free() -> Self {
+        Self {
+            tag: FREE,
+            flags: 0,
+            slot: Box::new(NoSlot),
+        }
+    }
+}
+
+/// The flag of a private key.
+const PRIVATE: u32 = 2;
+/// The flag of a key whose values may run code when dropped.
+const DROPS: u32 = 1;
+
+/// A setting a frame holds, in a word: where its key's slot is in the
+/// table, and the key's flags.
 #[derive(Debug, Clone, Copy)]
 struct Setting(u32);
 
 impl Setting {
+    #[inline]
+    fn new(at: usize, flags: u32) -> Self {
+        Self((at as u32) << 2 | flags)
+    }
+
     #[inline]
     fn position(self) -> usize {
         (self.0 >> 2) as usize
     }
 
     #[inline]
-    fn private(self) -> bool {
-        self.0 & 2 != 0
-    }
-
-    #[inline]
     fn drops(self) -> bool {
-        self.0 & 1 != 0
+        self.0 & DROPS != 0
     }
 }
 
@@ -239,10 +274,11 @@ pub struct FloorOwned {
     frames: Vec<Frame>,
     /// The settings of every frame, frame after frame.
     settings: Vec<Setting>,
-    slots: Vec<Box<dyn ErasedSlot>>,
-    /// `(tag, setting)`, tag [`FREE`] where free: a power of two long, at
-    /// most half full.
-    table: Vec<(u32, Setting)>,
+    /// The slots of the keys set here, under their tags: a power of two
+    /// long, at most half full. Where it grows, the settings are moved.
+    table: Vec<Place>,
+    /// How many keys have a slot.
+    keys: usize,
     /// Hooks with the depth of their frame.
     hooks: Vec<(u32, Hook)>,
     last_id: FrameId,
@@ -257,8 +293,8 @@ impl FloorOwned {
         Self {
             frames: Vec::new(),
             settings: Vec::new(),
-            slots: Vec::new(),
             table: Vec::new(),
+            keys: 0,
             hooks: Vec::new(),
             last_id: 0,
             removed: Vec::new(),
@@ -273,14 +309,14 @@ impl FloorOwned {
     }
 
     /// Enters a checkpoint, left when the guard is dropped.
-    #[inline]
+    #[inline(always)]
     pub fn enter(&mut self) -> FloorGuard<'_> {
         let id = self.open();
         FloorGuard { stack: self, id }
     }
 
     /// Enters a checkpoint and returns its id, for [`leave`](Self::leave).
-    #[inline]
+    #[inline(always)]
     pub fn open(&mut self) -> FrameId {
         self.last_id += 1;
         let id = self.last_id;
@@ -291,7 +327,7 @@ impl FloorOwned {
 
     /// Leaves the checkpoint `id` and every one inside it, if it is on the
     /// stack.
-    #[inline]
+    #[inline(always)]
     pub fn leave(&mut self, id: FrameId) {
         if self.leave_top(id) {
             if !self.removed.is_empty() {
@@ -325,7 +361,7 @@ impl FloorOwned {
     /// # Errors
     ///
     /// The value, if no checkpoint is active.
-    #[inline]
+    #[inline(always)]
     pub fn set<T: Send + 'static>(&mut self, key: &'static FloorKey<T>, value: T) -> Result<(), T> {
         self.replace(key, value).map(drop)
     }
@@ -334,10 +370,10 @@ impl FloorOwned {
     #[inline(always)]
     #[must_use]
     pub fn get<T: Send + 'static>(&self, key: &'static FloorKey<T>) -> Option<&T> {
-        let setting = self.find(key.peek_tag())?;
-        let slot: &dyn Any = &**self.slots.get(setting.position())?;
+        let place = &self.table[self.find(key.peek_tag())?];
+        let slot: &dyn Any = &*place.slot;
         let top = slot.downcast_ref::<Slot<T>>()?.entries.last()?;
-        if setting.private() && top.depth as usize + 1 != self.frames.len() {
+        if place.flags & PRIVATE != 0 && top.depth as usize + 1 != self.frames.len() {
             return None;
         }
         Some(top.value.get())
@@ -358,16 +394,16 @@ impl FloorOwned {
         }
     }
 
-    /// The setting under `tag`.
+    /// Where the slot under `tag` is in the table.
     #[inline(always)]
-    fn find(&self, tag: u32) -> Option<Setting> {
+    fn find(&self, tag: u32) -> Option<usize> {
         // An empty table's mask starts out of bounds: one check for both.
         let mask = self.table.len().wrapping_sub(1);
         let mut at = tag as usize & mask;
         loop {
-            let (stored, setting) = *self.table.get(at)?;
+            let stored = self.table.get(at)?.tag;
             if stored == tag {
-                return Some(setting);
+                return Some(at);
             }
             if stored == FREE {
                 return None;
@@ -376,38 +412,58 @@ impl FloorOwned {
         }
     }
 
-    /// Adds a slot for the key `tag`: once per key and stack.
+    /// Adds a slot for the key `tag` and returns where: once per key and
+    /// stack.
     #[cold]
     #[inline(never)]
-    fn insert<T: Send + 'static>(&mut self, tag: u32, private: bool) -> Setting {
-        let position = u32::try_from(self.slots.len())
-            .ok()
-            .filter(|&position| position < 1 << 30)
-            .expect("floor: too many keys on one stack");
-        let setting = Setting(
-            position << 2 | u32::from(private) << 1 | u32::from(std::mem::needs_drop::<T>()),
-        );
-        self.slots.push(Box::new(Slot::<T> {
-            entries: Vec::new(),
-        }));
-        if self.table.len() < 2 * self.slots.len() {
-            let len = (2 * self.slots.len()).next_power_of_two().max(8);
-            let old = std::mem::replace(&mut self.table, vec![(FREE, setting); len]);
-            for (tag, setting) in old.into_iter().filter(|&(tag, _)| tag != FREE) {
-                self.put(tag, setting);
-            }
+    fn insert<T: Send + 'static>(&mut self, tag: u32, private: bool) -> usize {
+        self.keys += 1;
+        if self.table.len() < 2 * self.keys {
+            self.grow();
         }
-        self.put(tag, setting);
-        setting
+        let at = self.free_place(tag);
+        let flags = if private { PRIVATE } else { 0 }
+            | if std::mem::needs_drop::<T>() {
+                DROPS
+            } else {
+                0
+            };
+        self.table[at] = Place {
+            tag,
+            flags,
+            slot: Box::new(Slot::<T> {
+                entries: Vec::new(),
+            }),
+        };
+        at
     }
 
-    fn put(&mut self, tag: u32, setting: Setting) {
+    /// Doubles the table, moving the slots and the settings naming them.
+    fn grow(&mut self) {
+        let len = (2 * self.keys).next_power_of_two().max(8);
+        assert!(len < 1 << 30, "floor: too many keys on one stack");
+        let old = std::mem::replace(&mut self.table, (0..len).map(|_| Place::free()).collect());
+        let mut moved = vec![0; old.len()];
+        for (from, place) in old.into_iter().enumerate() {
+            if place.tag != FREE {
+                let to = self.free_place(place.tag);
+                moved[from] = to;
+                self.table[to] = place;
+            }
+        }
+        for setting in &mut self.settings {
+            *setting = Setting::new(moved[setting.position()], setting.0 & 3);
+        }
+    }
+
+    /// Where a new slot for `tag` goes.
+    fn free_place(&self, tag: u32) -> usize {
         let mask = self.table.len() - 1;
         let mut at = tag as usize & mask;
-        while self.table[at].0 != FREE {
+        while self.table[at].tag != FREE {
             at = (at + 1) & mask;
         }
-        self.table[at] = (tag, setting);
+        at
     }
 
     /// Sets `value` in the innermost checkpoint and returns the value it
@@ -423,11 +479,13 @@ impl FloorOwned {
             return Err(value);
         };
         let tag = key.tag();
-        let setting = match self.find(tag) {
-            Some(setting) => setting,
+        let at = match self.find(tag) {
+            Some(at) => at,
             None => self.insert::<T>(tag, key.private),
         };
-        let slot: &mut dyn Any = &mut *self.slots[setting.position()];
+        let place = &mut self.table[at];
+        let setting = Setting::new(at, place.flags);
+        let slot: &mut dyn Any = &mut *place.slot;
         let slot: &mut Slot<T> = slot.downcast_mut().expect("a slot of the key's type");
         let depth = depth as u32;
         match slot.entries.last_mut() {
@@ -473,7 +531,7 @@ impl FloorOwned {
         };
         let start = frame.start as usize;
         for &setting in self.settings[start..].iter().rev() {
-            let slot = &mut self.slots[setting.position()];
+            let slot = &mut self.table[setting.position()].slot;
             if setting.drops() {
                 self.removed.extend(slot.take_top());
             } else {
@@ -511,7 +569,7 @@ impl fmt::Debug for FloorOwned {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FloorOwned")
             .field("depth", &self.frames.len())
-            .field("keys", &self.slots.len())
+            .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
 }
@@ -539,25 +597,25 @@ impl DerefMut for FloorGuard<'_> {
 }
 
 impl Drop for FloorGuard<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         self.stack.leave(self.id);
     }
 }
 
 impl Context for FloorOwned {
-    #[inline]
+    #[inline(always)]
     fn scope<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
         let mut guard = self.enter();
         f(&mut guard)
     }
 
-    #[inline]
+    #[inline(always)]
     fn set(&mut self, key: usize, value: u64) {
         FloorOwned::set(self, &FLOOR_KEYS[key], value).expect("inside a checkpoint");
     }
 
-    #[inline]
+    #[inline(always)]
     fn get(&mut self, key: usize) -> Option<u64> {
         FloorOwned::get(self, &FLOOR_KEYS[key]).copied()
     }
@@ -592,13 +650,11 @@ impl Local {
         let Ok(mut stack) = self.stack.try_borrow_mut() else {
             return self.defer(id);
         };
-        if stack.leave_top(id) {
-            let removed = stack.take_removed();
-            drop(stack);
-            drop(removed);
-        } else {
+        if !stack.leave_top(id) {
             drop(stack);
             self.leave_slow(id);
+        } else if !stack.removed.is_empty() {
+            drop_removed(stack);
         }
     }
 
@@ -658,6 +714,15 @@ impl Local {
     }
 }
 
+/// Drops the values a leave took off, once the stack is released.
+#[cold]
+#[inline(never)]
+fn drop_removed(mut stack: std::cell::RefMut<'_, FloorOwned>) {
+    let removed = std::mem::take(&mut stack.removed);
+    drop(stack);
+    drop(removed);
+}
+
 /// Why the thread storage cannot be changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FloorError {
@@ -695,7 +760,7 @@ pub mod thread {
     /// # Panics
     ///
     /// If the stack is borrowed, or the thread is exiting.
-    #[inline]
+    #[inline(always)]
     pub fn enter() -> Guard {
         let id = LOCAL.with(|local| local.stack.try_borrow_mut().map(|mut stack| stack.open()));
         match id {
@@ -719,7 +784,7 @@ pub mod thread {
     /// # Errors
     ///
     /// Why not, with the value.
-    #[inline]
+    #[inline(always)]
     pub fn set<T: Send + 'static>(
         key: &'static FloorKey<T>,
         value: T,
@@ -752,7 +817,7 @@ pub mod thread {
     /// A clone of the nearest value of `key`; `None` where there is none or
     /// the stack is being changed. Checkpoints whose guards were dropped
     /// meanwhile (by the `Clone`) are left at its end.
-    #[inline]
+    #[inline(always)]
     pub fn get<T: Clone + Send + 'static>(key: &'static FloorKey<T>) -> Option<T> {
         LOCAL
             .try_with(|local| {
@@ -801,18 +866,18 @@ pub mod thread {
 pub struct FloorThread;
 
 impl Context for FloorThread {
-    #[inline]
+    #[inline(always)]
     fn scope<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
         let _guard = thread::enter();
         f(self)
     }
 
-    #[inline]
+    #[inline(always)]
     fn set(&mut self, key: usize, value: u64) {
         thread::set(&FLOOR_KEYS[key], value).expect("inside a checkpoint");
     }
 
-    #[inline]
+    #[inline(always)]
     fn get(&mut self, key: usize) -> Option<u64> {
         thread::get(&FLOOR_KEYS[key])
     }
@@ -1000,6 +1065,33 @@ mod tests {
         }
         assert_eq!(ran.get(), Some(Some(5)));
         assert_eq!(thread::depth(), 0);
+    }
+
+    #[test]
+    fn the_table_grows_under_the_settings_of_outer_checkpoints() {
+        let keys: Vec<&'static FloorKey<usize>> = (0..300)
+            .map(|_| &*Box::leak(Box::new(FloorKey::new())))
+            .collect();
+        let mut stack = FloorOwned::new();
+        let ids: Vec<FrameId> = keys
+            .iter()
+            .enumerate()
+            .map(|(n, key)| {
+                let id = stack.open();
+                stack.set(key, n).unwrap();
+                stack.set(keys[0], n).unwrap();
+                id
+            })
+            .collect();
+        for (n, key) in keys.iter().enumerate().skip(1) {
+            assert_eq!(stack.get(key), Some(&n));
+        }
+        for (n, id) in ids.iter().enumerate().rev() {
+            assert_eq!(stack.get(keys[0]), Some(&n));
+            stack.leave(*id);
+            assert_eq!(stack.get(keys[n]), None);
+            assert_eq!(stack.get(keys[0]), n.checked_sub(1).as_ref());
+        }
     }
 
     /// A tiny xorshift: the same program for every implementation.
