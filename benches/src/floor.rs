@@ -176,6 +176,19 @@ trait ErasedSlot: Any {
 impl<T: 'static> ErasedSlot for Slot<T> {
     #[inline]
     fn drop_top(&mut self) {
+        // Only a shared value has anything to drop here: no copy of the
+        // entry out of the vector for the others.
+        if let Some(Entry {
+            value: Value::Owned(_),
+            ..
+        }) = self.entries.last()
+        {
+            if !std::mem::needs_drop::<T>() {
+                let len = self.entries.len();
+                self.entries.truncate(len - 1);
+                return;
+            }
+        }
         self.entries.pop();
     }
 
