@@ -30,6 +30,16 @@
 //! Two variants: [`FloorOwned`], a stack used through `&mut`, and
 //! [`FloorThread`], a `thread_local!` `RefCell` holding one.
 //!
+//! Instructions per workload (callgrind, `examples/count.rs`, runs of n
+//! and 2n, the difference over n), against stackholm at the time:
+//!
+//! | workload        | stackholm owned | floor owned | stackholm thread | floor thread |
+//! |-----------------|----------------:|------------:|-----------------:|-------------:|
+//! | request_like    |            2118 |        1742 |             2718 |         2330 |
+//! | enter_set_leave |             195 |         161 |              267 |          217 |
+//! | enter_leave     |              62 |          61 |              126 |           75 |
+//! | read_nearest    |              62 |          58 |               79 |           65 |
+//!
 //! What it leaves out, next to stackholm: task-local scopes (no current
 //! stack swapped in, no parked stacks), checkpoints moved on and off the
 //! stack, snapshots, `set_root`, `remove`, names, and frame ids unique
