@@ -20,8 +20,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use stackholm::{Checkpoint, Scope, Stack, DEFAULT};
 use stackholm_benches::{
-    app, at_depth, enter_set_leave, leaked_keys, request, request_like, with_values, Ambient,
-    CloneMap, Context, HandRolledTaskLocal, NaiveDynStack, NaiveStack, Otel, CARRIED, TASK_MAP,
+    app, at_depth, enter_leave, enter_set_leave, leaked_keys, request, request_like, with_values,
+    Ambient, CloneMap, Context, FloorOwned, FloorThread, HandRolledTaskLocal, NaiveDynStack,
+    NaiveStack, Otel, CARRIED, TASK_MAP,
 };
 use tower::ServiceExt;
 
@@ -34,6 +35,8 @@ fn on<W: Workload>(name: &str, workload: W) {
         "stackholm-task" => {
             Scope::new(DEFAULT, Checkpoint::new()).run(|| workload.run(&mut Ambient))
         }
+        "floor-owned" => workload.run(&mut FloorOwned::new()),
+        "floor-thread" => workload.run(&mut FloorThread),
         "naive-stack" => workload.run(&mut NaiveStack::default()),
         "naive-dyn-stack" => workload.run(&mut NaiveDynStack::default()),
         "clone-map" => workload.run(&mut CloneMap::default()),
@@ -66,6 +69,18 @@ impl Workload for EnterSetLeave {
         with_values(cx, 50, |cx| {
             for _ in 0..self.0 {
                 enter_set_leave(black_box(&mut *cx));
+            }
+        });
+    }
+}
+
+struct EnterLeave(usize);
+
+impl Workload for EnterLeave {
+    fn run<C: Context>(&self, cx: &mut C) {
+        with_values(cx, 50, |cx| {
+            for _ in 0..self.0 {
+                enter_leave(black_box(&mut *cx));
             }
         });
     }
@@ -172,6 +187,7 @@ fn main() {
     match workload {
         "request_like" => on(name, RequestLike(count)),
         "enter_set_leave" => on(name, EnterSetLeave(count)),
+        "enter_leave" => on(name, EnterLeave(count)),
         "read_nearest" => on(name, ReadDeep(count)),
         "log_request" => log_requests(name, count),
         "snapshot" => snapshots(name.parse().expect("KEYS-SEEN is a number"), count),

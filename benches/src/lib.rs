@@ -7,9 +7,11 @@
 //! implementation is fast because it is wrong.
 
 mod carry;
+pub mod floor;
 pub mod logging;
 
 pub use carry::{context_apps, CARRIED, REQUEST_ID_HEADER, USER_HEADER};
+pub use floor::{FloorOwned, FloorThread};
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -644,6 +646,8 @@ mod tests {
         check_remove(check(Ambient));
         check_remove(check(NaiveStack::default()));
         check(NaiveDynStack::default());
+        check(FloorOwned::new());
+        check(FloorThread);
         check(CloneMap::default());
         check(Otel::default());
         TASK_MAP.sync_scope(RefCell::default(), || check(HandRolledTaskLocal));
