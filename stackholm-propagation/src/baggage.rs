@@ -5,6 +5,8 @@
 
 use std::borrow::Cow;
 
+use super::small::Small;
+
 /// The most list-members read from, or written to, one request: the
 /// specification's minimum, which is also what OpenTelemetry SDKs keep.
 pub(crate) const MAX_MEMBERS: usize = 64;
@@ -310,14 +312,50 @@ pub(crate) fn decode(bytes: &[u8]) -> Cow<'_, str> {
     }
 }
 
-/// A member's name as readers that percent-decode names see it: a name
-/// spelt with escapes is the name it decodes to.
+/// A member's name as readers that decode names see it: percent-decoded,
+/// then trimmed of white space and control characters (OpenTelemetry's
+/// reader trims white space, others all control characters), so that a
+/// name spelt with escapes (`no%74e`, `note%09`) is the name it reads as.
+/// A token has neither escapes nor anything to trim: it is its own name.
 pub(crate) fn name(key: &[u8]) -> Cow<'_, [u8]> {
     // Names are short: a plain loop beats `memchr`'s call.
     if key.iter().all(|&b| b != b'%') {
         return Cow::Borrowed(key);
     }
-    unescape(key)
+    let decoded = unescape(key).into_owned();
+    match std::str::from_utf8(&decoded) {
+        Ok(text) => {
+            let trimmed = text.trim_matches(|c: char| c.is_whitespace() || c.is_control());
+            Cow::Owned(trimmed.as_bytes().to_vec())
+        }
+        // Strict readers skip such a name; lossy ones read U+FFFD in it,
+        // which nothing trims and no token holds.
+        Err(_) => Cow::Owned(decoded),
+    }
+}
+
+/// The names given so far, as [`name`] reads them, to keep each name once.
+/// Spelt names, the rare case, are decoded once and kept decoded.
+#[derive(Default)]
+pub(crate) struct Names<'a> {
+    plain: Small<&'a [u8], 8>,
+    spelt: Vec<Vec<u8>>,
+}
+
+impl<'a> Names<'a> {
+    /// Whether a name reading as `name` (as [`name`] gives it) was given.
+    pub(crate) fn contains(&self, name: &[u8]) -> bool {
+        self.plain.as_slice().iter().any(|other| same(other, name))
+            || self.spelt.iter().any(|other| other == name)
+    }
+
+    /// Adds the name of `key`, as it reads.
+    pub(crate) fn insert(&mut self, key: &'a [u8]) {
+        match name(key) {
+            Cow::Borrowed(plain) => self.plain.push(plain),
+            Cow::Owned(spelt) => self.spelt.push(spelt),
+        }
+    }
 }
 
 /// `%XX` turned into its byte; a `%` not followed by two hex digits kept.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use stackholm::{Checkpoint, Error, Key, Storage};
 
-use super::baggage::{self, Item, Reader};
+use super::baggage::{self, Item, Names, Reader};
 use super::carrier::Extractor;
 use super::field::Target;
 use super::scratch;
@@ -36,6 +36,8 @@ enum Found<'a> {
     Once(&'a [u8]),
     /// Once, but malformed: not accepted.
     Broken,
+    /// Once, under a spelling of its name: not accepted.
+    Spelt,
     Twice,
 }
 
@@ -117,6 +119,10 @@ impl Propagation {
                 self.reject(Direction::Inbound, place, Reason::Ambiguous);
                 continue;
             }
+            if value.len() > baggage::MAX_BYTES {
+                self.reject(Direction::Inbound, place, Reason::TooLong);
+                continue;
+            }
             let Some(text) = header_text(value) else {
                 self.reject(Direction::Inbound, place, Reason::NotText);
                 continue;
@@ -160,8 +166,9 @@ impl Propagation {
                     (key, None)
                 }
             };
-            // A name spelt with escapes counts as the name it decodes to,
-            // but a value under it is never taken.
+            // A name spelt so that readers who decode and trim names take
+            // it for another counts as that name, but a value under it is
+            // never taken.
             let name = baggage::name(key);
             let spelt = matches!(name, Cow::Owned(_));
             if let Some(i) = inner
@@ -170,7 +177,8 @@ impl Propagation {
                 .position(|declared| baggage::same(declared.name.as_bytes(), &name))
             {
                 let found = &mut found.as_mut_slice()[i];
-                *found = match (*found, member.filter(|_| !spelt)) {
+                *found = match (*found, member) {
+                    (Found::Absent, Some(_)) if spelt => Found::Spelt,
                     (Found::Absent, Some(member)) => Found::Once(member.value),
                     (Found::Absent, None) => Found::Broken,
                     _ => Found::Twice,
@@ -187,7 +195,7 @@ impl Propagation {
                 );
             } else if let Some(member) = member.filter(|_| inner.relay) {
                 if member.strict {
-                    pass.push(member.key, member.raw);
+                    pass.push(&name, member.key, member.raw);
                 } else {
                     // Readable, but not fit to pass on as it is.
                     loose += 1;
@@ -199,7 +207,9 @@ impl Propagation {
         for (declared, &found) in inner.members_in.iter().zip(found.as_slice()) {
             let place = Place::Member(declared.name);
             match found {
+                // A broken member is told with the others below.
                 Found::Absent | Found::Broken => {}
+                Found::Spelt => self.reject(Direction::Inbound, place, Reason::Spelling),
                 Found::Twice => self.reject(Direction::Inbound, place, Reason::Ambiguous),
                 Found::Once(value) => {
                     if let Err(err) = declared.field.accept(&baggage::decode(value), target) {
@@ -214,6 +224,15 @@ impl Propagation {
                 Place::Baggage,
                 Reason::Malformed {
                     members: malformed + loose,
+                },
+            );
+        }
+        if pass.repeated > 0 {
+            self.reject(
+                Direction::Inbound,
+                Place::Baggage,
+                Reason::Repeated {
+                    members: pass.repeated,
                 },
             );
         }
@@ -247,6 +266,9 @@ fn header_text(value: &[u8]) -> Option<&str> {
 #[derive(Default)]
 struct PassOn<'a> {
     members: Small<&'a [u8], 8>,
+    names: Names<'a>,
+    /// Members dropped for a name given before them.
+    repeated: usize,
 }
 
 impl<'a> PassOn<'a> {
@@ -254,11 +276,13 @@ impl<'a> PassOn<'a> {
         self.members.as_slice().len()
     }
 
-    fn push(&mut self, key: &[u8], raw: &'a [u8]) {
-        let named = |other: &&[u8]| {
-            other.starts_with(key) && matches!(other.get(key.len()), Some(b'=' | b' ' | b'\t'))
-        };
-        if !self.members.as_slice().iter().any(named) {
+    /// Keeps the member `raw`, named `key`, which reads as `name`, unless
+    /// a member of that name was kept already.
+    fn push(&mut self, name: &[u8], key: &'a [u8], raw: &'a [u8]) {
+        if self.names.contains(name) {
+            self.repeated += 1;
+        } else {
+            self.names.insert(key);
             self.members.push(raw);
         }
     }

@@ -57,24 +57,33 @@
 //! middle of a trusted mesh that should pass on what it does not know says
 //! so with [`Propagation::relay`]: members it did not declare then go
 //! unchanged, properties included, to the requests it makes while handling
-//! the request that brought them; a name given twice is passed on once,
-//! the first. A name this service declares is its own: an incoming member of that name, or of a spelling of it with
-//! percent escapes (which readers that decode names take for it), is never
-//! passed on, and it is sent only from the context. No name is written
-//! twice: a member already on the outgoing request wins, then the context's
-//! value, then one passed on. What is written always follows the grammar:
-//! members that do not are not passed on.
+//! the request that brought them.
+//!
+//! Names are compared as readers that decode them see them: percent-decoded
+//! and trimmed of white space and control characters, as OpenTelemetry's
+//! reader does before it keeps the last copy of a name. So `no%74e` and
+//! `note%09` are spellings of `note`. A name this service declares is its
+//! own: a member under a spelling of it is never taken (and told), one
+//! under it and another under a spelling of it are ambiguous, and neither
+//! is ever passed on: it is sent only from the context. A relay passes
+//! each name on once, the first of its spellings. No name is written
+//! twice: a member already on the outgoing request wins, then the
+//! context's value, then one passed on. What is written always follows the
+//! grammar: members that do not are not passed on.
 //!
 //! The limits are the specification's: at most 64 members and 8192 bytes
 //! (white space and empty elements included) are read from a request and
 //! written to one; members beyond them are dropped whole, never cut, and
 //! reading stops there, so a hostile header costs bounded time and memory.
-//! A member given twice for a declared name is not accepted at all.
+//! A declared header's value is bounded alike, at 8192 bytes.
 //!
-//! Nothing here fails a request. What is skipped is told to the
-//! [`on_reject`](Propagation::on_reject) hook: a declared value that does
-//! not decode, is given twice or comes the wrong way, members that break
-//! the grammar or the limits, a value that cannot be written.
+//! Nothing here fails a request. Every piece dropped is told to the
+//! [`on_reject`](Propagation::on_reject) hook, saying what was dropped and
+//! what was kept: a declared value that does not decode, is too long,
+//! comes twice, under a spelling or the wrong way; members that break the
+//! grammar or the limits, or repeat a name; a value that cannot be written.
+//! Members an edge does not declare are not passed on by design, and not
+//! told.
 
 mod baggage;
 mod carrier;
@@ -252,7 +261,8 @@ impl Propagation {
     /// # Panics
     ///
     /// If `name` is not a token (RFC 9110: letters, digits and
-    /// ``!#$%&'*+-.^_`|~``), or is already declared in that direction; if
+    /// ``!#$&'*+-.^_`|~``; `%` is one, but a name with escapes reads as
+    /// another once decoded), or is already declared in that direction; if
     /// `key` is already declared inbound; or if a direction would have more
     /// than 64 members, which is all one request carries.
     #[must_use]
@@ -284,8 +294,9 @@ impl Propagation {
         C: Codec<T>,
     {
         assert!(
-            baggage::is_token(name.as_bytes()),
-            "`{name}` cannot be a baggage member's name: it is not a token"
+            baggage::is_token(name.as_bytes()) && !name.contains('%'),
+            "`{name}` cannot be a baggage member's name: it is not a token without `%` \
+             (a name with escapes reads as another once decoded)"
         );
         let field: Arc<dyn Field> = Arc::new(Typed { key, codec });
         self.check_inbound_key(direction, &*field);

@@ -1,37 +1,37 @@
 //! Outgoing requests and messages: the current context's declared values
 //! into headers and `baggage`.
 
-use super::baggage::{self, Item, Reader};
+use super::baggage::{self, Item, Names, Reader};
 use super::carrier::Injector;
 use super::inbound::FORWARDED;
 use super::scratch;
-use super::small::Small;
 use super::{Direction, Place, Propagation, Reason};
 
 /// The `baggage` header being written: members in order, their names to
 /// keep each name once, within the limits.
 struct Writer<'a> {
     text: Vec<u8>,
-    names: Small<&'a [u8], 8>,
+    names: Names<'a>,
     count: usize,
     dropped: bool,
+    /// Members not written for a name written before them.
+    repeated: usize,
 }
 
 impl<'a> Writer<'a> {
     fn new(text: Vec<u8>) -> Self {
         Self {
             text,
-            names: Small::default(),
+            names: Names::default(),
             count: 0,
             dropped: false,
+            repeated: 0,
         }
     }
 
-    fn has(&self, name: &[u8]) -> bool {
-        self.names
-            .as_slice()
-            .iter()
-            .any(|other| baggage::same(other, name))
+    /// Whether a member named `key`, or a spelling of it, was written.
+    fn has(&self, key: &[u8]) -> bool {
+        self.names.contains(&baggage::name(key))
     }
 
     /// Whether `members` more members of `len` bytes in all fit.
@@ -52,7 +52,7 @@ impl<'a> Writer<'a> {
         if self.count > 0 {
             self.text.push(b',');
         }
-        self.names.push(name);
+        self.names.insert(name);
         self.count += 1;
         true
     }
@@ -73,12 +73,14 @@ impl<'a> Writer<'a> {
             self.dropped = true;
             return;
         }
-        self.names.push(name);
+        self.names.insert(name);
         self.count += 1;
     }
 
     fn push_raw(&mut self, name: &'a [u8], raw: &[u8]) {
-        if !self.has(name) && self.start(name, raw.len()) {
+        if self.has(name) {
+            self.repeated += 1;
+        } else if self.start(name, raw.len()) {
             self.text.extend_from_slice(raw);
         }
     }
@@ -145,14 +147,13 @@ impl Propagation {
             if !declared.field.write(inner.storage, text) {
                 continue;
             }
-            if is_header_value(text) {
+            let place = Place::Header(declared.name.as_str());
+            if text.len() > baggage::MAX_BYTES {
+                self.reject(Direction::Outbound, place, Reason::TooLong);
+            } else if is_header_value(text) {
                 carrier.set(&declared.name, text.clone());
             } else {
-                self.reject(
-                    Direction::Outbound,
-                    Place::Header(declared.name.as_str()),
-                    Reason::NotHeaderValue,
-                );
+                self.reject(Direction::Outbound, place, Reason::NotHeaderValue);
             }
         }
         if inner.members_out.is_empty() && !inner.relay {
@@ -223,6 +224,15 @@ impl Propagation {
             }
         }
 
+        if writer.repeated > 0 {
+            self.reject(
+                Direction::Outbound,
+                Place::Baggage,
+                Reason::Repeated {
+                    members: writer.repeated,
+                },
+            );
+        }
         if writer.dropped {
             self.reject(Direction::Outbound, Place::Baggage, Reason::OverLimit);
         }

@@ -36,11 +36,24 @@ pub enum Reason {
     /// An incoming header value is not visible ASCII text.
     NotText,
     /// The value was given more than once (two headers, or two members of
-    /// one name), and intermediaries may disagree about which one counts.
+    /// one name or spellings of it), and intermediaries may disagree about
+    /// which one counts.
     Ambiguous,
+    /// A declared member came only under a spelling of its name: with
+    /// percent escapes or white space that readers who decode and trim
+    /// names remove (`no%74e`, `note%09`). Services behind this one may
+    /// read it as the declared name, so its value is not taken; a value is
+    /// taken only under the name as declared.
+    Spelling,
     /// Members of the `baggage` header do not follow the grammar.
     Malformed {
-        /// How many members were skipped for it.
+        /// How many members were dropped for it.
+        members: usize,
+    },
+    /// Members of the `baggage` header were dropped for a name (or a
+    /// spelling of it) given before them: the first of each name is kept.
+    Repeated {
+        /// How many members were dropped for it.
         members: usize,
     },
     /// The incoming request names a value this service declares outbound
@@ -50,6 +63,9 @@ pub enum Reason {
     /// Members beyond the limits (64 members, 8192 bytes) were dropped,
     /// each whole.
     OverLimit,
+    /// A header's value is longer than 8192 bytes, the bound `baggage` has
+    /// too: not taken, or not sent.
+    TooLong,
     /// An outgoing value cannot be sent exactly as a header value: it is not
     /// visible ASCII, or has white space at either end, which HTTP trims.
     /// Declare the key as a baggage member instead, where values are
@@ -57,27 +73,43 @@ pub enum Reason {
     NotHeaderValue,
 }
 
+/// `count` member(s), spelt out.
+fn members(count: usize) -> String {
+    match count {
+        1 => "1 member".to_owned(),
+        count => format!("{count} members"),
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (max_members, max_bytes) = (super::baggage::MAX_MEMBERS, super::baggage::MAX_BYTES);
         match self {
             Self::Decode(err) => write!(f, "its text could not be decoded: {err}"),
             Self::NotText => f.write_str("the header value is not visible ASCII text"),
             Self::Ambiguous => f.write_str("it was given more than once"),
-            Self::Malformed { members: 1 } => {
-                f.write_str("1 member does not follow the W3C Baggage grammar")
-            }
-            Self::Malformed { members } => {
-                write!(f, "{members} members do not follow the W3C Baggage grammar")
-            }
+            Self::Spelling => f.write_str(concat!(
+                "it came only under a spelling of its name with escapes or white space, ",
+                "which services behind this one may read differently",
+            )),
+            Self::Malformed { members: count } => write!(
+                f,
+                "{} dropped for not following the W3C Baggage grammar",
+                members(*count)
+            ),
+            Self::Repeated { members: count } => write!(
+                f,
+                "{} dropped for a name given before (the first of each name is kept)",
+                members(*count)
+            ),
             Self::OutboundOnly => {
                 f.write_str("this service sends it but does not take it from a request")
             }
             Self::OverLimit => write!(
                 f,
-                "members beyond {} members or {} bytes were dropped",
-                super::baggage::MAX_MEMBERS,
-                super::baggage::MAX_BYTES
+                "the members beyond {max_members} members or {max_bytes} bytes were dropped"
             ),
+            Self::TooLong => write!(f, "the value is longer than {max_bytes} bytes"),
             Self::NotHeaderValue => f.write_str(concat!(
                 "the value is not visible ASCII or has white space at either end, ",
                 "so it cannot be sent as a header value",
@@ -146,13 +178,23 @@ impl Rejection {
     }
 }
 
+/// Says what was dropped and what was kept: a header or a member is
+/// dropped whole, the rest of the context kept; of the `baggage` header,
+/// the members named, the others kept.
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let way = match self.direction {
             Direction::Outbound => "outgoing",
             Direction::Inbound | Direction::Both => "incoming",
         };
-        write!(f, "{way} {} skipped: {}", self.place, self.reason)
+        match self.place {
+            Place::Baggage => write!(
+                f,
+                "{way} `baggage` header: {}; the other members were kept",
+                self.reason
+            ),
+            place => write!(f, "{way} {place} dropped: {}", self.reason),
+        }
     }
 }
 

@@ -129,6 +129,41 @@ fn what_we_write_opentelemetry_reads() {
     );
 }
 
+/// What a relay sends on, OpenTelemetry reads as the relay meant it: a
+/// member spelt so that OpenTelemetry's reader (which decodes names, trims
+/// them and keeps the last copy) takes it for a declared name or for a
+/// name passed on before it is not passed on.
+#[test]
+fn no_spelling_gets_a_name_past_a_relay_to_opentelemetry() {
+    let propagation = declared().relay();
+    for incoming in [
+        "user%09=root",
+        "%0auser=root",
+        "%20user=root",
+        "%75ser=root",
+        "user%C2%A0=root",
+        "x=1,%78=2",
+        "x=1,x%09=2",
+    ] {
+        let mut headers = HeaderMap::new();
+        headers.insert(BAGGAGE, HeaderValue::from_str(incoming).unwrap());
+        let _guard = DEFAULT.enter_with(propagation.extract(&headers));
+        DEFAULT.set(&USER, "alice".to_owned()).unwrap();
+        let mut out = HeaderMap::new();
+        propagation.inject(&mut out);
+        let read = otel_reads(&out);
+        assert_eq!(
+            read["user"].0,
+            "alice",
+            "{incoming}: {}",
+            baggage_text(&out)
+        );
+        if let Some((x, _)) = read.get("x") {
+            assert_eq!(x, "1", "{incoming}: {}", baggage_text(&out));
+        }
+    }
+}
+
 #[test]
 fn what_opentelemetry_writes_we_read() {
     let headers = otel_writes(&[

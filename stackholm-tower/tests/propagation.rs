@@ -184,6 +184,9 @@ fn recording(propagation: Propagation) -> (Propagation, Log) {
             Reason::Ambiguous => "Ambiguous".to_owned(),
             Reason::Malformed { members } => format!("Malformed({members})"),
             Reason::OverLimit => "OverLimit".to_owned(),
+            Reason::Spelling => "Spelling".to_owned(),
+            Reason::Repeated { members } => format!("Repeated({members})"),
+            Reason::TooLong => "TooLong".to_owned(),
             Reason::NotHeaderValue => "NotHeaderValue".to_owned(),
             Reason::OutboundOnly => "OutboundOnly".to_owned(),
             other => format!("unknown: {other:?}"),
@@ -587,7 +590,7 @@ async fn on_reject_is_told_why() {
                 Place::Header("x-limit"),
                 "Decode",
                 &format!(
-                    "incoming header `x-limit` skipped: its text could not be decoded: {parse_error}"
+                    "incoming header `x-limit` dropped: its text could not be decoded: {parse_error}"
                 ),
             )
         }]
@@ -611,7 +614,7 @@ async fn on_reject_is_told_why() {
                 Place::Member("count"),
                 "Decode",
                 &format!(
-                    "incoming baggage member `count` skipped: its text could not be decoded: {parse_error}"
+                    "incoming baggage member `count` dropped: its text could not be decoded: {parse_error}"
                 ),
             )
         }]
@@ -637,13 +640,13 @@ async fn on_reject_is_told_why() {
                 Direction::Inbound,
                 Place::Header("x-request-id"),
                 "Ambiguous",
-                "incoming header `x-request-id` skipped: it was given more than once",
+                "incoming header `x-request-id` dropped: it was given more than once",
             ),
             told(
                 Direction::Inbound,
                 Place::Member("tenant"),
                 "Ambiguous",
-                "incoming baggage member `tenant` skipped: it was given more than once",
+                "incoming baggage member `tenant` dropped: it was given more than once",
             ),
         ]
     );
@@ -661,7 +664,7 @@ async fn on_reject_is_told_why() {
             Direction::Inbound,
             Place::Header("x-request-id"),
             "NotText",
-            "incoming header `x-request-id` skipped: the header value is not visible ASCII text",
+            "incoming header `x-request-id` dropped: the header value is not visible ASCII text",
         )]
     );
 
@@ -679,7 +682,7 @@ async fn on_reject_is_told_why() {
             Direction::Inbound,
             Place::Baggage,
             "Malformed(2)",
-            "incoming `baggage` header skipped: 2 members do not follow the W3C Baggage grammar",
+            "incoming `baggage` header: 2 members dropped for not following the W3C Baggage grammar; the other members were kept",
         )]
     );
     serve(
@@ -693,7 +696,7 @@ async fn on_reject_is_told_why() {
             Direction::Inbound,
             Place::Baggage,
             "Malformed(1)",
-            "incoming `baggage` header skipped: 1 member does not follow the W3C Baggage grammar",
+            "incoming `baggage` header: 1 member dropped for not following the W3C Baggage grammar; the other members were kept",
         )]
     );
 
@@ -708,7 +711,7 @@ async fn on_reject_is_told_why() {
             Direction::Inbound,
             Place::Baggage,
             "OverLimit",
-            "incoming `baggage` header skipped: members beyond 64 members or 8192 bytes were dropped",
+            "incoming `baggage` header: the members beyond 64 members or 8192 bytes were dropped; the other members were kept",
         )]
     );
 }
@@ -738,19 +741,19 @@ async fn on_reject_is_told_of_outgoing_values() {
                 Direction::Outbound,
                 Place::Header("x-request-id"),
                 "NotHeaderValue",
-                "outgoing header `x-request-id` skipped: the value is not visible ASCII or has white space at either end, so it cannot be sent as a header value",
+                "outgoing header `x-request-id` dropped: the value is not visible ASCII or has white space at either end, so it cannot be sent as a header value",
             ),
             told(
                 Direction::Outbound,
                 Place::Baggage,
                 "Malformed(1)",
-                "outgoing `baggage` header skipped: 1 member does not follow the W3C Baggage grammar",
+                "outgoing `baggage` header: 1 member dropped for not following the W3C Baggage grammar; the other members were kept",
             ),
             told(
                 Direction::Outbound,
                 Place::Baggage,
                 "OverLimit",
-                "outgoing `baggage` header skipped: members beyond 64 members or 8192 bytes were dropped",
+                "outgoing `baggage` header: the members beyond 64 members or 8192 bytes were dropped; the other members were kept",
             ),
         ]
     );
@@ -777,7 +780,7 @@ async fn non_ascii_header_value_is_skipped_on_the_way_out() {
             Direction::Outbound,
             Place::Header("x-request-id"),
             "NotHeaderValue",
-            "outgoing header `x-request-id` skipped: the value is not visible ASCII or has white space at either end, so it cannot be sent as a header value",
+            "outgoing header `x-request-id` dropped: the value is not visible ASCII or has white space at either end, so it cannot be sent as a header value",
         )]
     );
 }
@@ -808,7 +811,7 @@ async fn header_values_with_outer_white_space_are_skipped_on_the_way_out() {
                 Direction::Outbound,
                 Place::Header("x-caller"),
                 "NotHeaderValue",
-                "outgoing header `x-caller` skipped: the value is not visible ASCII or has white space at either end, so it cannot be sent as a header value",
+                "outgoing header `x-caller` dropped: the value is not visible ASCII or has white space at either end, so it cannot be sent as a header value",
             )],
             "{value:?}"
         );
@@ -1186,13 +1189,13 @@ async fn a_client_naming_an_outbound_only_value_is_told_to_the_hook() {
                 Direction::Inbound,
                 Place::Header("x-caller"),
                 "OutboundOnly",
-                "incoming header `x-caller` skipped: this service sends it but does not take it from a request",
+                "incoming header `x-caller` dropped: this service sends it but does not take it from a request",
             ),
             told(
                 Direction::Inbound,
                 Place::Member("user"),
                 "OutboundOnly",
-                "incoming baggage member `user` skipped: this service sends it but does not take it from a request",
+                "incoming baggage member `user` dropped: this service sends it but does not take it from a request",
             ),
         ]
     );
