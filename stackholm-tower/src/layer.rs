@@ -79,20 +79,66 @@ impl<R> StackholmLayer<R> {
         self
     }
 
-    /// Fills each request's root checkpoint from the request's head with
-    /// `seed`: a request id from a header, the matched path, a user an outer
-    /// layer put in the extensions.
+    /// Adds `seed`, a closure, to what fills each request's root checkpoint
+    /// from the request's head, after the seeds before it: a request id
+    /// from a header, the matched path, a user an outer layer put in the
+    /// extensions.
+    ///
+    /// After [`seed_with`](Self::seed_with), it runs once that seed has
+    /// filled the root, and sees what it set: here a request id is made
+    /// when the client sent none.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use axum::{routing::get, Router};
+    /// use stackholm::{Key, DEFAULT};
+    /// use stackholm_tower::propagation::{Direction, Propagation};
+    /// use stackholm_tower::StackholmLayer;
+    /// use tower::ServiceExt;
+    ///
+    /// static REQUEST_ID: Key<String> = Key::new("request_id").inherited();
+    /// static NEXT: AtomicU64 = AtomicU64::new(1);
+    ///
+    /// let propagation = Propagation::new().header("x-request-id", &REQUEST_ID, Direction::Both);
+    /// let layer = StackholmLayer::new()
+    ///     .seed_with(propagation)
+    ///     .seed(|_parts, root| {
+    ///         if root.get(&REQUEST_ID).is_none() {
+    ///             let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    ///             root.set(&REQUEST_ID, format!("gen-{id}"));
+    ///         }
+    ///     });
+    /// let app = Router::new()
+    ///     .route("/", get(|| async { DEFAULT.get(&REQUEST_ID).unwrap_or_default() }))
+    ///     .layer(layer);
+    ///
+    /// let sent = http::Request::get("/").header("x-request-id", "r-1");
+    /// let made = http::Request::get("/");
+    /// for (request, id) in [(sent, "r-1"), (made, "gen-1")] {
+    ///     let response = app.clone().oneshot(request.body(axum::body::Body::empty()).unwrap());
+    ///     let body = axum::body::to_bytes(response.await.unwrap().into_body(), 64).await.unwrap();
+    ///     assert_eq!(body, id);
+    /// }
+    /// # }
+    /// ```
     #[must_use]
-    pub fn seed<F>(self, seed: F) -> StackholmLayer<F>
+    pub fn seed<F>(self, seed: F) -> StackholmLayer<(R, F)>
     where
         F: Fn(&Parts, &mut Root<'_>),
     {
-        self.seed_with(seed)
+        StackholmLayer {
+            storage: self.storage,
+            seed: (self.seed, seed),
+        }
     }
 
-    /// Fills each request's root checkpoint with `seed`, any [`SeedRoot`]:
-    /// the form for a seed type of your own, so that the layer's type can be
-    /// named. [`seed`](Self::seed) is the form for closures.
+    /// Sets what fills each request's root checkpoint to `seed`, any
+    /// [`SeedRoot`], in place of the seeds before it: the form for a
+    /// [`Propagation`](crate::propagation::Propagation), or for a seed type
+    /// of your own, so that the layer's type can be named.
+    /// [`seed`](Self::seed) adds closures after it.
     #[must_use]
     pub fn seed_with<S: SeedRoot>(self, seed: S) -> StackholmLayer<S> {
         StackholmLayer {

@@ -53,9 +53,10 @@ where
     }
 }
 
-/// Two seeds, the first then the second: a
-/// [`Propagation`](crate::propagation::Propagation) and a seed of your own,
-/// say.
+/// Two seeds, the first then the second: what
+/// [`StackholmLayer::seed`](crate::StackholmLayer::seed) makes when it adds
+/// a closure after the seed before it (a
+/// [`Propagation`](crate::propagation::Propagation), say).
 impl<A: SeedRoot, B: SeedRoot> SeedRoot for (A, B) {
     fn seed(&self, parts: &Parts, root: &mut Root<'_>) {
         self.0.seed(parts, root);

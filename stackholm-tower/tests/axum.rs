@@ -6,12 +6,12 @@ use axum::routing::get;
 use axum::Router;
 use http::Request;
 use stackholm::{Checkpoint, CheckpointExt, Key, DEFAULT};
-use stackholm_tower::{Root, StackholmLayer};
+use stackholm_tower::{SeedRoot, StackholmLayer};
 use tower::{ServiceBuilder, ServiceExt};
 
 static ROUTE: Key<String> = Key::new("route");
 
-fn by_route() -> StackholmLayer<impl Fn(&http::request::Parts, &mut Root<'_>) + Clone> {
+fn by_route() -> StackholmLayer<impl SeedRoot + Clone> {
     StackholmLayer::new().seed(|parts, root| {
         let route = parts
             .extensions

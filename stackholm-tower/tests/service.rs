@@ -13,7 +13,7 @@ use http::{Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Empty, Full};
 use stackholm::{Checkpoint, CheckpointExt, Key, DEFAULT};
-use stackholm_tower::{Root, StackholmLayer};
+use stackholm_tower::{SeedRoot, StackholmLayer};
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
 
 static REQUEST_ID: Key<String> = Key::new("request_id");
@@ -30,7 +30,7 @@ fn request(id: &str) -> Request<Empty<Bytes>> {
         .unwrap()
 }
 
-fn seeded() -> StackholmLayer<impl Fn(&http::request::Parts, &mut Root<'_>) + Clone> {
+fn seeded() -> StackholmLayer<impl SeedRoot + Clone> {
     StackholmLayer::new().seed(|parts, root| {
         let id = parts.headers["x-request-id"].to_str().unwrap().to_owned();
         root.set(&REQUEST_ID, id);
@@ -68,6 +68,24 @@ async fn call_and_every_poll_run_inside_a_fresh_root_checkpoint() {
         r#"(1, Some("r-1")) (1, Some("r-1"), Some(1))"#
     );
     assert_eq!(DEFAULT.depth(), 0, "nothing reached the test's own stack");
+}
+
+#[tokio::test]
+async fn seeds_added_one_after_another_all_run_in_order() {
+    let service = StackholmLayer::new()
+        .seed_with(
+            |_: &http::request::Parts, root: &mut stackholm_tower::Root<'_>| {
+                root.set(&SEEN, 1);
+            },
+        )
+        .seed(|_, root| root.set(&SEEN, root.get(&SEEN).unwrap() * 10 + 2))
+        .seed(|_, root| root.set(&SEEN, root.get(&SEEN).unwrap() * 10 + 3))
+        .layer(service_fn(|_req: Request<Empty<Bytes>>| async {
+            let seen = DEFAULT.get(&SEEN);
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!("{seen:?}")))))
+        }));
+    let response = service.oneshot(request("r-1")).await.unwrap();
+    assert_eq!(body_text(response.into_body()).await, "Some(123)");
 }
 
 /// Private to the root checkpoint: the seed sets it, nested checkpoints do

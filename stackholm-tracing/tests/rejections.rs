@@ -2,6 +2,8 @@
 //! layer seeds the request: inside the request's scope, so the line carries
 //! the request's id, and saying what was dropped and what was kept.
 
+// Only the text subscriber is used here.
+#[allow(dead_code)]
 mod support;
 
 use axum::routing::get;
