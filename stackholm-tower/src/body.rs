@@ -115,17 +115,19 @@ impl<B: Body> Body for ScopedBody<B> {
                 let polled = body.as_mut().poll_frame(cx);
                 let ended = match &polled {
                     Poll::Ready(None) => true,
-                    Poll::Ready(Some(Ok(frame))) => {
-                        // Where a gRPC call that got as far as its body
-                        // tells how it ended.
-                        if let Some(trailers) = frame.trailers_ref() {
+                    // Trailers come last, and tell how a gRPC call that
+                    // got as far as its body ended: hyper's HTTP/2 server
+                    // sends them and polls the body no more.
+                    Poll::Ready(Some(Ok(frame))) => match frame.trailers_ref() {
+                        Some(trailers) => {
                             end = end.trailers(trailers);
+                            true
                         }
                         // A server need not poll a body again once it says
                         // it is at its end (hyper does not, for a body of
                         // known length).
-                        body.is_end_stream()
-                    }
+                        None => body.is_end_stream(),
+                    },
                     _ => false,
                 };
                 (polled, ended)

@@ -822,3 +822,34 @@ async fn a_grpc_stream_dropped_midway_is_cancelled_without_a_status() {
     assert_eq!(end.grpc_status(), None);
     assert!(!end.body_complete() && !end.succeeded());
 }
+
+/// Trailers are a body's last frame: hyper's HTTP/2 server sends them and
+/// polls the body no more, whatever its `is_end_stream` says.
+#[tokio::test]
+async fn a_body_ends_with_its_trailers_without_another_poll() {
+    use stackholm::Outcome::Left;
+
+    let endings = Endings::default();
+    let sink = Arc::clone(&endings);
+    let service = seeded().layer(service_fn(move |_: Request<Empty<Bytes>>| {
+        record_ending(&sink);
+        let frames = futures_util::stream::iter([Ok::<_, Infallible>(data()), Ok(trailers("0"))]);
+        std::future::ready(Ok::<_, Infallible>(Response::new(
+            http_body_util::StreamBody::new(frames),
+        )))
+    }));
+    let mut body = service.oneshot(request("r")).await.unwrap().into_body();
+    assert!(body.frame().await.unwrap().unwrap().is_data());
+    assert!(body.frame().await.unwrap().unwrap().is_trailers());
+    assert!(
+        !body.is_end_stream(),
+        "the inner body does not say it is at its end"
+    );
+    assert_eq!(
+        endings.lock().unwrap().pop(),
+        Some((Left, Some(200), true)),
+        "the request ended with its trailers"
+    );
+    drop(body);
+    assert!(endings.lock().unwrap().is_empty(), "and ended only once");
+}
