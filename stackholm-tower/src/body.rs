@@ -48,17 +48,16 @@ pin_project! {
 }
 
 impl<B: Body> ScopedBody<B> {
-    /// A body that is empty from the start (a `204`, a `HEAD` response) may
-    /// never be polled: its request ends with its head.
+    /// A body that is empty from the start (a `204`, a `HEAD` response, a
+    /// gRPC call's trailers-only one), complete in `end`, may never be
+    /// polled: its request ends with its head.
     pub(crate) fn new(
         body: B,
         mut scope: Option<Scope>,
         storage: Storage,
         end: RequestEnd,
     ) -> Self {
-        let mut end = end;
-        if body.is_end_stream() {
-            end = end.completed();
+        if end.body_complete() {
             if let Some(scope) = scope.take() {
                 end_complete(scope, storage, end);
             }
@@ -107,34 +106,43 @@ impl<B: Body> Body for ScopedBody<B> {
         if scope.is_none() {
             return body.poll_frame(cx);
         }
-        let end = *this.end;
-        let (polled, ended) = telling(*this.storage, end, || {
+        let mut end = *this.end;
+        let polled = telling(*this.storage, end, || {
             let Some(running) = scope.as_mut() else {
-                return (body.as_mut().poll_frame(cx), false);
+                return body.as_mut().poll_frame(cx);
             };
             let (polled, ended) = running.run(|| {
                 let polled = body.as_mut().poll_frame(cx);
                 let ended = match &polled {
                     Poll::Ready(None) => true,
-                    // A server need not poll a body again once it says it is at
-                    // its end (hyper does not, for a body of known length).
-                    Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+                    // Trailers come last, and tell how a gRPC call that
+                    // got as far as its body ended: hyper's HTTP/2 server
+                    // sends them and polls the body no more.
+                    Poll::Ready(Some(Ok(frame))) => match frame.trailers_ref() {
+                        Some(trailers) => {
+                            end = end.trailers(trailers);
+                            true
+                        }
+                        // A server need not poll a body again once it says
+                        // it is at its end (hyper does not, for a body of
+                        // known length).
+                        None => body.is_end_stream(),
+                    },
                     _ => false,
                 };
                 (polled, ended)
             });
             if ended {
                 // Told the request is complete, in the same telling.
-                record(end.completed());
+                end = end.completed();
+                record(end);
                 if let Some(scope) = scope.take() {
                     drop_caught(scope);
                 }
             }
-            (polled, ended)
+            polled
         });
-        if ended {
-            *this.end = end.completed();
-        }
+        *this.end = end;
         polled
     }
 

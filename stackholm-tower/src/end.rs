@@ -2,10 +2,13 @@
 //! place the response future and the body end the request's scope.
 
 use std::cell::{Cell, RefCell};
+use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 
-use http::StatusCode;
+use http::header::HeaderName;
+use http::{HeaderMap, Response, StatusCode};
+use http_body::Body;
 use stackholm::{Scope, Storage};
 
 /// How a request ended, as far as [`StackholmLayer`](crate::StackholmLayer)
@@ -23,6 +26,18 @@ use stackholm::{Scope, Storage};
 /// | dropped before the answer (the client went away) | `Cancelled` | `None` | `false` |
 /// | the inner service returned an error | `Left` | `None` | `false` |
 /// | the handler panicked | `Unwound` | `None` | `false` |
+///
+/// A gRPC call (a tonic service, say) is answered `200 OK` however it
+/// ends: its own status is a `grpc-status` code, which
+/// [`grpc_status`](Self::grpc_status) reads, and a call whose code is not
+/// `0` (OK) has not [`succeeded`](Self::succeeded):
+///
+/// | the call | outcome | `status()` | `grpc_status()` | `body_complete()` |
+/// |---|---|---|---|---|
+/// | answered OK, unary or streamed to the end | `Left` | `Some(200)` | `Some(0)` | `true` |
+/// | failed before answering (the handler returned `Err(status)`: a trailers-only response) | `Left` | `Some(200)` | `Some(code)` | `true` |
+/// | failed in the middle of a stream (the status in its trailers) | `Left` | `Some(200)` | `Some(code)` | `true` |
+/// | cancelled by the client (mid-stream, or before the answer) | `Cancelled` | `Some(200)` or `None` | `None` | `false` |
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -58,6 +73,7 @@ use stackholm::{Scope, Storage};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RequestEnd {
     status: Option<StatusCode>,
+    grpc: GrpcStatus,
     body_complete: bool,
 }
 
@@ -72,6 +88,7 @@ thread_local! {
     static ENDED: Cell<RequestEnd> = const {
         Cell::new(RequestEnd {
             status: None,
+            grpc: GrpcStatus::UNSEEN,
             body_complete: false,
         })
     };
@@ -96,11 +113,32 @@ impl RequestEnd {
         self.body_complete
     }
 
+    /// The gRPC status code of the call, `0` if it succeeded: the
+    /// `grpc-status` of the response head (a trailers-only response, as a
+    /// handler that returns an error sends) or, where the head has none, of
+    /// the trailers (sent at the end of every call that got as far as its
+    /// body, and of a stream that failed midway). Compare it with
+    /// `tonic::Code::Internal as i32`, or read it with
+    /// `tonic::Code::from_i32`.
+    ///
+    /// `None` for a response that is not gRPC, a call cancelled before its
+    /// trailers, and a `grpc-status` that is not an integer: such a response
+    /// succeeds or fails by its HTTP status alone, as tower-http's
+    /// `GrpcErrorsAsFailures` classifies it. An integer past the codes gRPC
+    /// defines reads as `2` (UNKNOWN), as tonic reads it. The head is read
+    /// where gRPC puts a status there, in a response without a body.
+    #[must_use]
+    pub fn grpc_status(&self) -> Option<i32> {
+        self.grpc.code()
+    }
+
     /// Whether the request succeeded: a 2xx or 3xx response, its body sent
-    /// to the end.
+    /// to the end, and a gRPC call's [`grpc_status`](Self::grpc_status),
+    /// if it has one, `0`.
     #[must_use]
     pub fn succeeded(&self) -> bool {
         self.body_complete
+            && !self.grpc.failed()
             && self
                 .status
                 .is_some_and(|status| status.is_success() || status.is_redirection())
@@ -125,11 +163,31 @@ impl RequestEnd {
         }
     }
 
-    /// A response with this status was produced.
-    pub(crate) fn answered(status: StatusCode) -> Self {
+    /// This response was produced. A body empty from the start is complete
+    /// with the head, which then carries a gRPC call's status (a
+    /// trailers-only response): read only there, so that a response with a
+    /// body pays for no look-up in its head.
+    pub(crate) fn answered<B: Body>(response: &Response<B>) -> Self {
+        let status = Some(response.status());
+        if response.body().is_end_stream() {
+            return Self {
+                status,
+                grpc: GrpcStatus::of(response.headers()),
+                body_complete: true,
+            };
+        }
         Self {
-            status: Some(status),
+            status,
+            grpc: GrpcStatus::UNSEEN,
             body_complete: false,
+        }
+    }
+
+    /// The response's trailers were sent, with a gRPC call's status.
+    pub(crate) fn trailers(self, trailers: &HeaderMap) -> Self {
+        Self {
+            grpc: GrpcStatus::of(trailers),
+            ..self
         }
     }
 
@@ -139,6 +197,58 @@ impl RequestEnd {
             body_complete: true,
             ..self
         }
+    }
+}
+
+/// A gRPC call's `grpc-status`, in a byte, so that recording how a request
+/// ended stays a four-byte write: its code, or `UNSEEN`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct GrpcStatus(u8);
+
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
+/// gRPC's UNKNOWN, and the last code it defines.
+const UNKNOWN: u8 = 2;
+const LAST_CODE: u8 = 16;
+
+impl GrpcStatus {
+    /// No `grpc-status` read: not a gRPC response, not yet at its
+    /// trailers, or one that is not an integer.
+    const UNSEEN: Self = Self(u8::MAX);
+
+    /// The `grpc-status` in `headers`, read as tower-http's
+    /// `GrpcErrorsAsFailures` reads it: text parsed as an `i32`.
+    fn of(headers: &HeaderMap) -> Self {
+        let code = headers
+            .get(&GRPC_STATUS)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.parse::<i32>().ok());
+        match code.map(u8::try_from) {
+            None => Self::UNSEEN,
+            Some(Ok(code)) if code <= LAST_CODE => Self(code),
+            Some(_) => Self(UNKNOWN),
+        }
+    }
+
+    fn code(self) -> Option<i32> {
+        (self.0 <= LAST_CODE).then(|| i32::from(self.0))
+    }
+
+    /// A code other than OK.
+    fn failed(self) -> bool {
+        matches!(self.0, 1..=LAST_CODE)
+    }
+}
+
+impl Default for GrpcStatus {
+    fn default() -> Self {
+        Self::UNSEEN
+    }
+}
+
+impl fmt::Debug for GrpcStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.code(), f)
     }
 }
 

@@ -65,7 +65,8 @@ where
             .as_mut()
             .expect("`ResponseFuture` polled after completion");
         let storage = *this.storage;
-        let result = ready!(telling(storage, RequestEnd::default(), || {
+        let mut answered = RequestEnd::default();
+        let result = ready!(telling(storage, answered, || {
             scope.run(|| {
                 let polled = inner
                     .as_mut()
@@ -74,7 +75,8 @@ where
                     .poll(cx);
                 if let Poll::Ready(result) = &polled {
                     if let Ok(response) = result {
-                        record(RequestEnd::answered(response.status()));
+                        answered = RequestEnd::answered(response);
+                        record(answered);
                     }
                     // Dropped here, inside the scope, as on cancellation.
                     inner.set(None);
@@ -85,8 +87,7 @@ where
         let scope = this.scope.take();
         Poll::Ready(match result {
             Ok(response) => {
-                let end = RequestEnd::answered(response.status());
-                Ok(response.map(|body| ScopedBody::new(body, scope, storage, end)))
+                Ok(response.map(|body| ScopedBody::new(body, scope, storage, answered)))
             }
             Err(err) => {
                 if let Some(scope) = scope {

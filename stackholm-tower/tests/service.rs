@@ -698,3 +698,176 @@ async fn the_handler_future_is_dropped_knowing_the_status() {
     );
     drop(response);
 }
+
+/// A body of the given frames, at its end once they are out.
+struct Frames(std::collections::VecDeque<Frame<Bytes>>);
+
+impl Body for Frames {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(Ok))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn trailers(grpc_status: &'static str) -> Frame<Bytes> {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static(grpc_status));
+    Frame::trailers(trailers)
+}
+
+fn data() -> Frame<Bytes> {
+    Frame::data(Bytes::from_static(b"\0\0\0\0\0"))
+}
+
+/// Serves one response through the layer, of `status`, with `grpc-status:
+/// head` in its head if given, and `frames` as its body, reads it to the
+/// end, and gives what a root exit hook saw: the call's gRPC status and
+/// whether it succeeded.
+async fn grpc_ending(
+    status: u16,
+    head: Option<&'static str>,
+    frames: Vec<Frame<Bytes>>,
+) -> (Option<i32>, bool) {
+    let mut response = Response::new(Frames(frames.into()));
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+    let headers = response.headers_mut();
+    headers.insert(
+        "content-type",
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    if let Some(code) = head {
+        headers.insert("grpc-status", http::HeaderValue::from_static(code));
+    }
+    let mut response = Some(response);
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let hooked = Arc::clone(&seen);
+    let service = StackholmLayer::new().layer(service_fn(move |_: Request<Empty<Bytes>>| {
+        let hooked = Arc::clone(&hooked);
+        DEFAULT
+            .on_root_exit(move |outcome| {
+                let end =
+                    stackholm_tower::RequestEnd::current(DEFAULT).expect("inside the request");
+                *hooked.lock().unwrap() = Some((outcome, end));
+            })
+            .unwrap();
+        std::future::ready(Ok::<_, Infallible>(response.take().unwrap()))
+    }));
+    let response = service.oneshot(request("r")).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    let (outcome, end) = seen.lock().unwrap().take().expect("the hook ran");
+    assert_eq!(outcome, stackholm::Outcome::Left);
+    assert!(end.body_complete());
+    assert_eq!(end.status().map(|status| status.as_u16()), Some(status));
+    (end.grpc_status(), end.succeeded())
+}
+
+/// A gRPC call is answered `200 OK` however it ends; its `grpc-status`,
+/// classified as tower-http's `GrpcErrorsAsFailures` does, decides.
+#[tokio::test]
+async fn a_grpc_call_succeeds_only_with_status_zero_in_its_head_or_trailers() {
+    // Ended OK: a unary call, a stream.
+    assert_eq!(
+        grpc_ending(200, None, vec![data(), trailers("0")]).await,
+        (Some(0), true)
+    );
+    assert_eq!(
+        grpc_ending(200, None, vec![trailers("0")]).await,
+        (Some(0), true)
+    );
+    // Failed before answering: trailers-only, the status in the head.
+    assert_eq!(
+        grpc_ending(200, Some("13"), vec![]).await,
+        (Some(13), false)
+    );
+    // Failed in the middle of a stream: the status in the trailers.
+    let midway = vec![data(), data(), trailers("10")];
+    assert_eq!(grpc_ending(200, None, midway).await, (Some(10), false));
+    // A code gRPC does not define is UNKNOWN, a failure.
+    assert_eq!(
+        grpc_ending(200, None, vec![trailers("99")]).await,
+        (Some(2), false)
+    );
+    assert_eq!(grpc_ending(200, Some("-1"), vec![]).await, (Some(2), false));
+    // No status anywhere, or none that is an integer: the HTTP status decides.
+    assert_eq!(grpc_ending(200, None, vec![data()]).await, (None, true));
+    assert_eq!(grpc_ending(200, Some("oops"), vec![]).await, (None, true));
+    assert_eq!(
+        grpc_ending(200, None, vec![trailers("")]).await,
+        (None, true)
+    );
+    assert_eq!(
+        grpc_ending(503, None, vec![trailers("0")]).await,
+        (Some(0), false)
+    );
+    // The head is read where gRPC puts a status, in a response without a
+    // body; in one with a body, the trailers tell.
+    let both = vec![data(), trailers("0")];
+    assert_eq!(grpc_ending(200, Some("13"), both).await, (Some(0), true));
+}
+
+/// A gRPC stream the client drops midway is cancelled, with no gRPC status.
+#[tokio::test]
+async fn a_grpc_stream_dropped_midway_is_cancelled_without_a_status() {
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let hooked = Arc::clone(&seen);
+    let service = StackholmLayer::new().layer(service_fn(move |_: Request<Empty<Bytes>>| {
+        let hooked = Arc::clone(&hooked);
+        DEFAULT
+            .on_root_exit(move |outcome| {
+                let end =
+                    stackholm_tower::RequestEnd::current(DEFAULT).expect("inside the request");
+                *hooked.lock().unwrap() = Some((outcome, end));
+            })
+            .unwrap();
+        let frames = Frames(vec![data(), data(), trailers("0")].into());
+        std::future::ready(Ok::<_, Infallible>(Response::new(frames)))
+    }));
+    let mut body = service.oneshot(request("r")).await.unwrap().into_body();
+    body.frame().await.unwrap().unwrap();
+    drop(body);
+    let (outcome, end) = seen.lock().unwrap().take().expect("the hook ran");
+    assert_eq!(outcome, stackholm::Outcome::Cancelled);
+    assert_eq!(end.status(), Some(http::StatusCode::OK));
+    assert_eq!(end.grpc_status(), None);
+    assert!(!end.body_complete() && !end.succeeded());
+}
+
+/// Trailers are a body's last frame: hyper's HTTP/2 server sends them and
+/// polls the body no more, whatever its `is_end_stream` says.
+#[tokio::test]
+async fn a_body_ends_with_its_trailers_without_another_poll() {
+    use stackholm::Outcome::Left;
+
+    let endings = Endings::default();
+    let sink = Arc::clone(&endings);
+    let service = seeded().layer(service_fn(move |_: Request<Empty<Bytes>>| {
+        record_ending(&sink);
+        let frames = futures_util::stream::iter([Ok::<_, Infallible>(data()), Ok(trailers("0"))]);
+        std::future::ready(Ok::<_, Infallible>(Response::new(
+            http_body_util::StreamBody::new(frames),
+        )))
+    }));
+    let mut body = service.oneshot(request("r")).await.unwrap().into_body();
+    assert!(body.frame().await.unwrap().unwrap().is_data());
+    assert!(body.frame().await.unwrap().unwrap().is_trailers());
+    assert!(
+        !body.is_end_stream(),
+        "the inner body does not say it is at its end"
+    );
+    assert_eq!(
+        endings.lock().unwrap().pop(),
+        Some((Left, Some(200), true)),
+        "the request ended with its trailers"
+    );
+    drop(body);
+    assert!(endings.lock().unwrap().is_empty(), "and ended only once");
+}
