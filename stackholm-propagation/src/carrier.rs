@@ -11,7 +11,8 @@ use std::hash::BuildHasher;
 
 /// Where incoming context is read from: a carrier of named text values.
 ///
-/// Implemented for `http::HeaderMap` (feature `http`), `HashMap<String, String>`,
+/// Implemented for `http::HeaderMap` (feature `http`), tonic's
+/// `MetadataMap` (feature `tonic`), `HashMap<String, String>`,
 /// `BTreeMap<String, String>`, and lists of `(String, String)` pairs, as
 /// message headers come from a queue's client. For a carrier of your own,
 /// two methods are enough:
@@ -257,6 +258,43 @@ mod http_headers {
     }
 }
 
+#[cfg(feature = "tonic")]
+mod tonic_metadata {
+    use tonic::metadata::MetadataMap;
+
+    use super::{Extractor, Injector, Name};
+
+    /// The metadata's entries as the HTTP/2 headers that carry them.
+    #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+    impl Extractor for MetadataMap {
+        fn get(&self, name: &str) -> Option<&[u8]> {
+            Extractor::get(self.as_ref(), name)
+        }
+
+        fn names(&self) -> impl Iterator<Item = &str> {
+            Extractor::names(self.as_ref())
+        }
+
+        fn get_all<'a>(&'a self, name: &'a Name) -> impl Iterator<Item = &'a [u8]> {
+            Extractor::get_all(self.as_ref(), name)
+        }
+    }
+
+    /// # Panics
+    ///
+    /// As the `http::HeaderMap` injector's.
+    #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+    impl Injector for MetadataMap {
+        fn set(&mut self, name: &Name, value: String) {
+            Injector::set(self.as_mut(), name, value);
+        }
+
+        fn remove(&mut self, name: &Name) {
+            Injector::remove(self.as_mut(), name);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,6 +351,19 @@ mod tests {
         let mut tree: BTreeMap<String, String> = pairs(&[("TENANT", "x")]).into_iter().collect();
         Injector::remove(&mut tree, &tenant);
         assert!(tree.is_empty());
+    }
+
+    #[cfg(feature = "tonic")]
+    #[test]
+    fn tonic_metadata_is_read_and_written_as_its_headers() {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert("x-request-id", "r-1".parse().unwrap());
+        let name = Name::new("X-Request-Id");
+        let all: Vec<&[u8]> = Extractor::get_all(&metadata, &name).collect();
+        assert_eq!(all, [b"r-1"]);
+        Injector::set(&mut metadata, &name, "r-2".to_owned());
+        assert_eq!(metadata.get("x-request-id").unwrap(), "r-2");
+        assert_eq!(metadata.len(), 1);
     }
 
     #[cfg(feature = "http")]
