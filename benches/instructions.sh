@@ -34,6 +34,10 @@ count() { # WORKLOAD/IMPLEMENTATION N
     echo "$collected"
 }
 
+ratio() { # A B: A / B to two decimals
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'
+}
+
 per_run() { # WORKLOAD/IMPLEMENTATION N
     local once twice
     once=$(count "$1" "$2")
@@ -98,10 +102,16 @@ bin=$(cargo bench -p stackholm-benches --bench propagation --no-run 2>&1 |
     sed -n 's/.*Executable .*(\(.*\))$/\1/p')
 [[ -x $bin ]] || die "cargo built no propagation bench (got \`$bin')"
 requests_stackholm=$(per_run requests/stackholm 2000)
+requests_checkpoint=$(per_run requests/stackholm-checkpoint 2000)
 requests_opentelemetry=$(per_run requests/opentelemetry 2000)
-echo "The stackholm side below reads the incoming headers with \`Propagation::extract\`, the"
-echo "path of servers that are not tower services, into a checkpoint it then enters."
+requests_stackholm_map=$(per_run requests/stackholm-hashmap 2000)
+requests_opentelemetry_map=$(per_run requests/opentelemetry-hashmap 2000)
+echo "The stackholm side below sets the incoming headers' declared values in the root of"
+echo "the request's scope with \`Propagation::extract_into\`, as \`StackholmLayer\`'s seed and"
+echo "a consumer in its own scope do; through a checkpoint read with \`extract\` first, then"
+echo "entered, it takes $requests_checkpoint."
 echo
-echo "| a request's context in and out (6 baggage members, 2 headers) | stackholm | opentelemetry |"
-echo "|---|---:|---:|"
-echo "| instructions | $requests_stackholm | $requests_opentelemetry |"
+echo "| a request's context in and out (6 baggage members, 2 headers) | stackholm | opentelemetry | ratio |"
+echo "|---|---:|---:|---:|"
+echo "| \`http::HeaderMap\` | $requests_stackholm | $requests_opentelemetry | $(ratio "$requests_opentelemetry" "$requests_stackholm") |"
+echo "| \`HashMap<String, String>\` | $requests_stackholm_map | $requests_opentelemetry_map | $(ratio "$requests_opentelemetry_map" "$requests_stackholm_map") |"

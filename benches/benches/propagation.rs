@@ -16,12 +16,18 @@
 //! Allocations per request, counted on this thread for one warm request of
 //! each side, are printed first.
 //!
-//! `propagation requests/stackholm N` (or `requests/opentelemetry`) runs `N`
-//! requests of one side and nothing else, for `benches/instructions.sh` to
-//! count their instructions under callgrind.
+//! The same request is also carried in `HashMap<String, String>`s, as a
+//! queue consumer gets and sends a message's headers, each side with its
+//! own carrier for maps.
+//!
+//! `propagation requests/SIDE N` runs `N` requests of one side and nothing
+//! else, for `benches/instructions.sh` to count their instructions under
+//! callgrind; SIDE is `stackholm`, `stackholm-checkpoint` (through
+//! `Propagation::extract`), `opentelemetry`, `stackholm-hashmap` or
+//! `opentelemetry-hashmap`.
 
 use std::cell::Cell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -31,8 +37,10 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::Context;
 use opentelemetry_sdk::propagation::BaggagePropagator;
-use stackholm::{Key, Scope, DEFAULT};
-use stackholm_tower::propagation::{Direction, Propagation};
+use stackholm::{Checkpoint, Key, Scope, DEFAULT};
+use stackholm_tower::propagation::{
+    Direction, Extractor as CarrierIn, Injector as CarrierOut, Propagation,
+};
 
 // Counting allocator: on only while `COUNTING` is set, so that the timed
 // runs pay one relaxed load per allocation, on both sides alike. Counted per
@@ -107,6 +115,27 @@ fn incoming() -> HeaderMap {
     headers
 }
 
+/// The same headers as a message's header map, as a queue client hands
+/// them out.
+fn incoming_map() -> HashMap<String, String> {
+    incoming()
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), value.to_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// A map written by either side, as headers, for [`downstream`].
+fn as_headers(map: &HashMap<String, String>) -> HeaderMap {
+    map.iter()
+        .map(|(name, value)| {
+            (
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            )
+        })
+        .collect()
+}
+
 // Ours.
 
 static REQUEST: Key<String> = Key::new("request_id").inherited();
@@ -125,11 +154,28 @@ fn declared() -> Propagation {
         .relay()
 }
 
-/// One request as a service with a scope of its own handles it: the
-/// headers' declared values extracted into a checkpoint, entered as the
-/// root of the request's task-local stack (pooled), and an outgoing
-/// request's headers written from inside.
-fn stackholm_request(propagation: &Propagation, incoming: &HeaderMap) -> HeaderMap {
+/// One request as a service with a scope of its own handles it (as
+/// `StackholmLayer` does, or a queue consumer): the request's task-local
+/// stack (pooled) entered, the headers' declared values set in its root,
+/// and an outgoing request's headers written from inside.
+fn stackholm_request<C>(propagation: &Propagation, incoming: &C) -> C
+where
+    C: CarrierIn + CarrierOut + Default,
+{
+    let mut scope = Scope::new(DEFAULT, Checkpoint::new());
+    scope.run(|| {
+        propagation
+            .extract_into(incoming, DEFAULT)
+            .expect("inside the scope");
+        let mut outgoing = C::default();
+        propagation.inject(&mut outgoing);
+        outgoing
+    })
+}
+
+/// The same, the headers read first into a checkpoint that is then entered
+/// as the scope's root: `Propagation::extract`'s path.
+fn stackholm_request_checkpoint(propagation: &Propagation, incoming: &HeaderMap) -> HeaderMap {
     let mut scope = Scope::new(DEFAULT, propagation.extract(incoming));
     scope.run(|| {
         let mut outgoing = HeaderMap::new();
@@ -202,6 +248,37 @@ fn otel_request(propagator: &BaggagePropagator, incoming: &HeaderMap) -> HeaderM
     outgoing
 }
 
+/// [`otel_request`] over maps, with OpenTelemetry's own `HashMap` carriers.
+fn otel_request_map(
+    propagator: &BaggagePropagator,
+    incoming: &HashMap<String, String>,
+) -> HashMap<String, String> {
+    let custom = Custom {
+        request_id: Extractor::get(incoming, "x-request-id").map(str::to_owned),
+        region: Extractor::get(incoming, "x-tenant-region").map(str::to_owned),
+    };
+    let cx = propagator
+        .extract_with_context(&Context::new(), incoming)
+        .with_value(custom);
+    let _attached = cx.attach();
+
+    let mut outgoing = HashMap::new();
+    propagator.inject(&mut outgoing);
+    Context::map_current(|cx| {
+        if let Some(custom) = cx.get::<Custom>() {
+            for (name, value) in [
+                ("x-request-id", &custom.request_id),
+                ("x-tenant-region", &custom.region),
+            ] {
+                if let Some(value) = value {
+                    Injector::set(&mut outgoing, name, value.clone());
+                }
+            }
+        }
+    });
+    outgoing
+}
+
 // What the next service sees.
 
 fn percent_decode(text: &str) -> String {
@@ -253,19 +330,42 @@ fn extract_inject(c: &mut Criterion) {
     let propagation = declared();
     let propagator = BaggagePropagator::new();
 
+    let map = incoming_map();
     let ours = downstream(&stackholm_request(&propagation, &headers));
     let theirs = downstream(&otel_request(&propagator, &headers));
     assert_eq!(ours.len(), 8, "{ours:?}");
     assert_eq!(ours, theirs);
+    assert_eq!(
+        ours,
+        downstream(&stackholm_request_checkpoint(&propagation, &headers))
+    );
+    assert_eq!(
+        ours,
+        downstream(&as_headers(&stackholm_request(&propagation, &map)))
+    );
+    assert_eq!(
+        ours,
+        downstream(&as_headers(&otel_request_map(&propagator, &map)))
+    );
     assert!(ours.contains(&("baggage note".to_owned(), "hello world, again".to_owned())));
     assert!(ours.contains(&("baggage cohort".to_owned(), "beta;ttl=60".to_owned())));
 
     // One warm request each.
     let _ = stackholm_request(&propagation, &headers);
+    let _ = stackholm_request_checkpoint(&propagation, &headers);
     let _ = otel_request(&propagator, &headers);
+    let _ = stackholm_request(&propagation, &map);
+    let _ = otel_request_map(&propagator, &map);
     let (ours, _) = allocations(|| stackholm_request(&propagation, &headers));
+    let (checkpoint, _) = allocations(|| stackholm_request_checkpoint(&propagation, &headers));
     let (theirs, _) = allocations(|| otel_request(&propagator, &headers));
-    eprintln!("allocations per request: stackholm {ours}, opentelemetry {theirs}");
+    let (ours_map, _) = allocations(|| stackholm_request(&propagation, &map));
+    let (theirs_map, _) = allocations(|| otel_request_map(&propagator, &map));
+    eprintln!(
+        "allocations per request: HeaderMap: stackholm {ours} (through a checkpoint \
+         {checkpoint}), opentelemetry {theirs}; HashMap: stackholm {ours_map}, \
+         opentelemetry {theirs_map}"
+    );
 
     let mut group = c.benchmark_group("propagation/extract_inject");
     let id = "6-members-2-headers";
@@ -275,21 +375,47 @@ fn extract_inject(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("opentelemetry", id), |b| {
         b.iter(|| otel_request(black_box(&propagator), black_box(&headers)));
     });
+    let id = "6-members-2-headers-hashmap";
+    group.bench_function(BenchmarkId::new("stackholm", id), |b| {
+        b.iter(|| stackholm_request(black_box(&propagation), black_box(&map)));
+    });
+    group.bench_function(BenchmarkId::new("opentelemetry", id), |b| {
+        b.iter(|| otel_request_map(black_box(&propagator), black_box(&map)));
+    });
     group.finish();
 }
 
 /// Runs `n` requests of `side` and nothing else.
 fn requests(side: &str, n: usize) {
     let headers = incoming();
+    let map = incoming_map();
     let propagation = declared();
     let propagator = BaggagePropagator::new();
     for _ in 0..n {
-        let outgoing = match side {
-            "stackholm" => stackholm_request(black_box(&propagation), black_box(&headers)),
-            "opentelemetry" => otel_request(black_box(&propagator), black_box(&headers)),
+        match side {
+            "stackholm" => {
+                black_box(stackholm_request(
+                    black_box(&propagation),
+                    black_box(&headers),
+                ));
+            }
+            "stackholm-checkpoint" => {
+                black_box(stackholm_request_checkpoint(
+                    black_box(&propagation),
+                    black_box(&headers),
+                ));
+            }
+            "opentelemetry" => {
+                black_box(otel_request(black_box(&propagator), black_box(&headers)));
+            }
+            "stackholm-hashmap" => {
+                black_box(stackholm_request(black_box(&propagation), black_box(&map)));
+            }
+            "opentelemetry-hashmap" => {
+                black_box(otel_request_map(black_box(&propagator), black_box(&map)));
+            }
             other => panic!("unknown side `{other}`"),
-        };
-        black_box(outgoing);
+        }
     }
 }
 

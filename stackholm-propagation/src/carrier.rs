@@ -51,7 +51,7 @@ pub trait Extractor {
     /// carrier's order: two of them make a declared value ambiguous.
     fn get_all<'a>(&'a self, name: &'a Name) -> impl Iterator<Item = &'a [u8]> {
         self.names()
-            .filter(move |present| present.eq_ignore_ascii_case(name.as_str()))
+            .filter(move |present| name.matches(present))
             .filter_map(move |present| self.get(present))
     }
 }
@@ -106,6 +106,15 @@ impl Name {
     pub fn as_str(&self) -> &'static str {
         self.text
     }
+
+    /// Whether `present`, a name in a carrier, is this one: equal ignoring
+    /// ASCII case.
+    #[must_use]
+    pub fn matches(&self, present: &str) -> bool {
+        // Names are mostly spelt alike: compared whole first.
+        present.len() == self.text.len()
+            && (present == self.text || present.eq_ignore_ascii_case(self.text))
+    }
 }
 
 impl fmt::Debug for Name {
@@ -122,6 +131,23 @@ impl<S: BuildHasher> Extractor for HashMap<String, String, S> {
     fn names(&self) -> impl Iterator<Item = &str> {
         self.keys().map(String::as_str)
     }
+
+    // Over the pairs: a message's few headers are compared faster than one
+    // of them is hashed.
+    fn get_all<'a>(&'a self, name: &'a Name) -> impl Iterator<Item = &'a [u8]> {
+        pairs_named(self, name)
+    }
+}
+
+/// The values of `pairs` whose name matches `name`.
+fn pairs_named<'a>(
+    pairs: impl IntoIterator<Item = (&'a String, &'a String)> + 'a,
+    name: &'a Name,
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    pairs
+        .into_iter()
+        .filter(move |(present, _)| name.matches(present))
+        .map(|(_, value)| value.as_bytes())
 }
 
 impl<S: BuildHasher> Injector for HashMap<String, String, S> {
@@ -131,7 +157,7 @@ impl<S: BuildHasher> Injector for HashMap<String, String, S> {
     }
 
     fn remove(&mut self, name: &Name) {
-        self.retain(|present, _| !present.eq_ignore_ascii_case(name.as_str()));
+        self.retain(|present, _| !name.matches(present));
     }
 }
 
@@ -143,6 +169,10 @@ impl Extractor for BTreeMap<String, String> {
     fn names(&self) -> impl Iterator<Item = &str> {
         self.keys().map(String::as_str)
     }
+
+    fn get_all<'a>(&'a self, name: &'a Name) -> impl Iterator<Item = &'a [u8]> {
+        pairs_named(self, name)
+    }
 }
 
 impl Injector for BTreeMap<String, String> {
@@ -152,7 +182,7 @@ impl Injector for BTreeMap<String, String> {
     }
 
     fn remove(&mut self, name: &Name) {
-        self.retain(|present, _| !present.eq_ignore_ascii_case(name.as_str()));
+        self.retain(|present, _| !name.matches(present));
     }
 }
 
@@ -172,9 +202,7 @@ impl Extractor for [(String, String)] {
     }
 
     fn get_all<'a>(&'a self, name: &'a Name) -> impl Iterator<Item = &'a [u8]> {
-        self.iter()
-            .filter(move |(present, _)| present.eq_ignore_ascii_case(name.as_str()))
-            .map(|(_, value)| value.as_bytes())
+        pairs_named(self.iter().map(|(name, value)| (name, value)), name)
     }
 }
 
@@ -200,7 +228,7 @@ impl Injector for Vec<(String, String)> {
     }
 
     fn remove(&mut self, name: &Name) {
-        self.retain(|(present, _)| !present.eq_ignore_ascii_case(name.as_str()));
+        self.retain(|(present, _)| !name.matches(present));
     }
 }
 

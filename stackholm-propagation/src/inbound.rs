@@ -131,16 +131,11 @@ impl Propagation {
                 self.reject(Direction::Inbound, place, Reason::Decode(err));
             }
         }
-        for declared in &inner.headers_out {
-            if !inner
-                .headers_in
-                .iter()
-                .any(|h| h.name.as_str().eq_ignore_ascii_case(declared.name.as_str()))
-                && carrier.get_all(&declared.name).next().is_some()
-            {
+        for name in &inner.headers_out_only {
+            if carrier.get_all(name).next().is_some() {
                 self.reject(
                     Direction::Inbound,
-                    Place::Header(declared.name.as_str()),
+                    Place::Header(name.as_str()),
                     Reason::OutboundOnly,
                 );
             }
@@ -195,7 +190,7 @@ impl Propagation {
                 );
             } else if let Some(member) = member.filter(|_| inner.relay) {
                 if member.strict {
-                    pass.push(&name, member.key, member.raw);
+                    pass.push(name, member.raw);
                 } else {
                     // Readable, but not fit to pass on as it is.
                     loose += 1;
@@ -276,13 +271,13 @@ impl<'a> PassOn<'a> {
         self.members.as_slice().len()
     }
 
-    /// Keeps the member `raw`, named `key`, which reads as `name`, unless
-    /// a member of that name was kept already.
-    fn push(&mut self, name: &[u8], key: &'a [u8], raw: &'a [u8]) {
-        if self.names.contains(name) {
+    /// Keeps the member `raw`, whose name reads as `name`, unless a member
+    /// of that name was kept already.
+    fn push(&mut self, name: Cow<'a, [u8]>, raw: &'a [u8]) {
+        if self.names.contains(&name) {
             self.repeated += 1;
         } else {
-            self.names.insert(key);
+            self.names.insert(name);
             self.members.push(raw);
         }
     }

@@ -136,6 +136,9 @@ struct Inner {
     baggage: Name,
     headers_in: Vec<HeaderField>,
     headers_out: Vec<HeaderField>,
+    /// The headers declared outbound and not inbound: made once, for
+    /// telling a request that names one.
+    headers_out_only: Vec<Name>,
     members_in: Vec<MemberField>,
     members_out: Vec<MemberField>,
     relay: bool,
@@ -167,6 +170,7 @@ impl Propagation {
                 baggage: Name::new(BAGGAGE),
                 headers_in: Vec::new(),
                 headers_out: Vec::new(),
+                headers_out_only: Vec::new(),
                 members_in: Vec::new(),
                 members_out: Vec::new(),
                 relay: false,
@@ -252,6 +256,18 @@ impl Propagation {
             ("header", name),
             usize::MAX,
         );
+        inner.headers_out_only = inner
+            .headers_out
+            .iter()
+            .filter(|out| {
+                let name = out.name.as_str();
+                !inner
+                    .headers_in
+                    .iter()
+                    .any(|h| h.name.as_str().eq_ignore_ascii_case(name))
+            })
+            .map(|out| out.name.clone())
+            .collect();
         self
     }
 

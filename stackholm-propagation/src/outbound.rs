@@ -1,6 +1,8 @@
 //! Outgoing requests and messages: the current context's declared values
 //! into headers and `baggage`.
 
+use std::borrow::Cow;
+
 use super::baggage::{self, Item, Names, Reader};
 use super::carrier::Injector;
 use super::inbound::FORWARDED;
@@ -29,9 +31,10 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// Whether a member named `key`, or a spelling of it, was written.
-    fn has(&self, key: &[u8]) -> bool {
-        self.names.contains(&baggage::name(key))
+    /// Whether a member of `name` (as [`baggage::name`] gives it), or of a
+    /// spelling of it, was written.
+    fn has(&self, name: &[u8]) -> bool {
+        self.names.contains(name)
     }
 
     /// Whether `members` more members of `len` bytes in all fit.
@@ -43,9 +46,9 @@ impl<'a> Writer<'a> {
         fits
     }
 
-    /// Starts a member of `len` bytes named `name`, if it fits; the caller
-    /// then appends exactly those bytes.
-    fn start(&mut self, name: &'a [u8], len: usize) -> bool {
+    /// Starts a member of `len` bytes named `name` (as [`baggage::name`]
+    /// gives it), if it fits; the caller then appends exactly those bytes.
+    fn start(&mut self, name: Cow<'a, [u8]>, len: usize) -> bool {
         if !self.fits(1, len) {
             return false;
         }
@@ -57,9 +60,10 @@ impl<'a> Writer<'a> {
         true
     }
 
-    /// Appends the member `name`, its value percent-encoded, if it fits:
-    /// written first and taken back if not, the encoded length being known
-    /// only once written.
+    /// Appends the member `name`, a declared name (its own spelling: a
+    /// token without `%`), its value percent-encoded, if it fits: written
+    /// first and taken back if not, the encoded length being known only
+    /// once written.
     fn push_encoded(&mut self, name: &'a [u8], value: &str) {
         let mark = self.text.len();
         if self.count > 0 {
@@ -73,12 +77,15 @@ impl<'a> Writer<'a> {
             self.dropped = true;
             return;
         }
-        self.names.insert(name);
+        self.names.insert(Cow::Borrowed(name));
         self.count += 1;
     }
 
-    fn push_raw(&mut self, name: &'a [u8], raw: &[u8]) {
-        if self.has(name) {
+    /// Appends the member `raw`, named `key`, unless a member of its name
+    /// was written.
+    fn push_raw(&mut self, key: &'a [u8], raw: &[u8]) {
+        let name = baggage::name(key);
+        if self.has(&name) {
             self.repeated += 1;
         } else if self.start(name, raw.len()) {
             self.text.extend_from_slice(raw);
