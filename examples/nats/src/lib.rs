@@ -18,16 +18,17 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! use nats_consumer::{bill, billing, consume, propagation, server::NatsServer};
+//! use nats_consumer::{bill, billing, consume, propagation, server::NatsServer, Delivery};
 //!
 //! let server = NatsServer::start()?;
 //! let client = async_nats::connect(server.url()).await?;
 //! let consumer = billing(&async_nats::jetstream::new(client.clone())).await?;
 //! let propagation = propagation();
-//! consume(&consumer, &propagation, 8, |delivery| async {
-//!     bill(&client, &propagation, &delivery.message).await
-//! }, |settled| println!("{settled:?}"))
-//! .await?;
+//! let (client, propagation) = (&client, &propagation);
+//! let handler = |delivery: Delivery| async move {
+//!     bill(client, propagation, &delivery.message).await
+//! };
+//! consume(&consumer, propagation, 8, handler, |settled| println!("{settled:?}")).await?;
 //! # Ok(())
 //! # }
 //! ```
