@@ -116,7 +116,8 @@ pub async fn billing(jetstream: &jetstream::Context) -> Result<PullConsumer, Box
 pub struct Delivery {
     /// The message.
     pub message: Message,
-    /// How many times JetStream has delivered it, this time included.
+    /// How many times JetStream has delivered it, this time included (0 if
+    /// its reply subject does not say).
     pub attempt: u64,
 }
 
@@ -213,10 +214,13 @@ fn settle(acker: Acker, attempt: u64, outcome: Outcome, on_settled: &dyn Fn(Sett
     } else {
         AckKind::Nak(Some(REDELIVER_AFTER))
     };
-    // A hook cannot await. An ack that is lost costs a redelivery once
-    // the ack wait is over: JetStream's at-least-once, which the handler
-    // has to allow for anyway.
-    tokio::spawn(async move { acker.ack_with(kind).await });
+    // A hook cannot await: a task sends the ack. One that is lost, or
+    // that no runtime is left to send (a consumer dropped at shutdown),
+    // costs a redelivery once the ack wait is over: JetStream's
+    // at-least-once, which a handler has to allow for anyway.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move { acker.ack_with(kind).await });
+    }
     on_settled(Settled {
         request_id: DEFAULT.get(&REQUEST_ID),
         tenant: DEFAULT.get(&TENANT),
