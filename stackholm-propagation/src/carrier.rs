@@ -12,7 +12,8 @@ use std::hash::BuildHasher;
 /// Where incoming context is read from: a carrier of named text values.
 ///
 /// Implemented for `http::HeaderMap` (feature `http`), tonic's
-/// `MetadataMap` (feature `tonic`), `HashMap<String, String>`,
+/// `MetadataMap` (feature `tonic`), `async_nats::HeaderMap` (feature
+/// `async-nats`), `HashMap<String, String>`,
 /// `BTreeMap<String, String>`, and lists of `(String, String)` pairs, as
 /// message headers come from a queue's client. For a carrier of your own,
 /// two methods are enough:
@@ -323,6 +324,69 @@ mod tonic_metadata {
     }
 }
 
+#[cfg(feature = "async-nats")]
+mod nats_headers {
+    use async_nats::{HeaderMap, HeaderName};
+
+    use super::{Extractor, Injector, Name};
+
+    /// A NATS message's headers. `async_nats::HeaderMap` finds a name by
+    /// its exact bytes, and a name it knows (`Nats-Msg-Id`) only in the
+    /// form it parsed it to: names are found here by their text instead,
+    /// ignoring case, so `X-Request-Id` from one client is `x-request-id`
+    /// to another.
+    #[cfg_attr(docsrs, doc(cfg(feature = "async-nats")))]
+    impl Extractor for HeaderMap {
+        fn get(&self, name: &str) -> Option<&[u8]> {
+            self.iter()
+                .find(|(present, _)| text(present) == name)
+                .and_then(|(_, values)| values.first())
+                .map(|value| value.as_str().as_bytes())
+        }
+
+        fn names(&self) -> impl Iterator<Item = &str> {
+            self.iter().map(|(name, _)| text(name))
+        }
+
+        fn get_all<'a>(&'a self, name: &'a Name) -> impl Iterator<Item = &'a [u8]> {
+            self.iter()
+                .filter(move |(present, _)| name.matches(text(present)))
+                .flat_map(|(_, values)| values.iter().map(|value| value.as_str().as_bytes()))
+        }
+    }
+
+    #[cfg_attr(docsrs, doc(cfg(feature = "async-nats")))]
+    impl Injector for HeaderMap {
+        fn set(&mut self, name: &Name, value: String) {
+            Injector::remove(self, name);
+            self.insert(name.as_str(), value);
+        }
+
+        fn remove(&mut self, name: &Name) {
+            let spelled = |present: &HeaderName| name.matches(text(present));
+            // `HeaderMap` has no way to remove a name: the others are copied
+            // into a new one, only when there is something to remove.
+            if !self.iter().any(|(present, _)| spelled(present)) {
+                return;
+            }
+            let mut kept = HeaderMap::new();
+            for (present, values) in self.iter().filter(|(present, _)| !spelled(present)) {
+                for value in values {
+                    // `append`: `insert` would replace the values before.
+                    kept.append(present.clone(), value.clone());
+                }
+            }
+            *self = kept;
+        }
+    }
+
+    /// `name` as text: `HeaderName` is also bytes, which `as_ref` alone
+    /// cannot tell from it.
+    fn text(name: &HeaderName) -> &str {
+        name.as_ref()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,5 +471,55 @@ mod tests {
         assert_eq!(Extractor::get_all(&headers, &Name::new("x-a")).count(), 1);
         headers.set(&Name::new("X-Upper"), "4".to_owned());
         assert_eq!(headers["x-upper"], "4");
+    }
+
+    #[cfg(feature = "async-nats")]
+    #[test]
+    fn a_nats_header_map_matches_names_ignoring_case() {
+        use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
+
+        let mut headers = HeaderMap::new();
+        headers.append("X-Request-Id", "a");
+        headers.append("X-Request-Id", "b");
+        headers.append("x-request-id", "c");
+        // Parsed from the wire, a name the client knows has a form of its
+        // own, which a lookup by text does not find in `HeaderMap`.
+        headers.insert(NATS_MESSAGE_ID, "m-1");
+        let name = Name::new("x-request-id");
+        let mut all: Vec<&[u8]> = Extractor::get_all(&headers, &name).collect();
+        all.sort_unstable();
+        assert_eq!(all, [b"a", b"b", b"c"]);
+        assert_eq!(Extractor::get(&headers, "X-Request-Id"), Some(&b"a"[..]));
+        assert_eq!(Extractor::get(&headers, "Nats-Msg-Id"), Some(&b"m-1"[..]));
+        let msg_id = Name::new("nats-msg-id");
+        assert_eq!(Extractor::get_all(&headers, &msg_id).count(), 1);
+        let mut names: Vec<&str> = headers.names().collect();
+        names.sort_unstable();
+        assert_eq!(names, ["Nats-Msg-Id", "X-Request-Id", "x-request-id"]);
+    }
+
+    #[cfg(feature = "async-nats")]
+    #[test]
+    fn a_nats_header_map_set_replaces_every_spelling_and_keeps_the_rest() {
+        use async_nats::HeaderMap;
+
+        let mut headers = HeaderMap::new();
+        headers.append("Tenant", "x");
+        headers.append("TENANT", "y");
+        headers.append("keep", "1");
+        headers.append("keep", "2");
+        let tenant = Name::new("tenant");
+        headers.set(&tenant, "acme".to_owned());
+        assert_eq!(
+            Extractor::get_all(&headers, &tenant).collect::<Vec<_>>(),
+            [b"acme"]
+        );
+        assert_eq!(Extractor::get(&headers, "tenant"), Some(&b"acme"[..]));
+        let keep: Vec<&str> = headers.get_all("keep").map(|v| v.as_str()).collect();
+        assert_eq!(keep, ["1", "2"]);
+        Injector::remove(&mut headers, &Name::new("Tenant"));
+        assert_eq!(headers.names().collect::<Vec<_>>(), ["keep"]);
+        Injector::remove(&mut headers, &tenant);
+        assert_eq!(headers.len(), 1);
     }
 }
