@@ -127,7 +127,9 @@ impl Stack {
     ///
     /// [`Error::NoCheckpoint`](crate::Error::NoCheckpoint) if no checkpoint
     /// is active; the error hands the value back.
-    #[inline]
+    // Always inlined: called, its `Result` came back through memory, and
+    // request_like measured 14 instructions more.
+    #[inline(always)]
     pub fn set<T: Send + 'static>(
         &mut self,
         key: &'static Key<T>,

