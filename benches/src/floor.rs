@@ -31,14 +31,16 @@
 //! [`FloorThread`], a `thread_local!` `RefCell` holding one.
 //!
 //! Instructions per workload (callgrind, `examples/count.rs`, runs of n
-//! and 2n, the difference over n), against stackholm at the time:
+//! and 2n, the difference over n), each side through a `Context` adapter
+//! marked `#[inline]` as every other implementation's is, against
+//! stackholm at the time:
 //!
 //! | workload        | stackholm owned | floor owned | stackholm thread | floor thread |
 //! |-----------------|----------------:|------------:|-----------------:|-------------:|
-//! | request_like    |            2118 |        1742 |             2718 |         2330 |
-//! | enter_set_leave |             195 |         161 |              267 |          217 |
-//! | enter_leave     |              62 |          61 |              126 |           75 |
-//! | read_nearest    |              62 |          58 |               79 |           65 |
+//! | request_like    |            2056 |        1884 |             2657 |         2236 |
+//! | enter_set_leave |             187 |         179 |              257 |          206 |
+//! | enter_leave     |              62 |          61 |              120 |           75 |
+//! | read_nearest    |              62 |          55 |               77 |           65 |
 //!
 //! What it leaves out, next to stackholm: task-local scopes (no current
 //! stack swapped in, no parked stacks), checkpoints moved on and off the
@@ -627,18 +629,18 @@ impl Drop for FloorGuard<'_> {
 }
 
 impl Context for FloorOwned {
-    #[inline(always)]
+    #[inline]
     fn scope<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
         let mut guard = self.enter();
         f(&mut guard)
     }
 
-    #[inline(always)]
+    #[inline]
     fn set(&mut self, key: usize, value: u64) {
         FloorOwned::set(self, &FLOOR_KEYS[key], value).expect("inside a checkpoint");
     }
 
-    #[inline(always)]
+    #[inline]
     fn get(&mut self, key: usize) -> Option<u64> {
         FloorOwned::get(self, &FLOOR_KEYS[key]).copied()
     }
@@ -889,18 +891,18 @@ pub mod thread {
 pub struct FloorThread;
 
 impl Context for FloorThread {
-    #[inline(always)]
+    #[inline]
     fn scope<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
         let _guard = thread::enter();
         f(self)
     }
 
-    #[inline(always)]
+    #[inline]
     fn set(&mut self, key: usize, value: u64) {
         thread::set(&FLOOR_KEYS[key], value).expect("inside a checkpoint");
     }
 
-    #[inline(always)]
+    #[inline]
     fn get(&mut self, key: usize) -> Option<u64> {
         thread::get(&FLOOR_KEYS[key])
     }
