@@ -193,13 +193,15 @@ impl Propagation {
     /// `x-request-id`), with the [`Text`] codec.
     ///
     /// Header values are visible ASCII, with no white space at either end
-    /// (HTTP trims it): a value that is not is skipped on the way out, never
-    /// sent altered, and told to [`on_reject`](Self::on_reject). Use
-    /// [`member`](Self::member) for free text.
+    /// (HTTP trims it), and at most 8,192 bytes: a value that is not is
+    /// skipped on the way in and out, never sent altered, and told to
+    /// [`on_reject`](Self::on_reject). Use [`member`](Self::member) for free
+    /// text. The name is matched ignoring ASCII case in every carrier, and
+    /// written as given (lowercase in HTTP's headers).
     ///
     /// # Panics
     ///
-    /// If `name` is not a valid header name, is `baggage`, or is already
+    /// If `name` is not a token (RFC 9110), is `baggage`, or is already
     /// declared in that direction; or if `key` is already declared inbound
     /// (a key comes in from one place).
     #[must_use]
