@@ -19,6 +19,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use stackholm::{Checkpoint, Scope, Stack, DEFAULT};
+use stackholm_benches::floor::{task, FloorTask};
 use stackholm_benches::{
     app, at_depth, enter_leave, enter_set_leave, leaked_keys, request, request_like, with_values,
     Ambient, CloneMap, Context, FloorOwned, FloorThread, HandRolledTaskLocal, NaiveDynStack,
@@ -37,6 +38,7 @@ fn on<W: Workload>(name: &str, workload: W) {
         }
         "floor-owned" => workload.run(&mut FloorOwned::new()),
         "floor-thread" => workload.run(&mut FloorThread),
+        "floor-task" => task::scope_run(|| workload.run(&mut FloorTask)),
         "naive-stack" => workload.run(&mut NaiveStack::default()),
         "naive-dyn-stack" => workload.run(&mut NaiveDynStack::default()),
         "clone-map" => workload.run(&mut CloneMap::default()),
