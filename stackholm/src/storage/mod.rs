@@ -393,7 +393,7 @@ impl Storage {
                 drop(replaced);
                 Ok(())
             }
-            Ok(Err(value)) => Err(no_checkpoint(operation, key, value)),
+            Ok(Err(value)) => Err(no_checkpoint(operation, key, value, self.outside_scope())),
             Err(err) => Err(SetError::new(unset.take().expect(ONCE), err)),
         }
     }
@@ -479,6 +479,7 @@ impl Storage {
             Ok(Err(_refused)) => Err(Error::NoCheckpoint {
                 operation: Operation::OnExit,
                 key: None,
+                outside_scope: self.outside_scope(),
             }),
             Err(err) => Err(err),
         }
@@ -506,6 +507,15 @@ impl Storage {
         self.local
             .try_with(|local| local.name)
             .unwrap_or("a storage of an exiting thread")
+    }
+
+    /// Whether the current stack is the thread's own, no scope of the
+    /// storage running: what [`Error::NoCheckpoint`] tells, asked only once
+    /// a write has failed.
+    fn outside_scope(&self) -> bool {
+        self.local
+            .try_with(|local| !local.in_scope())
+            .unwrap_or(false)
     }
 
     /// The panic of the methods that cannot hand `err` back.
