@@ -129,8 +129,10 @@
 //! - **Layer order.** Only what runs inside a scope sees the task's stack:
 //!   behind `stackholm_tower::StackholmLayer`, a middleware added *after*
 //!   the layer with axum's `Router::layer` (so outside it) runs on the
-//!   worker thread's own stack, and what it sets there is seen by whatever
-//!   else that thread runs. Put the layer outermost, or at least outside
+//!   worker thread's own stack, where no checkpoint is active: its writes
+//!   are refused with an [`Error::NoCheckpoint`] that says to add the
+//!   layer outermost (last with `Router::layer`, first in
+//!   `ServiceBuilder`). Put the layer outermost, or at least outside
 //!   every middleware that reads or sets context; code that must run inside
 //!   a request can use a [`task`](Storage::task) handle to be told.
 //! - **Concurrent branches of one task.** A guard held across an `.await`
@@ -142,7 +144,10 @@
 //!   returns with a guard's checkpoint still active leaves it and panics;
 //!   outside any scope (a current-thread `main`, a `LocalSet` task without
 //!   a scope) the thread's one stack is shared and nothing can tell, so
-//!   open a scope per task there.
+//!   open a scope per task there. In an axum handler it is a compile error,
+//!   reported as "the trait `Handler<_, _>` is not implemented"; clippy
+//!   names the guard in any async code, given it in `clippy.toml`: see
+//!   [In asynchronous code](Storage#in-asynchronous-code).
 //! - **Values' destructors** run after their checkpoint is off the stack: a
 //!   transaction stored in a nested checkpoint sees the request's root
 //!   values as it rolls back, but one stored in the root itself sees the

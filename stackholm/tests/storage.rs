@@ -83,6 +83,45 @@ fn guards_enter_and_leave_nested_checkpoints() -> Result<(), Error> {
     Ok(())
 }
 
+/// Sets `A` when dropped, and keeps what the write was told.
+struct SetsOnDrop(Arc<Mutex<Option<Error>>>);
+
+impl Drop for SetsOnDrop {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap() = DEFAULT.set(&A, 1).err().map(|err| err.error());
+    }
+}
+
+static SETS_ON_DROP: Key<SetsOnDrop> = Key::new("sets_on_drop");
+
+#[test]
+fn a_refused_write_tells_whether_a_scope_was_running() {
+    // On the thread's own stack: a tower service's middleware outside the
+    // layer meets this, and is told about the layer.
+    let err = DEFAULT.set(&A, 1).unwrap_err().error();
+    assert!(
+        matches!(
+            err,
+            Error::NoCheckpoint {
+                outside_scope: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("`StackholmLayer`"), "{err}");
+    // In a scope whose root has ended (a root value's destructor): a
+    // checkpoint is what is missing, not the layer.
+    let seen = Arc::new(Mutex::new(None));
+    let root = Checkpoint::new().with_value(&SETS_ON_DROP, SetsOnDrop(Arc::clone(&seen)));
+    DEFAULT.sync_scope(root, || ());
+    let err = seen.lock().unwrap().take().expect("the write was refused");
+    assert_eq!(
+        err.to_string(),
+        "cannot set `a`: no checkpoint is active; enter a checkpoint first"
+    );
+}
+
 #[test]
 fn declared_storages_are_independent() -> Result<(), Error> {
     let _app = DEFAULT.enter();

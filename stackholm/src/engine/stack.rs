@@ -140,7 +140,7 @@ impl Stack {
                 drop(replaced);
                 Ok(())
             }
-            Err(value) => Err(no_checkpoint(Operation::Set, key, value)),
+            Err(value) => Err(no_checkpoint(Operation::Set, key, value, false)),
         }
     }
 
