@@ -108,6 +108,13 @@ echo "| a snapshot of one inherited value (every \`inherit\`) | 0 other keys use
 echo "|---|---:|---:|"
 echo "| instructions | $snapshot_fresh | $snapshot_seen |"
 echo
+checkpoint_get=$(per_run checkpoint_get/stackholm 2000)
+checkpoint_len=$(per_run checkpoint_len/stackholm 2000)
+read_owned=$(per_run read_nearest/stackholm-owned 2000)
+echo "| a checkpoint of 5 values, not entered | \`get\` of the 5th (a look at each tag) | \`len\` | a read on a stack (read_nearest, owned) |"
+echo "|---|---:|---:|---:|"
+echo "| instructions | $checkpoint_get | $checkpoint_len | $read_owned |"
+echo
 bin=$(cargo bench -p stackholm-benches --bench propagation --no-run 2>&1 |
     sed -n 's/.*Executable .*(\(.*\))$/\1/p')
 [[ -x $bin ]] || die "cargo built no propagation bench (got \`$bin')"

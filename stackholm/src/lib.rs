@@ -39,7 +39,7 @@
 //! | a read without cloning | [`DEFAULT.with(&USER, \|user\| ..)`](Storage::with) |
 //! | a value private to its checkpoint | `static FLAG: Key<bool> = Key::new("flag").private();` ([`Key::private`]) |
 //! | a value that follows spawned work | `static ID: Key<u64> = Key::new("id").inherited();` ([`Key::inherited`]) |
-//! | spawning with inheritance | `tokio::spawn(DEFAULT.inherit(future))`; a thread: [`DEFAULT.snapshot()`](Storage::snapshot) into [`sync_scope`](Storage::sync_scope) |
+//! | spawning with inheritance | `tokio::spawn(DEFAULT.inherit(future))`; a blocking job or a thread: `spawn_blocking(DEFAULT.inherit_fn(f))` ([`Storage::inherit_fn`]) |
 //! | something done when the checkpoint ends | [`DEFAULT.on_exit(\|outcome\| ..)?`](Storage::on_exit), or [`on_root_exit`](Storage::on_root_exit) for the request |
 //! | the checkpoint chain | [`Checkpoint::named("tx")`](Checkpoint::named) and [`DEFAULT.names()`](Storage::names) |
 //! | a stack of your own | [`Stack::new()`](Stack::new), used through `&mut` |
@@ -97,7 +97,8 @@
 //!   hold a checkpoint across `.await`, right under `join!`, `select!` and
 //!   `FuturesUnordered`. Guards are for code between awaits; see
 //!   [In asynchronous code](Storage#in-asynchronous-code);
-//! - [`Storage::inherit`] and [`Storage::snapshot`] carry the values of
+//! - [`Storage::inherit`] (a future) and [`Storage::inherit_fn`] (a
+//!   closure, for a thread or a blocking job) carry the values of
 //!   [inherited](Key::inherited) keys visible at the call site into spawned
 //!   work, shared rather than copied; every other value stays where it was
 //!   set.

@@ -864,3 +864,32 @@ fn a_panic_leaving_a_checkpoint_kept_past_a_run_still_takes_the_scope_back() {
     .join()
     .unwrap();
 }
+
+/// What MIGRATING.md says of 0.1's `scope(fut)` rewritten as
+/// `scope(Checkpoint::new(), fut)`: the empty root is a checkpoint, so the
+/// depth inside is 1, writes and hooks that needed a checkpoint succeed,
+/// and `on_root_exit` and `set_root` reach that root, not the first
+/// checkpoint the code enters.
+#[test]
+fn a_scope_with_an_empty_root_starts_at_depth_one() {
+    let ended = Arc::new(Mutex::new(Vec::new()));
+    let log = |name: &'static str| {
+        let ended = Arc::clone(&ended);
+        move |_| ended.lock().unwrap().push(name)
+    };
+    DEFAULT.sync_scope(Checkpoint::new(), || {
+        assert_eq!(DEFAULT.depth(), 1);
+        DEFAULT.set(&A, 1).unwrap();
+        {
+            let _own = DEFAULT.enter();
+            DEFAULT.on_root_exit(log("root hook")).unwrap();
+            DEFAULT.set_root(&COUNTER, 7).unwrap();
+        }
+        // The code's own checkpoint is left; the hook and the value are
+        // the scope's root's.
+        assert!(ended.lock().unwrap().is_empty());
+        assert_eq!((DEFAULT.get(&A), DEFAULT.get(&COUNTER)), (Some(1), Some(7)));
+    });
+    assert_eq!(*ended.lock().unwrap(), ["root hook"]);
+    assert_eq!(DEFAULT.get(&A), None);
+}

@@ -181,7 +181,7 @@ impl Stack {
     #[inline]
     pub(crate) fn open_with(&mut self, checkpoint: &mut Checkpoint) -> FrameId {
         let id = self.open();
-        if !checkpoint.is_empty() {
+        if !checkpoint.brings_nothing() {
             self.move_in(checkpoint);
         }
         id
