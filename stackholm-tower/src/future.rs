@@ -11,6 +11,7 @@ use stackholm::{Scope, Storage};
 
 use crate::body::ScopedBody;
 use crate::end::{end, end_unfinished, record, telling, RequestEnd};
+use crate::request_id::Echo;
 
 pin_project! {
     /// Response future for [`StackholmService`](crate::StackholmService):
@@ -20,15 +21,17 @@ pin_project! {
     /// Dropped before it completes, it drops the inner future inside the
     /// scope, then the scope: the request was cancelled.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<F, E = ()> {
         #[pin]
         inner: Option<F>,
         // `None` once handed to the response body.
         scope: Option<Scope>,
         storage: Storage,
+        // The request's id to echo, with `request_id`.
+        echo: E,
     }
 
-    impl<F> PinnedDrop for ResponseFuture<F> {
+    impl<F, E> PinnedDrop for ResponseFuture<F, E> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             // Completed: the scope went on to the body with the response.
@@ -40,22 +43,24 @@ pin_project! {
     }
 }
 
-impl<F> ResponseFuture<F> {
-    pub(crate) fn new(scope: Option<Scope>, storage: Storage, inner: F) -> Self {
+impl<F, E> ResponseFuture<F, E> {
+    pub(crate) fn new(scope: Option<Scope>, storage: Storage, inner: F, echo: E) -> Self {
         Self {
             inner: Some(inner),
             scope,
             storage,
+            echo,
         }
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, B, Error, E> Future for ResponseFuture<F, E>
 where
-    F: Future<Output = Result<Response<B>, E>>,
+    F: Future<Output = Result<Response<B>, Error>>,
     B: http_body::Body,
+    E: Echo,
 {
-    type Output = Result<Response<ScopedBody<B>>, E>;
+    type Output = Result<Response<ScopedBody<B>>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -65,16 +70,18 @@ where
             .as_mut()
             .expect("`ResponseFuture` polled after completion");
         let storage = *this.storage;
+        let echo = this.echo;
         let mut answered = RequestEnd::default();
         let result = ready!(telling(storage, answered, || {
             scope.run(|| {
-                let polled = inner
+                let mut polled = inner
                     .as_mut()
                     .as_pin_mut()
                     .expect("`ResponseFuture` polled after completion")
                     .poll(cx);
-                if let Poll::Ready(result) = &polled {
+                if let Poll::Ready(result) = &mut polled {
                     if let Ok(response) = result {
+                        echo.echo(response.headers_mut());
                         answered = RequestEnd::answered(response);
                         record(answered);
                     }
@@ -99,7 +106,7 @@ where
     }
 }
 
-impl<F> fmt::Debug for ResponseFuture<F> {
+impl<F, E> fmt::Debug for ResponseFuture<F, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("inner", &std::any::type_name::<F>())

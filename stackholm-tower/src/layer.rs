@@ -3,9 +3,10 @@
 use std::fmt;
 
 use http::request::Parts;
-use stackholm::{Storage, DEFAULT};
+use stackholm::{Key, Storage, DEFAULT};
 use tower_layer::Layer;
 
+use crate::request_id::RequestIds;
 use crate::seed::{EmptyRoot, Root, SeedRoot};
 use crate::service::StackholmService;
 
@@ -49,9 +50,11 @@ use crate::service::StackholmService;
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct StackholmLayer<R = EmptyRoot> {
+pub struct StackholmLayer<R = EmptyRoot, I = ()> {
     storage: Storage,
     seed: R,
+    // `()`, or the `RequestIds` of `request_id`.
+    ids: I,
 }
 
 impl StackholmLayer {
@@ -61,6 +64,7 @@ impl StackholmLayer {
         Self {
             storage: DEFAULT,
             seed: EmptyRoot,
+            ids: (),
         }
     }
 }
@@ -71,7 +75,7 @@ impl Default for StackholmLayer {
     }
 }
 
-impl<R> StackholmLayer<R> {
+impl<R, I> StackholmLayer<R, I> {
     /// Opens the root checkpoints on `storage` instead of [`DEFAULT`].
     #[must_use]
     pub fn storage(mut self, storage: Storage) -> Self {
@@ -124,13 +128,14 @@ impl<R> StackholmLayer<R> {
     /// # }
     /// ```
     #[must_use]
-    pub fn seed<F>(self, seed: F) -> StackholmLayer<(R, F)>
+    pub fn seed<F>(self, seed: F) -> StackholmLayer<(R, F), I>
     where
         F: Fn(&Parts, &mut Root<'_>),
     {
         StackholmLayer {
             storage: self.storage,
             seed: (self.seed, seed),
+            ids: self.ids,
         }
     }
 
@@ -140,27 +145,106 @@ impl<R> StackholmLayer<R> {
     /// of your own, so that the layer's type can be named.
     /// [`seed`](Self::seed) adds closures after it.
     #[must_use]
-    pub fn seed_with<S: SeedRoot>(self, seed: S) -> StackholmLayer<S> {
+    pub fn seed_with<S: SeedRoot>(self, seed: S) -> StackholmLayer<S, I> {
         StackholmLayer {
             storage: self.storage,
             seed,
+            ids: self.ids,
+        }
+    }
+
+    /// Gives every request an id, in `key`: the one in its `header` (any
+    /// case: `"x-request-id"`), or a fresh one where it has none, which is
+    /// also put in the request's `header`, for what runs inside. The id
+    /// is echoed in the response's `header`, unless the response has one.
+    /// It is there before the [seeds](Self::seed) run, which see it in the
+    /// root and in the head.
+    ///
+    /// A fresh id is this process's random prefix and a count,
+    /// `4f1qk8w2bdr0a-17`: unique within the process, and across processes
+    /// but with a chance in 2^64 for each pair. The count of requests shows
+    /// through it. An id the request carries is taken if it is 1 to 200
+    /// visible ASCII characters without white space (the bound of Heroku's
+    /// router), so that it is one word of a log line; another is replaced
+    /// by a fresh one, in the request's header too.
+    ///
+    /// With tower-http's request-id layers, each request still has one id:
+    ///
+    /// - `SetRequestIdLayer` outside this layer puts its `MakeRequestId`'s
+    ///   id in the header (and its `RequestId` extension), where this layer
+    ///   takes it: the way to make ids of your own, UUIDs say. Inside, it
+    ///   takes this layer's id from the header into the extension.
+    /// - `PropagateRequestIdLayer`, outside or inside, echoes the same id,
+    ///   and puts it in the response's `RequestId` extension.
+    ///
+    /// Over gRPC the header is the call's metadata entry (tonic's
+    /// `request.metadata().get("x-request-id")`), echoed in the response's
+    /// initial metadata, also of a call that fails.
+    ///
+    /// Called again, it replaces the header and key given before.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use axum::{routing::get, Router};
+    /// use stackholm::{Key, DEFAULT};
+    /// use stackholm_tower::StackholmLayer;
+    /// use tower::ServiceExt;
+    ///
+    /// static REQUEST_ID: Key<String> = Key::new("request_id").inherited();
+    ///
+    /// let app = Router::new()
+    ///     .route("/", get(|| async { DEFAULT.get(&REQUEST_ID).unwrap_or_default() }))
+    ///     .layer(StackholmLayer::new().request_id("x-request-id", &REQUEST_ID));
+    ///
+    /// // The client's id, echoed.
+    /// let request = http::Request::get("/").header("x-request-id", "r-1");
+    /// let response = app.clone().oneshot(request.body(axum::body::Body::empty()).unwrap()).await.unwrap();
+    /// assert_eq!(response.headers()["x-request-id"], "r-1");
+    /// let body = axum::body::to_bytes(response.into_body(), 64).await.unwrap();
+    /// assert_eq!(body, "r-1");
+    ///
+    /// // None sent: a fresh one, the same in the handler and on the response.
+    /// let request = http::Request::get("/").body(axum::body::Body::empty()).unwrap();
+    /// let response = app.oneshot(request).await.unwrap();
+    /// let echoed = response.headers()["x-request-id"].clone();
+    /// let body = axum::body::to_bytes(response.into_body(), 64).await.unwrap();
+    /// assert_eq!(body, echoed.as_bytes());
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `header` is not a header name.
+    #[must_use]
+    #[track_caller]
+    pub fn request_id(
+        self,
+        header: &'static str,
+        key: &'static Key<String>,
+    ) -> StackholmLayer<R, RequestIds> {
+        StackholmLayer {
+            storage: self.storage,
+            seed: self.seed,
+            ids: RequestIds::new(header, key),
         }
     }
 }
 
-impl<S, R: Clone> Layer<S> for StackholmLayer<R> {
-    type Service = StackholmService<S, R>;
+impl<S, R: Clone, I: Clone> Layer<S> for StackholmLayer<R, I> {
+    type Service = StackholmService<S, R, I>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        StackholmService::new(inner, self.storage, self.seed.clone())
+        StackholmService::new(inner, self.storage, self.seed.clone(), self.ids.clone())
     }
 }
 
-impl<R> fmt::Debug for StackholmLayer<R> {
+impl<R, I: fmt::Debug> fmt::Debug for StackholmLayer<R, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StackholmLayer")
             .field("storage", &self.storage)
             .field("seed", &std::any::type_name::<R>())
+            .field("ids", &self.ids)
             .finish()
     }
 }

@@ -10,23 +10,26 @@ use tower_service::Service;
 use crate::body::ScopedBody;
 use crate::end::{end, telling, RequestEnd};
 use crate::future::ResponseFuture;
+use crate::request_id::Identify;
 use crate::seed::{Root, SeedRoot};
 
 /// Service for [`StackholmLayer`](crate::StackholmLayer): opens a scope per
 /// request around the inner service.
 #[derive(Clone)]
-pub struct StackholmService<S, R> {
+pub struct StackholmService<S, R, I = ()> {
     inner: S,
     storage: Storage,
     seed: R,
+    ids: I,
 }
 
-impl<S, R> StackholmService<S, R> {
-    pub(crate) fn new(inner: S, storage: Storage, seed: R) -> Self {
+impl<S, R, I> StackholmService<S, R, I> {
+    pub(crate) fn new(inner: S, storage: Storage, seed: R, ids: I) -> Self {
         Self {
             inner,
             storage,
             seed,
+            ids,
         }
     }
 
@@ -46,15 +49,16 @@ impl<S, R> StackholmService<S, R> {
     }
 }
 
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for StackholmService<S, R>
+impl<S, R, I, ReqBody, ResBody> Service<Request<ReqBody>> for StackholmService<S, R, I>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: http_body::Body,
     R: SeedRoot,
+    I: Identify,
 {
     type Response = Response<ScopedBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, I::Echo>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -63,16 +67,17 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let storage = self.storage;
-        let (seed, inner) = (&self.seed, &mut self.inner);
+        let (seed, ids, inner) = (&self.seed, &self.ids, &mut self.inner);
         let mut scope = Unwinding(Some(Scope::new(storage, Checkpoint::new())), storage);
-        let future = telling(storage, RequestEnd::default(), || {
+        let (future, echo) = telling(storage, RequestEnd::default(), || {
             scope.run(move || {
-                let (parts, body) = request.into_parts();
+                let (mut parts, body) = request.into_parts();
+                let echo = ids.identify(&mut parts, &mut Root::new(storage));
                 seed.seed(&parts, &mut Root::new(storage));
-                inner.call(Request::from_parts(parts, body))
+                (inner.call(Request::from_parts(parts, body)), echo)
             })
         });
-        ResponseFuture::new(scope.0.take(), storage, future)
+        ResponseFuture::new(scope.0.take(), storage, future, echo)
     }
 }
 
@@ -96,12 +101,13 @@ impl Drop for Unwinding {
     }
 }
 
-impl<S: fmt::Debug, R> fmt::Debug for StackholmService<S, R> {
+impl<S: fmt::Debug, R, I: fmt::Debug> fmt::Debug for StackholmService<S, R, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StackholmService")
             .field("inner", &self.inner)
             .field("storage", &self.storage)
             .field("seed", &std::any::type_name::<R>())
+            .field("ids", &self.ids)
             .finish()
     }
 }
