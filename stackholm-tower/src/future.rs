@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 use stackholm::{Scope, Storage};
 
 use crate::body::ScopedBody;
-use crate::end::{end, end_unfinished, record, telling, RequestEnd};
+use crate::end::{end, end_unfinished, record, tell, telling, OnEnd, RequestEnd};
 
 pin_project! {
     /// Response future for [`StackholmService`](crate::StackholmService):
@@ -20,59 +20,60 @@ pin_project! {
     /// Dropped before it completes, it drops the inner future inside the
     /// scope, then the scope: the request was cancelled.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<F, E: OnEnd = ()> {
         #[pin]
         inner: Option<F>,
         // `None` once handed to the response body.
         scope: Option<Scope>,
         storage: Storage,
+        // `None` once handed to the response body.
+        hook: Option<E>,
     }
 
-    impl<F> PinnedDrop for ResponseFuture<F> {
+    impl<F, E: OnEnd> PinnedDrop for ResponseFuture<F, E> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             // Completed: the scope went on to the body with the response.
             if this.inner.is_none() {
                 return;
             }
-            end_unfinished(this.inner, this.scope.take(), *this.storage, RequestEnd::default());
+            let Some(hook) = this.hook.as_ref() else {
+                return;
+            };
+            end_unfinished(this.inner, this.scope.take(), *this.storage, RequestEnd::default(), hook);
         }
     }
 }
 
-impl<F> ResponseFuture<F> {
-    pub(crate) fn new(scope: Option<Scope>, storage: Storage, inner: F) -> Self {
+impl<F, E: OnEnd> ResponseFuture<F, E> {
+    pub(crate) fn new(scope: Option<Scope>, storage: Storage, inner: F, hook: E) -> Self {
         Self {
             inner: Some(inner),
             scope,
             storage,
+            hook: Some(hook),
         }
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, B, Error, E> Future for ResponseFuture<F, E>
 where
-    F: Future<Output = Result<Response<B>, E>>,
+    F: Future<Output = Result<Response<B>, Error>>,
     B: http_body::Body,
+    E: OnEnd,
 {
-    type Output = Result<Response<ScopedBody<B>>, E>;
+    type Output = Result<Response<ScopedBody<B, E>>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut inner = this.inner;
-        let scope = this
-            .scope
-            .as_mut()
-            .expect("`ResponseFuture` polled after completion");
-        let storage = *this.storage;
+        let scope = this.scope.as_mut().expect(PRESENT);
+        let (storage, outcome) = (*this.storage, scope.outcome());
+        let hook = this.hook.as_ref().expect(PRESENT);
         let mut answered = RequestEnd::default();
         let result = ready!(telling(storage, answered, || {
             scope.run(|| {
-                let polled = inner
-                    .as_mut()
-                    .as_pin_mut()
-                    .expect("`ResponseFuture` polled after completion")
-                    .poll(cx);
+                let polled = inner.as_mut().as_pin_mut().expect(PRESENT).poll(cx);
                 if let Poll::Ready(result) = &polled {
                     if let Ok(response) = result {
                         answered = RequestEnd::answered(response);
@@ -80,14 +81,19 @@ where
                     }
                     // Dropped here, inside the scope, as on cancellation.
                     inner.set(None);
+                    // Without a response, or with one whose body is empty
+                    // from the start, the request is over.
+                    if result.is_err() || answered.body_complete() {
+                        tell(hook, outcome, answered);
+                    }
                 }
                 polled
             })
         }));
-        let scope = this.scope.take();
+        let (scope, hook) = (this.scope.take(), this.hook.take().expect(PRESENT));
         Poll::Ready(match result {
             Ok(response) => {
-                Ok(response.map(|body| ScopedBody::new(body, scope, storage, answered)))
+                Ok(response.map(|body| ScopedBody::new(body, scope, storage, answered, hook)))
             }
             Err(err) => {
                 if let Some(scope) = scope {
@@ -99,11 +105,14 @@ where
     }
 }
 
-impl<F> fmt::Debug for ResponseFuture<F> {
+const PRESENT: &str = "`ResponseFuture` polled after completion";
+
+impl<F, E: OnEnd> fmt::Debug for ResponseFuture<F, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("inner", &std::any::type_name::<F>())
             .field("scope", &self.scope)
+            .field("on_end", &std::any::type_name::<E>())
             .finish()
     }
 }

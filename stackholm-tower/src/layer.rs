@@ -6,6 +6,7 @@ use http::request::Parts;
 use stackholm::{Storage, DEFAULT};
 use tower_layer::Layer;
 
+use crate::end::OnEnd;
 use crate::seed::{EmptyRoot, Root, SeedRoot};
 use crate::service::StackholmService;
 
@@ -20,6 +21,31 @@ use crate::service::StackholmService;
 /// panics once the response is complete (its body sent to the end, or empty
 /// from the start) is reported by the panic hook and does not reach the
 /// connection; see [`ScopedBody`](crate::ScopedBody).
+/// [`on_end`](Self::on_end) runs a hook of the layer's own once for every
+/// request, however it ends, inside it.
+///
+/// # With other layers
+///
+/// Only what runs inside the layer sees the request's stack: put it
+/// outermost. axum applies layers bottom-up, so what is added *before*
+/// `StackholmLayer` runs inside it. tower-http's `TraceLayer` belongs
+/// there: every line it writes for a request (on request, on response, at
+/// the end of the stream, on failure) then carries the request's context
+/// (with `stackholm-tracing`'s `LogContext`); outside it, none does.
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use stackholm_tower::StackholmLayer;
+/// use tower_http::trace::TraceLayer;
+///
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hello" }))
+///     .layer(TraceLayer::new_for_http())
+///     .layer(StackholmLayer::new());
+/// # let _ = app;
+/// ```
+///
+/// # Seeding the root
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -49,9 +75,10 @@ use crate::service::StackholmService;
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct StackholmLayer<R = EmptyRoot> {
+pub struct StackholmLayer<R = EmptyRoot, E = ()> {
     storage: Storage,
     seed: R,
+    on_end: E,
 }
 
 impl StackholmLayer {
@@ -61,6 +88,7 @@ impl StackholmLayer {
         Self {
             storage: DEFAULT,
             seed: EmptyRoot,
+            on_end: (),
         }
     }
 }
@@ -71,7 +99,7 @@ impl Default for StackholmLayer {
     }
 }
 
-impl<R> StackholmLayer<R> {
+impl<R, E> StackholmLayer<R, E> {
     /// Opens the root checkpoints on `storage` instead of [`DEFAULT`].
     #[must_use]
     pub fn storage(mut self, storage: Storage) -> Self {
@@ -124,13 +152,14 @@ impl<R> StackholmLayer<R> {
     /// # }
     /// ```
     #[must_use]
-    pub fn seed<F>(self, seed: F) -> StackholmLayer<(R, F)>
+    pub fn seed<F>(self, seed: F) -> StackholmLayer<(R, F), E>
     where
         F: Fn(&Parts, &mut Root<'_>),
     {
         StackholmLayer {
             storage: self.storage,
             seed: (self.seed, seed),
+            on_end: self.on_end,
         }
     }
 
@@ -140,27 +169,91 @@ impl<R> StackholmLayer<R> {
     /// of your own, so that the layer's type can be named.
     /// [`seed`](Self::seed) adds closures after it.
     #[must_use]
-    pub fn seed_with<S: SeedRoot>(self, seed: S) -> StackholmLayer<S> {
+    pub fn seed_with<S: SeedRoot>(self, seed: S) -> StackholmLayer<S, E> {
         StackholmLayer {
             storage: self.storage,
             seed,
+            on_end: self.on_end,
+        }
+    }
+
+    /// Sets `hook`, any [`OnEnd`], to run once for every request when it
+    /// ends, in place of the hook before it: told the
+    /// [`Outcome`](stackholm::Outcome) the request's root exit hooks are
+    /// told and its [`RequestEnd`](crate::RequestEnd) (status, gRPC status,
+    /// whether the body was sent whole), inside the request's scope, so
+    /// that a log line written there carries the request's context.
+    ///
+    /// It runs where the request is over: once the body has said it is at
+    /// its end, or with an empty body's head; when the response future or
+    /// the body is dropped unfinished; when the inner service fails or
+    /// panics. That is before the root's exit hooks, which run when the
+    /// scope ends, with every value of the root still there. A hook that
+    /// panics goes no further (see [`OnEnd`]); where the scope cannot be
+    /// run (the body dropped inside a `with` closure of the storage, or on
+    /// an exiting thread) the hook is not run, as the root's exit hooks
+    /// are not.
+    ///
+    /// A closure needs its parameters' types written out, as tower-http's
+    /// `TraceLayer` callbacks do.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::sync::{Arc, Mutex};
+    /// use axum::{routing::get, Router};
+    /// use stackholm::{Key, Outcome, DEFAULT};
+    /// use stackholm_tower::{RequestEnd, StackholmLayer};
+    /// use tower::ServiceExt;
+    ///
+    /// static REQUEST_ID: Key<String> = Key::new("request_id");
+    ///
+    /// let ended = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = Arc::clone(&ended);
+    /// let layer = StackholmLayer::new()
+    ///     .seed(|parts, root| {
+    ///         let id = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok());
+    ///         root.set(&REQUEST_ID, id.unwrap_or("-").to_owned());
+    ///     })
+    ///     .on_end(move |outcome: Outcome, end: RequestEnd| {
+    ///         // Inside the request: its id is still there.
+    ///         let id = DEFAULT.get(&REQUEST_ID).unwrap_or_default();
+    ///         sink.lock().unwrap().push((id, outcome, end.status(), end.succeeded()));
+    ///     });
+    /// let app = Router::new().route("/", get(|| async { "hello" })).layer(layer);
+    ///
+    /// let request = http::Request::get("/").header("x-request-id", "r-1").body(axum::body::Body::empty()).unwrap();
+    /// let response = app.oneshot(request).await.unwrap();
+    /// axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+    /// let expected = ("r-1".to_owned(), Outcome::Left, Some(http::StatusCode::OK), true);
+    /// assert_eq!(*ended.lock().unwrap(), [expected]);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn on_end<H: OnEnd>(self, hook: H) -> StackholmLayer<R, H> {
+        StackholmLayer {
+            storage: self.storage,
+            seed: self.seed,
+            on_end: hook,
         }
     }
 }
 
-impl<S, R: Clone> Layer<S> for StackholmLayer<R> {
-    type Service = StackholmService<S, R>;
+impl<S, R: Clone, E: Clone> Layer<S> for StackholmLayer<R, E> {
+    type Service = StackholmService<S, R, E>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        StackholmService::new(inner, self.storage, self.seed.clone())
+        let (seed, on_end) = (self.seed.clone(), self.on_end.clone());
+        StackholmService::new(inner, self.storage, seed, on_end)
     }
 }
 
-impl<R> fmt::Debug for StackholmLayer<R> {
+impl<R, E> fmt::Debug for StackholmLayer<R, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StackholmLayer")
             .field("storage", &self.storage)
             .field("seed", &std::any::type_name::<R>())
+            .field("on_end", &std::any::type_name::<E>())
             .finish()
     }
 }

@@ -8,25 +8,27 @@ use stackholm::{Checkpoint, Scope, Storage};
 use tower_service::Service;
 
 use crate::body::ScopedBody;
-use crate::end::{end, telling, RequestEnd};
+use crate::end::{end_unwound, telling, OnEnd, RequestEnd};
 use crate::future::ResponseFuture;
 use crate::seed::{Root, SeedRoot};
 
 /// Service for [`StackholmLayer`](crate::StackholmLayer): opens a scope per
 /// request around the inner service.
 #[derive(Clone)]
-pub struct StackholmService<S, R> {
+pub struct StackholmService<S, R, E = ()> {
     inner: S,
     storage: Storage,
     seed: R,
+    on_end: E,
 }
 
-impl<S, R> StackholmService<S, R> {
-    pub(crate) fn new(inner: S, storage: Storage, seed: R) -> Self {
+impl<S, R, E> StackholmService<S, R, E> {
+    pub(crate) fn new(inner: S, storage: Storage, seed: R, on_end: E) -> Self {
         Self {
             inner,
             storage,
             seed,
+            on_end,
         }
     }
 
@@ -46,15 +48,16 @@ impl<S, R> StackholmService<S, R> {
     }
 }
 
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for StackholmService<S, R>
+impl<S, R, E, ReqBody, ResBody> Service<Request<ReqBody>> for StackholmService<S, R, E>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: http_body::Body,
     R: SeedRoot,
+    E: OnEnd + Clone,
 {
-    type Response = Response<ScopedBody<ResBody>>;
+    type Response = Response<ScopedBody<ResBody, E>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, E>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -63,8 +66,12 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let storage = self.storage;
-        let (seed, inner) = (&self.seed, &mut self.inner);
-        let mut scope = Unwinding(Some(Scope::new(storage, Checkpoint::new())), storage);
+        let (seed, inner, on_end) = (&self.seed, &mut self.inner, &self.on_end);
+        let mut scope = Unwinding(
+            Some(Scope::new(storage, Checkpoint::new())),
+            storage,
+            on_end,
+        );
         let future = telling(storage, RequestEnd::default(), || {
             scope.run(move || {
                 let (parts, body) = request.into_parts();
@@ -72,15 +79,15 @@ where
                 inner.call(Request::from_parts(parts, body))
             })
         });
-        ResponseFuture::new(scope.0.take(), storage, future)
+        ResponseFuture::new(scope.0.take(), storage, future, on_end.clone())
     }
 }
 
 /// A request's scope while its service is called: if the seed or the call
-/// panics, the scope ends there, its root's hooks told the request's end.
-struct Unwinding(Option<Scope>, Storage);
+/// panics, the scope ends there, its hooks told the request's end.
+struct Unwinding<'a, E: OnEnd>(Option<Scope>, Storage, &'a E);
 
-impl Unwinding {
+impl<E: OnEnd> Unwinding<'_, E> {
     #[inline]
     fn run<R>(&mut self, f: impl FnOnce() -> R) -> R {
         let scope = self.0.as_mut();
@@ -88,20 +95,21 @@ impl Unwinding {
     }
 }
 
-impl Drop for Unwinding {
+impl<E: OnEnd> Drop for Unwinding<'_, E> {
     fn drop(&mut self) {
         if let Some(scope) = self.0.take() {
-            end(scope, self.1, RequestEnd::default());
+            end_unwound(scope, self.1, self.2);
         }
     }
 }
 
-impl<S: fmt::Debug, R> fmt::Debug for StackholmService<S, R> {
+impl<S: fmt::Debug, R, E> fmt::Debug for StackholmService<S, R, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StackholmService")
             .field("inner", &self.inner)
             .field("storage", &self.storage)
             .field("seed", &std::any::type_name::<R>())
+            .field("on_end", &std::any::type_name::<E>())
             .finish()
     }
 }
