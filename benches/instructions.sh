@@ -17,12 +17,18 @@ die() {
 command -v valgrind >/dev/null || die "valgrind is not installed: no instruction can be counted"
 command -v jq >/dev/null || die "jq is not installed: cannot read where cargo put the count example"
 
-# Where cargo put the example, whatever CARGO_TARGET_DIR or the
-# configuration says, rather than a guessed target/release.
-bin=$(cargo build --release -q -p stackholm-benches --example count --message-format=json |
-    jq -r 'select(.reason == "compiler-artifact" and .target.name == "count"
-        and (.target.kind | index("example"))) | .executable // empty')
-[[ -x $bin ]] || die "cargo built no count example (got \`$bin')"
+example() { # PACKAGE EXAMPLE: builds it, says where it is
+    # Where cargo put it, whatever CARGO_TARGET_DIR or the configuration
+    # says, rather than a guessed target/release.
+    local bin
+    bin=$(cargo build --release -q -p "$1" --example "$2" --message-format=json |
+        jq -r --arg name "$2" 'select(.reason == "compiler-artifact" and .target.name == $name
+            and (.target.kind | index("example"))) | .executable // empty')
+    [[ -x $bin ]] || die "cargo built no $2 example of $1 (got \`$bin')"
+    echo "$bin"
+}
+
+bin=$(example stackholm-benches count)
 
 count() { # WORKLOAD/IMPLEMENTATION N
     local out collected
@@ -36,6 +42,10 @@ count() { # WORKLOAD/IMPLEMENTATION N
 
 ratio() { # A B: A / B to two decimals
     awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'
+}
+
+percent() { # A B: how much more A is than B, in per cent to one decimal
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f%%", (a - b) * 100 / b }'
 }
 
 per_run() { # WORKLOAD/IMPLEMENTATION N
@@ -62,7 +72,7 @@ echo 'a layer whose body passes every frame through (`benches/src/lib.rs`).'
 echo
 # Each app's figure taken once, for both tables below.
 declare -A in_process
-for name in plain pass-through task-local task-local-no-body opentelemetry extensions layer stackholm-seeded; do
+for name in plain pass-through task-local task-local-no-body opentelemetry extensions layer stackholm-seeded request-id request-id-made; do
     in_process[$name]=$(per_run "in_process/$name" 2000)
 done
 loopback_plain=$(per_run loopback/plain 500)
@@ -76,11 +86,12 @@ echo 'Per-request context in process, over plain axum: each request carries'
 echo '`x-request-id` and `x-user`; a middleware puts them in a context of two'
 echo '`String`s and the handler reads both, answering "hello" only if they are the'
 echo "request's (\`context_apps\`, \`benches/src/carry.rs\`). \`layer\` is \`StackholmLayer\`"
-echo 'with an empty root and a handler that reads nothing.'
+echo 'with an empty root and a handler that reads nothing; `request-id` and `request-id-made` add'
+echo '`.request_id(..)` to it, the id taken from the request or made (`request_id_apps`).'
 echo
 echo "| app | instructions per request | over plain |"
 echo "|---|---:|---:|"
-for name in pass-through task-local task-local-no-body opentelemetry extensions layer stackholm-seeded; do
+for name in pass-through task-local task-local-no-body opentelemetry extensions layer stackholm-seeded request-id request-id-made; do
     label=$name
     [[ $name == layer ]] && label="layer (empty root)"
     echo "| $label | ${in_process[$name]} | $(printf '%+d' $((in_process[$name] - in_process[plain]))) |"
@@ -97,6 +108,13 @@ snapshot_seen=$(per_run snapshot/10000 2000)
 echo "| a snapshot of one inherited value (every \`inherit\`) | 0 other keys used before | 10,000 |"
 echo "|---|---:|---:|"
 echo "| instructions | $snapshot_fresh | $snapshot_seen |"
+echo
+checkpoint_get=$(per_run checkpoint_get/stackholm 2000)
+checkpoint_len=$(per_run checkpoint_len/stackholm 2000)
+read_owned=$(per_run read_nearest/stackholm-owned 2000)
+echo "| a checkpoint of 5 values, not entered | \`get\` of the 5th (a look at each tag) | \`len\` | a read on a stack (read_nearest, owned) |"
+echo "|---|---:|---:|---:|"
+echo "| instructions | $checkpoint_get | $checkpoint_len | $read_owned |"
 echo
 bin=$(cargo bench -p stackholm-benches --bench propagation --no-run 2>&1 |
     sed -n 's/.*Executable .*(\(.*\))$/\1/p')
@@ -115,3 +133,22 @@ echo "| a request's context in and out (6 baggage members, 2 headers) | stackhol
 echo "|---|---:|---:|---:|"
 echo "| \`http::HeaderMap\` | $requests_stackholm | $requests_opentelemetry | $(ratio "$requests_opentelemetry" "$requests_stackholm") |"
 echo "| \`HashMap<String, String>\` | $requests_stackholm_map | $requests_opentelemetry_map | $(ratio "$requests_opentelemetry_map" "$requests_stackholm_map") |"
+echo
+# The gRPC example's own counting example: the benches crate needs no
+# tonic. A call's count moves by a few hundred instructions between runs
+# (glibc's malloc): 1000 calls, not 500, to halve that in the figures.
+bin=$(example grpc calls)
+grpc_plain=$(per_run unary/plain 1000)
+grpc_metadata=$(per_run unary/metadata 1000)
+grpc_stackholm=$(per_run unary/stackholm 1000)
+echo "A unary gRPC call from a tonic client to a tonic server on 127.0.0.1, both on one"
+echo "current-thread runtime (\`examples/grpc/examples/calls.rs\`): plain, and with the"
+echo "server behind \`StackholmLayer\` seeded by a \`Propagation\` of a request id and a"
+echo "tenant, the client's channel behind \`PropagateLayer\`, the calls made inside a"
+echo "checkpoint holding both and the handler reading both; the reply is the same."
+echo "Of the overhead, $((grpc_metadata - grpc_plain)) is the two metadata entries on the wire:"
+echo "the plain call with them set by hand, and read by nobody, takes $grpc_metadata."
+echo
+echo "| a unary gRPC call, client and server, user space | plain | with stackholm | overhead | overhead % |"
+echo "|---|---:|---:|---:|---:|"
+echo "| instructions | $grpc_plain | $grpc_stackholm | $(printf '%+d' $((grpc_stackholm - grpc_plain))) | $(percent "$grpc_stackholm" "$grpc_plain") |"

@@ -19,10 +19,11 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use stackholm::{Checkpoint, Scope, Stack, DEFAULT};
+use stackholm_benches::floor::{task, FloorTask};
 use stackholm_benches::{
     app, at_depth, enter_leave, enter_set_leave, leaked_keys, request, request_like, with_values,
     Ambient, CloneMap, Context, FloorOwned, FloorThread, HandRolledTaskLocal, NaiveDynStack,
-    NaiveStack, Otel, CARRIED, TASK_MAP,
+    NaiveStack, Otel, CARRIED, STACKHOLM_KEYS, TASK_MAP,
 };
 use tower::ServiceExt;
 
@@ -37,6 +38,7 @@ fn on<W: Workload>(name: &str, workload: W) {
         }
         "floor-owned" => workload.run(&mut FloorOwned::new()),
         "floor-thread" => workload.run(&mut FloorThread),
+        "floor-task" => task::scope_run(|| workload.run(&mut FloorTask)),
         "naive-stack" => workload.run(&mut NaiveStack::default()),
         "naive-dyn-stack" => workload.run(&mut NaiveDynStack::default()),
         "clone-map" => workload.run(&mut CloneMap::default()),
@@ -174,6 +176,30 @@ fn snapshots(seen: usize, count: usize) {
     }
 }
 
+/// Reads of a checkpoint off the stack holding five values (of
+/// `STACKHOLM_KEYS`, as `read_nearest` reads them): `get` of the last one
+/// pre-loaded, found after a look at every tag (`what` is `get`), or
+/// `len`.
+fn checkpoint_reads(what: &str, count: usize) {
+    let checkpoint = (0..5).fold(Checkpoint::new(), |checkpoint, k| {
+        checkpoint.with_value(&STACKHOLM_KEYS[k], k as u64)
+    });
+    match what {
+        "get" => {
+            for _ in 0..count {
+                let key = &STACKHOLM_KEYS[black_box(4)];
+                black_box(black_box(&checkpoint).get(key).copied());
+            }
+        }
+        "len" => {
+            for _ in 0..count {
+                black_box(black_box(&checkpoint).len());
+            }
+        }
+        other => panic!("unknown checkpoint read `{other}`"),
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(what), Some(count)) = (args.next(), args.next()) else {
@@ -190,6 +216,9 @@ fn main() {
         "enter_leave" => on(name, EnterLeave(count)),
         "read_nearest" => on(name, ReadDeep(count)),
         "log_request" => log_requests(name, count),
+        "checkpoint_get" | "checkpoint_len" if name == "stackholm" => {
+            checkpoint_reads(&workload["checkpoint_".len()..], count)
+        }
         "snapshot" => snapshots(name.parse().expect("KEYS-SEEN is a number"), count),
         "in_process" => in_process(app(name), count),
         "loopback" => loopback(app(name), count),

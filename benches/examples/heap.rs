@@ -8,11 +8,18 @@
 //!
 //! Each case runs on a thread of its own, after the work named, makes 1,000
 //! such scopes, runs each once, and keeps them: the bytes allocated and not
-//! yet freed meanwhile, per scope (the `Vec` holding them aside). Prints a
-//! Markdown table.
+//! yet freed meanwhile, per scope (the `Vec` holding them aside). Then what
+//! a user pays for such a scope around a future the way a spawned task
+//! does, its future boxed: 1,000 boxed futures, each polled once and
+//! pending, and the bytes allocated and not yet freed per future (the box,
+//! which holds the future itself, and everything it points to), against
+//! the same future boxed without a scope. Prints Markdown tables.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::task::{Context, Waker};
 
 use stackholm::{Checkpoint, Key, Scope, DEFAULT};
 
@@ -86,6 +93,45 @@ fn suspended_scope_after(before: fn()) -> isize {
 
 fn nothing() {}
 
+/// Bytes held per future made by `make`, boxed and polled once (pending),
+/// on a fresh thread: the box and all it points to, as a task that has
+/// started and waits.
+fn boxed_pending<F: Future<Output = ()> + 'static>(make: fn(u64) -> F) -> isize {
+    std::thread::spawn(move || {
+        let mut futures: Vec<Pin<Box<F>>> = Vec::with_capacity(OPEN);
+        let mut cx = Context::from_waker(Waker::noop());
+        COUNTING.store(true, Ordering::Relaxed);
+        let start = LIVE.load(Ordering::Relaxed);
+        for n in 0..OPEN as u64 {
+            let mut future = Box::pin(make(n));
+            assert!(future.as_mut().poll(&mut cx).is_pending());
+            futures.push(future);
+        }
+        let held = (LIVE.load(Ordering::Relaxed) - start) / OPEN as isize;
+        COUNTING.store(false, Ordering::Relaxed);
+        drop(futures);
+        held
+    })
+    .join()
+    .expect("the measuring thread does not panic")
+}
+
+static REQUEST_ID: Key<u64> = Key::new("request_id").inherited();
+static USER: Key<u64> = Key::new("user").inherited();
+
+/// A request's scope, its root holding two values, around a future that
+/// waits.
+fn scoped_pending(n: u64) -> impl Future<Output = ()> {
+    let root = Checkpoint::new()
+        .with_value(&REQUEST_ID, n)
+        .with_value(&USER, 42);
+    DEFAULT.scope(root, std::future::pending::<()>())
+}
+
+fn bare_pending(_: u64) -> std::future::Pending<()> {
+    std::future::pending()
+}
+
 /// Requests that set twenty keys of their own, one after another.
 fn twenty_key_requests() {
     let keys = stackholm_benches::leaked_keys(20);
@@ -108,11 +154,13 @@ fn ten_thousand_keys() {
 }
 
 fn main() {
-    // The scope itself is part of whatever holds it (a future in a task):
-    // counted too, so that the last column is all a suspended scope costs.
+    // The scope itself is part of whatever holds it (a middleware's future,
+    // a body): counted too, so that the last column is all a `Scope` held
+    // between runs costs. A scope around a future, boxed as a task's, is
+    // the second table.
     let inline = std::mem::size_of::<Scope>() as isize;
     println!(
-        "| a suspended scope, root of 2 values, on a thread that ran | heap bytes per scope | the `Scope` itself | all counted |"
+        "| a `Scope` between runs, root of 2 values, on a thread that ran | heap bytes per scope | the `Scope` itself | both |"
     );
     println!("|---|---:|---:|---:|");
     for (name, before) in [
@@ -123,4 +171,27 @@ fn main() {
         let heap = suspended_scope_after(before);
         println!("| {name} | {heap} | {inline} | {} |", heap + inline);
     }
+    println!();
+    println!("| a future, boxed as a spawned task's, polled once and pending | bytes held per future | of which the box (the future itself) |");
+    println!("|---|---:|---:|");
+    let rows = [
+        (
+            "`std::future::pending::<()>()`",
+            boxed_pending(bare_pending),
+            size_of_return(bare_pending),
+        ),
+        (
+            "`DEFAULT.scope(root of 2 values, pending::<()>())`",
+            boxed_pending(scoped_pending),
+            size_of_return(scoped_pending),
+        ),
+    ];
+    for (name, held, boxed) in rows {
+        println!("| {name} | {held} | {boxed} |");
+    }
+}
+
+/// The size of what `make` returns: what its box holds.
+fn size_of_return<F>(_: fn(u64) -> F) -> usize {
+    std::mem::size_of::<F>()
 }

@@ -27,35 +27,54 @@
 //! - values owned or shared ([`Value`]), as stackholm shares values for
 //!   inheritance into spawned tasks.
 //!
-//! Two variants: [`FloorOwned`], a stack used through `&mut`, and
-//! [`FloorThread`], a `thread_local!` `RefCell` holding one.
+//! Three variants: [`FloorOwned`], a stack used through `&mut`;
+//! [`FloorThread`], a `thread_local!` `RefCell` holding one inline; and
+//! [`FloorTask`], a `thread_local!` `RefCell<Option<Box<_>>>` holding the
+//! current stack, swapped in and out by pointer when a task scope
+//! ([`task::scope_run`]) starts and ends, as stackholm's thread and task
+//! storages hold theirs, its frame ids [unique across stacks](Unique) as
+//! stackholm's are (a guard dropped while another stack is current leaves
+//! nothing there). Ids are a knob of the stack ([`Ids`]): [`PerStack`]
+//! for the other two.
 //!
 //! Instructions per workload (callgrind, `examples/count.rs`, runs of n
 //! and 2n, the difference over n), each side through a `Context` adapter
 //! marked `#[inline]` as every other implementation's is, against
-//! stackholm at the time:
+//! stackholm at the time; the task variants run inside a scope
+//! (`floor-task` in `task::scope_run`, stackholm's in a `Scope`'s run):
 //!
-//! | workload        | stackholm owned | floor owned | stackholm thread | floor thread |
-//! |-----------------|----------------:|------------:|-----------------:|-------------:|
-//! | request_like    |            2056 |        1884 |             2657 |         2236 |
-//! | enter_set_leave |             187 |         179 |              257 |          206 |
-//! | enter_leave     |              62 |          61 |              120 |           75 |
-//! | read_nearest    |              62 |          55 |               77 |           65 |
+//! | workload        | stackholm owned | floor owned | stackholm thread | floor thread | stackholm task | floor task |
+//! |-----------------|----------------:|------------:|-----------------:|-------------:|---------------:|-----------:|
+//! | request_like    |            2056 |        1884 |             2657 |         2235 |           2657 |       2336 |
+//! | enter_set_leave |             187 |         179 |              257 |          207 |            257 |        217 |
+//! | enter_leave     |              62 |          61 |              120 |           76 |            120 |         83 |
+//! | read_nearest    |              62 |          55 |               77 |           65 |             77 |         71 |
 //!
-//! What it leaves out, next to stackholm: task-local scopes (no current
-//! stack swapped in, no parked stacks), checkpoints moved on and off the
-//! stack, snapshots, `set_root`, `remove`, names, and frame ids unique
-//! across stacks (ids are per stack here: there is one stack per thread).
+//! Of the floor task's cost above the floor thread's, measured apart (the
+//! thread variant given unique ids, the task variant per-stack ones): the
+//! current stack behind a pointer, which every operation loads and tests
+//! for none, costs 95, 6, 5 and 6 instructions on the four workloads in
+//! the order of the table; unique ids, a test per id for the end of its
+//! block, 8, 2, 2 and 0 (about 2 per checkpoint entered).
+//!
+//! What it leaves out, next to stackholm: checkpoints moved on and off the
+//! stack, snapshots, `set_root`, `remove`, names; and of task scopes
+//! everything but the swap: a scope's root checkpoint, stacks set aside
+//! searched for a guard's checkpoint (a guard entered outside a scope and
+//! dropped inside it leaves nothing, and its checkpoint stays), checkpoints
+//! still active when a scope's run returns (they go with its stack), spare
+//! stacks (each run allocates one), and futures.
 
 #![forbid(unsafe_code)]
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::LocalKey;
 
 use crate::{Context, KEYS};
 
@@ -293,9 +312,94 @@ enum Step {
     Left(bool),
 }
 
-/// A stack of checkpoints used through `&mut`: the owned variant.
+/// How a stack hands out the ids of the checkpoints entered on it.
+pub trait Ids: Default {
+    /// Before the first id.
+    const START: Self;
+    /// A fresh id.
+    fn next(&mut self) -> FrameId;
+}
+
+/// Ids unique on their stack only: a counter per stack, which a guard
+/// dropped while another stack is current may take for one of that
+/// stack's checkpoints.
+#[derive(Debug, Default)]
+pub struct PerStack(FrameId);
+
+impl Ids for PerStack {
+    const START: Self = Self(0);
+
+    #[inline(always)]
+    fn next(&mut self) -> FrameId {
+        self.0 += 1;
+        self.0
+    }
+}
+
+/// Ids unique across every stack of the process, as stackholm's: handed
+/// out from blocks of [`BLOCK`](Unique::BLOCK) ids, taken from a chunk the
+/// thread reserved process-wide, so that uniqueness costs one test per id,
+/// a thread-local access per block and an atomic operation per chunk. A
+/// stack's next id is a block's start only when it needs a new block.
+#[derive(Debug, Default)]
+pub struct Unique(FrameId);
+
+impl Unique {
+    /// Ids in a block, aligned on its size.
+    pub const BLOCK: u64 = 1 << 8;
+    /// Ids in a chunk, a thread's reservation.
+    pub const CHUNK: u64 = 1 << 24;
+
+    /// The start of a fresh block.
+    #[cold]
+    #[inline(never)]
+    fn block() -> FrameId {
+        thread_local! {
+            static CHUNK: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+        }
+        let block = CHUNK.try_with(|chunk| {
+            let (mut next, mut end) = chunk.get();
+            if next == end {
+                (next, end) = Self::chunk();
+            }
+            chunk.set((next + Self::BLOCK, end));
+            next
+        });
+        // An exiting thread's chunk is gone: a chunk for this one block.
+        block.unwrap_or_else(|_| Self::chunk().0)
+    }
+
+    /// A fresh chunk; chunk 0 is never handed out, so no id is 0.
+    fn chunk() -> (u64, u64) {
+        static NEXT_CHUNK: AtomicU64 = AtomicU64::new(1);
+        NEXT_CHUNK
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |chunk| {
+                chunk.checked_add(1)
+            })
+            .ok()
+            .and_then(|chunk| chunk.checked_mul(Self::CHUNK))
+            .and_then(|start| Some((start, start.checked_add(Self::CHUNK)?)))
+            .expect("floor: checkpoint ids are exhausted")
+    }
+}
+
+impl Ids for Unique {
+    const START: Self = Self(0);
+
+    #[inline(always)]
+    fn next(&mut self) -> FrameId {
+        if self.0 % Self::BLOCK == 0 {
+            self.0 = Self::block();
+        }
+        let id = self.0;
+        self.0 += 1;
+        id
+    }
+}
+
+/// A stack of checkpoints, its ids handed out by `I`.
 #[derive(Default)]
-pub struct FloorOwned {
+pub struct FloorStack<I = PerStack> {
     frames: Vec<Frame>,
     /// The settings of every frame, frame after frame.
     settings: Vec<Setting>,
@@ -306,12 +410,15 @@ pub struct FloorOwned {
     keys: usize,
     /// Hooks with the depth of their frame.
     hooks: Vec<(u32, Hook)>,
-    last_id: FrameId,
+    ids: I,
     /// Values with drop glue taken off, to drop once nothing is borrowed.
     removed: Vec<Box<dyn Any>>,
 }
 
-impl FloorOwned {
+/// A stack of checkpoints used through `&mut`: the owned variant.
+pub type FloorOwned = FloorStack<PerStack>;
+
+impl<I: Ids> FloorStack<I> {
     /// An empty stack.
     #[must_use]
     pub const fn new() -> Self {
@@ -321,7 +428,7 @@ impl FloorOwned {
             table: Vec::new(),
             keys: 0,
             hooks: Vec::new(),
-            last_id: 0,
+            ids: I::START,
             removed: Vec::new(),
         }
     }
@@ -335,7 +442,7 @@ impl FloorOwned {
 
     /// Enters a checkpoint, left when the guard is dropped.
     #[inline(always)]
-    pub fn enter(&mut self) -> FloorGuard<'_> {
+    pub fn enter(&mut self) -> FloorGuard<'_, I> {
         let id = self.open();
         FloorGuard { stack: self, id }
     }
@@ -343,8 +450,7 @@ impl FloorOwned {
     /// Enters a checkpoint and returns its id, for [`leave`](Self::leave).
     #[inline(always)]
     pub fn open(&mut self) -> FrameId {
-        self.last_id += 1;
-        let id = self.last_id;
+        let id = self.ids.next();
         let start = self.settings.len() as u32;
         self.frames.push(Frame { id, start });
         id
@@ -590,38 +696,38 @@ impl FloorOwned {
     }
 }
 
-impl fmt::Debug for FloorOwned {
+impl<I> fmt::Debug for FloorStack<I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FloorOwned")
+        f.debug_struct("FloorStack")
             .field("depth", &self.frames.len())
             .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
 }
 
-/// A checkpoint entered on a [`FloorOwned`]; dropping it leaves it.
+/// A checkpoint entered on a [`FloorStack`]; dropping it leaves it.
 #[must_use = "the checkpoint is left as soon as the guard is dropped"]
 #[derive(Debug)]
-pub struct FloorGuard<'a> {
-    stack: &'a mut FloorOwned,
+pub struct FloorGuard<'a, I: Ids = PerStack> {
+    stack: &'a mut FloorStack<I>,
     id: FrameId,
 }
 
-impl Deref for FloorGuard<'_> {
-    type Target = FloorOwned;
+impl<I: Ids> Deref for FloorGuard<'_, I> {
+    type Target = FloorStack<I>;
 
-    fn deref(&self) -> &FloorOwned {
+    fn deref(&self) -> &FloorStack<I> {
         self.stack
     }
 }
 
-impl DerefMut for FloorGuard<'_> {
-    fn deref_mut(&mut self) -> &mut FloorOwned {
+impl<I: Ids> DerefMut for FloorGuard<'_, I> {
+    fn deref_mut(&mut self) -> &mut FloorStack<I> {
         self.stack
     }
 }
 
-impl Drop for FloorGuard<'_> {
+impl<I: Ids> Drop for FloorGuard<'_, I> {
     #[inline(always)]
     fn drop(&mut self) {
         self.stack.leave(self.id);
@@ -646,40 +752,114 @@ impl Context for FloorOwned {
     }
 }
 
-// ----------------------------------------------------------------- thread
+// ------------------------------------------------------- thread and task
 
-/// The thread variant's state.
-struct Local {
-    stack: RefCell<FloorOwned>,
+/// Where a thread-local storage keeps the stack its operations reach.
+trait Current {
+    type Ids: Ids;
+    /// The stack, if there is one.
+    fn stack(&self) -> Option<&FloorStack<Self::Ids>>;
+    /// The stack, if there is one, to change.
+    fn stack_mut(&mut self) -> Option<&mut FloorStack<Self::Ids>>;
+    /// The stack, made where there is none: to enter a checkpoint.
+    fn stack_or_new(&mut self) -> &mut FloorStack<Self::Ids>;
+}
+
+/// The thread variant's: the stack itself, held inline.
+impl<I: Ids> Current for FloorStack<I> {
+    type Ids = I;
+
+    #[inline(always)]
+    fn stack(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    #[inline(always)]
+    fn stack_mut(&mut self) -> Option<&mut Self> {
+        Some(self)
+    }
+
+    #[inline(always)]
+    fn stack_or_new(&mut self) -> &mut Self {
+        self
+    }
+}
+
+/// The task variant's: the current stack, swapped in and out by pointer
+/// as scopes run; none until a checkpoint is entered outside any scope.
+impl<I: Ids> Current for Option<Box<FloorStack<I>>> {
+    type Ids = I;
+
+    #[inline(always)]
+    fn stack(&self) -> Option<&FloorStack<I>> {
+        self.as_deref()
+    }
+
+    #[inline(always)]
+    fn stack_mut(&mut self) -> Option<&mut FloorStack<I>> {
+        self.as_deref_mut()
+    }
+
+    #[inline(always)]
+    fn stack_or_new(&mut self) -> &mut FloorStack<I> {
+        self.get_or_insert_with(new_stack)
+    }
+}
+
+/// The thread's own stack of the task variant, made on its first enter.
+#[cold]
+#[inline(never)]
+fn new_stack<I: Ids>() -> Box<FloorStack<I>> {
+    Box::default()
+}
+
+/// A thread-local storage's state.
+struct Local<H> {
+    stack: RefCell<H>,
     /// Checkpoints whose guards were dropped while the stack was borrowed;
     /// `deferring` says whether there are any without a borrow.
     deferred: RefCell<Vec<FrameId>>,
     deferring: Cell<bool>,
 }
 
-thread_local! {
-    static LOCAL: Local = const {
-        Local {
-            stack: RefCell::new(FloorOwned::new()),
+impl<H> Local<H> {
+    const fn new(stack: H) -> Self {
+        Self {
+            stack: RefCell::new(stack),
             deferred: RefCell::new(Vec::new()),
             deferring: Cell::new(false),
         }
-    };
+    }
 }
 
-impl Local {
+/// The thread variant's storage and the task variant's.
+type Storage<H> = &'static LocalKey<Local<H>>;
+
+/// The task variant's current stack.
+type TaskStack = Option<Box<FloorStack<Unique>>>;
+
+thread_local! {
+    static THREAD: Local<FloorOwned> = const { Local::new(FloorOwned::new()) };
+    static TASK: Local<TaskStack> = const { Local::new(None) };
+}
+
+impl<H: Current> Local<H> {
     /// Leaves `id` and what is inside it, or defers that while the stack is
-    /// borrowed; values are dropped after the borrow is released.
+    /// borrowed; values are dropped after the borrow is released. Nothing
+    /// if `id` is not on the current stack.
     #[inline(always)]
     fn leave(&self, id: FrameId) {
-        let Ok(mut stack) = self.stack.try_borrow_mut() else {
+        let Ok(mut current) = self.stack.try_borrow_mut() else {
             return self.defer(id);
         };
+        let Some(stack) = current.stack_mut() else {
+            return;
+        };
         if !stack.leave_top(id) {
-            drop(stack);
+            drop(current);
             self.leave_slow(id);
         } else if !stack.removed.is_empty() {
-            drop_removed(stack);
+            drop_removed(current);
         }
     }
 
@@ -689,18 +869,21 @@ impl Local {
     #[inline(never)]
     fn leave_slow(&self, id: FrameId) {
         loop {
-            let Ok(mut stack) = self.stack.try_borrow_mut() else {
+            let Ok(mut current) = self.stack.try_borrow_mut() else {
                 return self.defer(id);
+            };
+            let Some(stack) = current.stack_mut() else {
+                return;
             };
             match stack.step(id) {
                 Step::Missing => return,
                 Step::Hook(hook) => {
-                    drop(stack);
+                    drop(current);
                     hook();
                 }
                 Step::Left(done) => {
                     let removed = stack.take_removed();
-                    drop(stack);
+                    drop(current);
                     drop(removed);
                     if done {
                         return;
@@ -742,9 +925,11 @@ impl Local {
 /// Drops the values a leave took off, once the stack is released.
 #[cold]
 #[inline(never)]
-fn drop_removed(mut stack: std::cell::RefMut<'_, FloorOwned>) {
-    let removed = std::mem::take(&mut stack.removed);
-    drop(stack);
+fn drop_removed<H: Current>(mut current: RefMut<'_, H>) {
+    let removed = current
+        .stack_mut()
+        .map(|stack| std::mem::take(&mut stack.removed));
+    drop(current);
     drop(removed);
 }
 
@@ -759,130 +944,246 @@ pub enum FloorError {
     Destroyed,
 }
 
-/// The thread storage's operations.
-pub mod thread {
-    use super::{FloorError, FloorKey, FrameId, Hook, LOCAL};
-    use std::marker::PhantomData;
+#[cold]
+#[inline(never)]
+fn busy() -> ! {
+    panic!("floor: the thread's stack is borrowed");
+}
 
-    /// A checkpoint entered on the thread's stack; dropping it leaves it and
-    /// any checkpoint still active inside it.
-    #[must_use = "the checkpoint is left as soon as the guard is dropped"]
-    #[derive(Debug)]
-    pub struct Guard {
-        id: FrameId,
-        _not_send: PhantomData<*const ()>,
+/// Enters a checkpoint on the current stack of `storage`.
+///
+/// `try_with`, every failure on the cold path: `with`'s own panic path put
+/// the task variant's `enter` over LLVM's inlining threshold, and its
+/// thread-local then behind an indirect call (about 30 instructions).
+#[inline(always)]
+fn enter<H: Current>(storage: Storage<H>) -> FrameId {
+    let id = storage.try_with(|local| {
+        let mut current = local.stack.try_borrow_mut().ok()?;
+        current.stack_mut().map(FloorStack::open)
+    });
+    match id {
+        Ok(Some(id)) => id,
+        _ => enter_slow(storage),
     }
+}
 
-    impl Drop for Guard {
-        #[inline(always)]
-        fn drop(&mut self) {
-            let _ = LOCAL.try_with(|local| local.leave(self.id));
+/// Enters a checkpoint where there is no current stack yet, or panics.
+#[cold]
+#[inline(never)]
+fn enter_slow<H: Current>(storage: Storage<H>) -> FrameId {
+    let id = storage.with(|local| {
+        let mut current = local.stack.try_borrow_mut().ok()?;
+        Some(current.stack_or_new().open())
+    });
+    id.unwrap_or_else(|| busy())
+}
+
+/// What a guard's drop does.
+#[inline(always)]
+fn leave<H: Current>(storage: Storage<H>, id: FrameId) {
+    let _ = storage.try_with(|local| local.leave(id));
+}
+
+#[inline(always)]
+fn set<H: Current, T: Send + 'static>(
+    storage: Storage<H>,
+    key: &'static FloorKey<T>,
+    value: T,
+) -> Result<(), (FloorError, T)> {
+    // Taken once the stack is borrowed, handed back on any error.
+    let mut value = Some(value);
+    let put = storage.try_with(|local| {
+        let Ok(mut current) = local.stack.try_borrow_mut() else {
+            return Err(FloorError::Busy);
+        };
+        let Some(stack) = current.stack_mut() else {
+            return Err(FloorError::NoCheckpoint);
+        };
+        match stack.replace(key, value.take().expect("taken once")) {
+            Ok(replaced) => {
+                drop(current);
+                drop(replaced);
+                Ok(())
+            }
+            Err(back) => {
+                value = Some(back);
+                Err(FloorError::NoCheckpoint)
+            }
+        }
+    });
+    match put {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err((err, value.take().expect("handed back"))),
+        Err(_) => Err((FloorError::Destroyed, value.take().expect("not taken"))),
+    }
+}
+
+/// At a read's end, leaves the checkpoints whose guards its `Clone` dropped.
+struct AfterRead<'a, H: Current>(&'a Local<H>);
+
+impl<H: Current> Drop for AfterRead<'_, H> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if self.0.deferring.get() {
+            self.0.leave_deferred();
         }
     }
+}
 
-    /// Enters a checkpoint on the thread's stack.
+#[inline(always)]
+fn get<H: Current, T: Clone + Send + 'static>(
+    storage: Storage<H>,
+    key: &'static FloorKey<T>,
+) -> Option<T> {
+    storage
+        .try_with(|local| {
+            let _after = AfterRead(local);
+            let read = local.stack.try_borrow().ok()?.stack()?.get(key).cloned();
+            read
+        })
+        .ok()
+        .flatten()
+}
+
+fn on_exit<H: Current>(storage: Storage<H>, hook: Hook) -> Result<(), FloorError> {
+    let registered = storage.try_with(|local| {
+        let mut current = local.stack.try_borrow_mut().map_err(|_| FloorError::Busy)?;
+        let stack = current.stack_mut().ok_or(FloorError::NoCheckpoint)?;
+        stack.on_exit(hook).map_err(|_| FloorError::NoCheckpoint)
+    });
+    registered.unwrap_or(Err(FloorError::Destroyed))
+}
+
+fn depth<H: Current>(storage: Storage<H>) -> usize {
+    storage
+        .try_with(|local| {
+            let current = local.stack.try_borrow();
+            current.map_or(0, |current| {
+                current.stack().map_or(0, |stack| stack.depth())
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// The operations of a thread-local storage, on `$storage`'s current stack.
+macro_rules! operations {
+    ($storage:ident) => {
+        use super::{$storage, FloorError, FloorKey, FrameId};
+        use std::marker::PhantomData;
+
+        /// A checkpoint entered on the current stack; dropping it leaves it
+        /// and any checkpoint still active inside it, if it is on the stack
+        /// current then.
+        #[must_use = "the checkpoint is left as soon as the guard is dropped"]
+        #[derive(Debug)]
+        pub struct Guard {
+            id: FrameId,
+            _not_send: PhantomData<*const ()>,
+        }
+
+        impl Drop for Guard {
+            #[inline(always)]
+            fn drop(&mut self) {
+                super::leave(&$storage, self.id);
+            }
+        }
+
+        /// Enters a checkpoint on the current stack.
+        ///
+        /// # Panics
+        ///
+        /// If the stack is borrowed, or the thread is exiting.
+        #[inline(always)]
+        pub fn enter() -> Guard {
+            Guard {
+                id: super::enter(&$storage),
+                _not_send: PhantomData,
+            }
+        }
+
+        /// Sets `value` in the innermost checkpoint; the value it replaces
+        /// is dropped after the stack is released.
+        ///
+        /// # Errors
+        ///
+        /// Why not, with the value.
+        #[inline(always)]
+        pub fn set<T: Send + 'static>(
+            key: &'static FloorKey<T>,
+            value: T,
+        ) -> Result<(), (FloorError, T)> {
+            super::set(&$storage, key, value)
+        }
+
+        /// A clone of the nearest value of `key`; `None` where there is
+        /// none or the stack is being changed. Checkpoints whose guards
+        /// were dropped meanwhile (by the `Clone`) are left at its end.
+        #[inline(always)]
+        pub fn get<T: Clone + Send + 'static>(key: &'static FloorKey<T>) -> Option<T> {
+            super::get(&$storage, key)
+        }
+
+        /// Registers `hook` to run when the innermost checkpoint is left.
+        ///
+        /// # Errors
+        ///
+        /// Why not.
+        pub fn on_exit(hook: impl FnOnce() + 'static) -> Result<(), FloorError> {
+            super::on_exit(&$storage, Box::new(hook))
+        }
+
+        /// How many checkpoints are active on the current stack.
+        #[must_use]
+        pub fn depth() -> usize {
+            super::depth(&$storage)
+        }
+    };
+}
+
+/// The thread storage's operations: one stack a thread, held inline.
+pub mod thread {
+    operations!(THREAD);
+}
+
+/// The task storage's operations: the current stack is the innermost
+/// running [`scope_run`](task::scope_run)'s, or the thread's own outside
+/// any, and frame ids are [unique](Unique) across stacks.
+pub mod task {
+    operations!(TASK);
+
+    use super::{busy, FloorStack};
+
+    /// Runs `f` with a fresh stack as the current one, swapped in by
+    /// pointer; the stack it replaces is set aside until `f` returns (or
+    /// panics), then swapped back, and the scope's stack dropped with
+    /// nothing borrowed.
     ///
     /// # Panics
     ///
-    /// If the stack is borrowed, or the thread is exiting.
-    #[inline(always)]
-    pub fn enter() -> Guard {
-        let id = LOCAL.with(|local| local.stack.try_borrow_mut().map(|mut stack| stack.open()));
-        match id {
-            Ok(id) => Guard {
-                id,
-                _not_send: PhantomData,
-            },
-            Err(_) => busy(),
-        }
-    }
+    /// If the current stack is borrowed, or the thread is exiting.
+    #[inline]
+    pub fn scope_run<R>(f: impl FnOnce() -> R) -> R {
+        /// The stack set aside, swapped back when dropped.
+        struct TakeBack(super::TaskStack);
 
-    #[cold]
-    #[inline(never)]
-    fn busy() -> ! {
-        panic!("floor: the thread's stack is borrowed");
-    }
-
-    /// Sets `value` in the innermost checkpoint; the value it replaces is
-    /// dropped after the stack is released.
-    ///
-    /// # Errors
-    ///
-    /// Why not, with the value.
-    #[inline(always)]
-    pub fn set<T: Send + 'static>(
-        key: &'static FloorKey<T>,
-        value: T,
-    ) -> Result<(), (FloorError, T)> {
-        // Taken once the stack is borrowed, handed back on any error.
-        let mut value = Some(value);
-        let put = LOCAL.try_with(|local| {
-            let Ok(mut stack) = local.stack.try_borrow_mut() else {
-                return Err(FloorError::Busy);
-            };
-            match stack.replace(key, value.take().expect("taken once")) {
-                Ok(replaced) => {
-                    drop(stack);
-                    drop(replaced);
-                    Ok(())
-                }
-                Err(back) => {
-                    value = Some(back);
-                    Err(FloorError::NoCheckpoint)
-                }
-            }
-        });
-        match put {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err((err, value.take().expect("handed back"))),
-            Err(_) => Err((FloorError::Destroyed, value.take().expect("not taken"))),
-        }
-    }
-
-    /// A clone of the nearest value of `key`; `None` where there is none or
-    /// the stack is being changed. Checkpoints whose guards were dropped
-    /// meanwhile (by the `Clone`) are left at its end.
-    #[inline(always)]
-    pub fn get<T: Clone + Send + 'static>(key: &'static FloorKey<T>) -> Option<T> {
-        LOCAL
-            .try_with(|local| {
-                struct AfterRead<'a>(&'a super::Local);
-                impl Drop for AfterRead<'_> {
-                    #[inline(always)]
-                    fn drop(&mut self) {
-                        if self.0.deferring.get() {
-                            self.0.leave_deferred();
-                        }
+        impl Drop for TakeBack {
+            fn drop(&mut self) {
+                let _ = TASK.try_with(|local| {
+                    if let Ok(mut current) = local.stack.try_borrow_mut() {
+                        std::mem::swap(&mut *current, &mut self.0);
                     }
-                }
-                let _after = AfterRead(local);
-                let read = local.stack.try_borrow().ok()?.get(key).cloned();
-                read
-            })
-            .ok()
-            .flatten()
-    }
+                });
+                // The scope's stack, now in `self.0`, drops after this.
+            }
+        }
 
-    /// Registers `hook` to run when the innermost checkpoint is left.
-    ///
-    /// # Errors
-    ///
-    /// Why not.
-    pub fn on_exit(hook: impl FnOnce() + 'static) -> Result<(), FloorError> {
-        let hook: Hook = Box::new(hook);
-        let registered = LOCAL.try_with(|local| {
-            let mut stack = local.stack.try_borrow_mut().map_err(|_| FloorError::Busy)?;
-            stack.on_exit(hook).map_err(|_| FloorError::NoCheckpoint)
+        let mut stack = Some(Box::<FloorStack<_>>::default());
+        TASK.with(|local| match local.stack.try_borrow_mut() {
+            Ok(mut current) => std::mem::swap(&mut *current, &mut stack),
+            Err(_) => busy(),
         });
-        registered.unwrap_or(Err(FloorError::Destroyed))
-    }
-
-    /// How many checkpoints are active on the thread's stack.
-    #[must_use]
-    pub fn depth() -> usize {
-        LOCAL
-            .try_with(|local| local.stack.try_borrow().map_or(0, |stack| stack.depth()))
-            .unwrap_or(0)
+        let _back = TakeBack(stack);
+        f()
     }
 }
 
@@ -908,6 +1209,29 @@ impl Context for FloorThread {
     }
 }
 
+/// The floor's task storage, as a [`Context`]: to be used inside
+/// [`task::scope_run`].
+#[derive(Debug, Default)]
+pub struct FloorTask;
+
+impl Context for FloorTask {
+    #[inline]
+    fn scope<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let _guard = task::enter();
+        f(self)
+    }
+
+    #[inline]
+    fn set(&mut self, key: usize, value: u64) {
+        task::set(&FLOOR_KEYS[key], value).expect("inside a checkpoint");
+    }
+
+    #[inline]
+    fn get(&mut self, key: usize) -> Option<u64> {
+        task::get(&FLOOR_KEYS[key])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -918,14 +1242,69 @@ mod tests {
         assert_eq!(request_like(&mut FloorOwned::new()), REQUEST_LIKE_SUM);
         assert_eq!(request_like(&mut FloorThread), REQUEST_LIKE_SUM);
         assert_eq!(thread::depth(), 0);
-        let (owned, on_thread) = (
+        assert_eq!(
+            task::scope_run(|| request_like(&mut FloorTask)),
+            REQUEST_LIKE_SUM
+        );
+        assert_eq!(task::depth(), 0);
+        let (owned, on_thread, in_task) = (
             at_depth(&mut FloorOwned::new(), 100, 50, |cx| {
                 (cx.get(0), cx.get(50))
             }),
             at_depth(&mut FloorThread, 100, 50, |cx| (cx.get(0), cx.get(50))),
+            task::scope_run(|| at_depth(&mut FloorTask, 100, 50, |cx| (cx.get(0), cx.get(50)))),
         );
         assert_eq!(owned, (Some(7), Some(50)));
         assert_eq!(on_thread, owned);
+        assert_eq!(in_task, owned);
+    }
+
+    /// A guard entered on one stack and dropped while another is current
+    /// finds its id on no checkpoint there: ids are unique across stacks.
+    /// On a thread of its own, as the checkpoint it leaves behind stays on
+    /// the thread's stack (stacks set aside are not searched).
+    #[test]
+    fn a_guard_dropped_while_another_stack_is_current_leaves_nothing_there() {
+        static K: FloorKey<u64> = FloorKey::new();
+        std::thread::spawn(|| {
+            // No stack yet: nothing to read, nowhere to set.
+            assert_eq!(task::get(&K), None);
+            assert_eq!(task::set(&K, 0), Err((FloorError::NoCheckpoint, 0)));
+            let outer = task::enter();
+            task::set(&K, 1).unwrap();
+            task::scope_run(|| {
+                assert_eq!((task::depth(), task::get(&K)), (0, None));
+                let _inner = task::enter();
+                task::set(&K, 2).unwrap();
+                drop(outer);
+                assert_eq!((task::depth(), task::get(&K)), (1, Some(2)));
+            });
+            assert_eq!((task::depth(), task::get(&K)), (1, Some(1)));
+
+            // And the other way round: a scope's guard dropped outside it.
+            let stray = task::scope_run(|| {
+                let stray = task::enter();
+                task::set(&K, 3).unwrap();
+                stray
+            });
+            let _next = task::enter();
+            drop(stray);
+            assert_eq!((task::depth(), task::get(&K)), (2, Some(1)));
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn fresh_stacks_have_ids_apart() {
+        let ids: std::collections::HashSet<FrameId> = (0..1000)
+            .flat_map(|_| {
+                let mut stack = FloorStack::<Unique>::new();
+                [stack.open(), stack.open()]
+            })
+            .collect();
+        assert_eq!(ids.len(), 2000);
+        assert!(!ids.contains(&0));
     }
 
     #[test]
@@ -1159,9 +1538,14 @@ mod tests {
                 run(&mut |rng, reads| FloorOwned::new().scope(|cx| program(cx, rng, 0, reads)));
             let on_thread =
                 run(&mut |rng, reads| FloorThread.scope(|cx| program(cx, rng, 0, reads)));
+            let in_task = run(&mut |rng, reads| {
+                task::scope_run(|| FloorTask.scope(|cx| program(cx, rng, 0, reads)));
+            });
             assert_eq!(owned, naive, "seed {seed}");
             assert_eq!(on_thread, naive, "seed {seed}");
+            assert_eq!(in_task, naive, "seed {seed}");
         }
         assert_eq!(thread::depth(), 0);
+        assert_eq!(task::depth(), 0);
     }
 }

@@ -566,12 +566,37 @@ impl<B: axum::body::HttpBody + Unpin> axum::body::HttpBody for PassThrough<B> {
     }
 }
 
+/// The `layer` hello-world of [`apps`] with request ids on: the id the
+/// request carries in `x-request-id` taken and echoed (`request-id`), or,
+/// read from a header the request does not carry, a fresh one made, put in
+/// the request and echoed (`request-id-made`). The handler reads nothing,
+/// as `layer`'s: what they cost over it is the request id's.
+pub fn request_id_apps() -> [(&'static str, axum::Router); 2] {
+    use axum::routing::get;
+    use stackholm_tower::StackholmLayer;
+
+    static REQUEST_ID: Key<String> = Key::new("request_id");
+
+    async fn hello() -> &'static str {
+        "hello"
+    }
+    let with = |header| {
+        let layer = StackholmLayer::new().request_id(header, &REQUEST_ID);
+        axum::Router::new().route("/", get(hello)).layer(layer)
+    };
+    [
+        ("request-id", with(REQUEST_ID_HEADER)),
+        ("request-id-made", with("x-made-request-id")),
+    ]
+}
+
 /// Every app of the in-process figures, by name: the hello-worlds of
-/// [`apps`], the `pass-through` floor of [`pass_through_app`], and the
-/// apps of [`context_apps`].
+/// [`apps`], the `pass-through` floor of [`pass_through_app`], the apps of
+/// [`request_id_apps`] and those of [`context_apps`].
 pub fn in_process_apps() -> Vec<(&'static str, axum::Router)> {
     let mut all = Vec::from(apps());
     all.push(("pass-through", pass_through_app()));
+    all.extend(request_id_apps());
     all.extend(context_apps());
     all
 }

@@ -317,22 +317,30 @@ pub(crate) fn decode(bytes: &[u8]) -> Cow<'_, str> {
 /// reader trims white space, others all control characters), so that a
 /// name spelt with escapes (`no%74e`, `note%09`) is the name it reads as.
 /// A token has neither escapes nor anything to trim: it is its own name.
-#[inline]
+#[inline(always)]
 pub(crate) fn name(key: &[u8]) -> Cow<'_, [u8]> {
     // Names are short: a loop without an early exit, over whole words,
     // beats `memchr`'s call.
-    if !key.iter().fold(false, |seen, &b| seen | (b == b'%')) {
-        return Cow::Borrowed(key);
+    if key.iter().fold(false, |seen, &b| seen | (b == b'%')) {
+        Cow::Owned(spelt_name(key))
+    } else {
+        Cow::Borrowed(key)
     }
+}
+
+/// [`name`] of a key with escapes: rare, and out of the way of the others.
+#[cold]
+#[inline(never)]
+fn spelt_name(key: &[u8]) -> Vec<u8> {
     let decoded = unescape(key).into_owned();
     match std::str::from_utf8(&decoded) {
-        Ok(text) => {
-            let trimmed = text.trim_matches(|c: char| c.is_whitespace() || c.is_control());
-            Cow::Owned(trimmed.as_bytes().to_vec())
-        }
+        Ok(text) => text
+            .trim_matches(|c: char| c.is_whitespace() || c.is_control())
+            .as_bytes()
+            .to_vec(),
         // Strict readers skip such a name; lossy ones read U+FFFD in it,
         // which nothing trims and no token holds.
-        Err(_) => Cow::Owned(decoded),
+        Err(_) => decoded,
     }
 }
 

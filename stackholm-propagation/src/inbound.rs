@@ -11,7 +11,7 @@ use super::carrier::Extractor;
 use super::field::Target;
 use super::scratch;
 use super::small::Small;
-use super::{Direction, Place, Propagation, Reason};
+use super::{Direction, Place, Propagation, Reason, Source};
 
 /// The baggage members of the incoming request that this service passes
 /// on: inherited, so that spawned work passes them on too.
@@ -111,6 +111,7 @@ impl Propagation {
 
     fn extract_to<E: Extractor + ?Sized>(&self, carrier: &E, target: &mut Target<'_>) {
         let inner = &*self.inner;
+        let mut taken = Taken(Small::filled(inner.inbound_keys.len()));
         for declared in &inner.headers_in {
             let mut values = carrier.get_all(&declared.name);
             let Some(value) = values.next() else { continue };
@@ -127,8 +128,12 @@ impl Propagation {
                 self.reject(Direction::Inbound, place, Reason::NotText);
                 continue;
             };
-            if let Err(err) = declared.field.accept(text, target) {
-                self.reject(Direction::Inbound, place, Reason::Decode(err));
+            if taken.outranks(declared.source) {
+                continue;
+            }
+            match declared.field.accept(text, target) {
+                Ok(()) => taken.take(declared.source),
+                Err(err) => self.reject(Direction::Inbound, place, Reason::Decode(err)),
             }
         }
         for name in &inner.headers_out_only {
@@ -206,9 +211,11 @@ impl Propagation {
                 Found::Absent | Found::Broken => {}
                 Found::Spelt => self.reject(Direction::Inbound, place, Reason::Spelling),
                 Found::Twice => self.reject(Direction::Inbound, place, Reason::Ambiguous),
+                Found::Once(_) if taken.outranks(declared.source) => {}
                 Found::Once(value) => {
-                    if let Err(err) = declared.field.accept(&baggage::decode(value), target) {
-                        self.reject(Direction::Inbound, place, Reason::Decode(err));
+                    match declared.field.accept(&baggage::decode(value), target) {
+                        Ok(()) => taken.take(declared.source),
+                        Err(err) => self.reject(Direction::Inbound, place, Reason::Decode(err)),
                     }
                 }
             }
@@ -254,6 +261,25 @@ fn header_text(value: &[u8]) -> Option<&str> {
         std::str::from_utf8(value).ok()
     } else {
         None
+    }
+}
+
+/// The rank of the source each inbound key took its value from, 0 while
+/// it has none. Headers are read before baggage whatever the order the
+/// sources were declared in: a value from a source declared earlier
+/// replaces one taken from a later one.
+struct Taken(Small<u32, 8>);
+
+impl Taken {
+    /// Whether the key of `source` has its value from a source declared
+    /// before it, which wins.
+    fn outranks(&self, source: Source) -> bool {
+        let rank = self.0.as_slice()[source.key];
+        rank != 0 && rank < source.rank
+    }
+
+    fn take(&mut self, source: Source) {
+        self.0.as_mut_slice()[source.key] = source.rank;
     }
 }
 

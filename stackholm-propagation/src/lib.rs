@@ -139,6 +139,11 @@ struct Inner {
     /// The headers declared outbound and not inbound: made once, for
     /// telling a request that names one.
     headers_out_only: Vec<Name>,
+    /// The keys declared inbound, each once, by address: a key may come in
+    /// from several sources.
+    inbound_keys: Vec<usize>,
+    /// How many inbound declarations were made: the next one's rank.
+    inbound_sources: u32,
     members_in: Vec<MemberField>,
     members_out: Vec<MemberField>,
     relay: bool,
@@ -149,12 +154,23 @@ struct Inner {
 struct HeaderField {
     name: Name,
     field: Arc<dyn Field>,
+    source: Source,
 }
 
 #[derive(Clone)]
 struct MemberField {
     name: &'static str,
     field: Arc<dyn Field>,
+    source: Source,
+}
+
+/// Which key an inbound declaration sets, as an index into
+/// `Inner::inbound_keys`, and its precedence among that key's sources:
+/// the lower `rank`, declared earlier, wins.
+#[derive(Clone, Copy, Default)]
+struct Source {
+    key: usize,
+    rank: u32,
 }
 
 impl Propagation {
@@ -171,6 +187,8 @@ impl Propagation {
                 headers_in: Vec::new(),
                 headers_out: Vec::new(),
                 headers_out_only: Vec::new(),
+                inbound_keys: Vec::new(),
+                inbound_sources: 0,
                 members_in: Vec::new(),
                 members_out: Vec::new(),
                 relay: false,
@@ -199,11 +217,35 @@ impl Propagation {
     /// text. The name is matched ignoring ASCII case in every carrier, and
     /// written as given (lowercase in HTTP's headers).
     ///
+    /// A key may come in from several places, a header and a baggage member
+    /// say: the first declared that gives a value wins, and one that gives
+    /// none (absent, or rejected) leaves the next its turn.
+    ///
+    /// ```
+    /// use stackholm::{Key, DEFAULT};
+    /// use stackholm_propagation::{Direction, Propagation};
+    ///
+    /// static TENANT: Key<String> = Key::new("tenant");
+    ///
+    /// // A public header first, then the mesh's baggage.
+    /// let propagation = Propagation::new()
+    ///     .header("x-tenant", &TENANT, Direction::Inbound)
+    ///     .member("tenant", &TENANT, Direction::Inbound);
+    /// let read = |headers: &[(&str, &str)]| {
+    ///     let headers: Vec<(String, String)> =
+    ///         headers.iter().map(|&(n, v)| (n.to_owned(), v.to_owned())).collect();
+    ///     DEFAULT.sync_scope(propagation.extract(&headers), || DEFAULT.get(&TENANT))
+    /// };
+    /// let both = read(&[("x-tenant", "acme"), ("baggage", "tenant=globex")]);
+    /// assert_eq!(both.as_deref(), Some("acme"));
+    /// let baggage_only = read(&[("baggage", "tenant=globex")]);
+    /// assert_eq!(baggage_only.as_deref(), Some("globex"));
+    /// ```
+    ///
     /// # Panics
     ///
     /// If `name` is not a token (RFC 9110), is `baggage`, or is already
-    /// declared in that direction; or if `key` is already declared inbound
-    /// (a key comes in from one place).
+    /// declared in that direction.
     #[must_use]
     #[track_caller]
     pub fn header<T>(self, name: &'static str, key: &'static Key<T>, direction: Direction) -> Self
@@ -241,10 +283,11 @@ impl Propagation {
             "declare baggage members with `Propagation::member`, not as a header"
         );
         let field: Arc<dyn Field> = Arc::new(Typed { key, codec });
-        self.check_inbound_key(direction, &*field);
+        let source = self.source(direction, &*field);
         let declared = HeaderField {
             name: Name::new(name),
             field,
+            source,
         };
         let inner = self.inner_mut();
         let lists = [
@@ -280,9 +323,9 @@ impl Propagation {
     ///
     /// If `name` is not a token (RFC 9110: letters, digits and
     /// ``!#$&'*+-.^_`|~``; `%` is one, but a name with escapes reads as
-    /// another once decoded), or is already declared in that direction; if
-    /// `key` is already declared inbound; or if a direction would have more
-    /// than 64 members, which is all one request carries.
+    /// another once decoded), or is already declared in that direction; or
+    /// if a direction would have more than 64 members, which is all one
+    /// request carries.
     #[must_use]
     #[track_caller]
     pub fn member<T>(self, name: &'static str, key: &'static Key<T>, direction: Direction) -> Self
@@ -317,8 +360,12 @@ impl Propagation {
              (a name with escapes reads as another once decoded)"
         );
         let field: Arc<dyn Field> = Arc::new(Typed { key, codec });
-        self.check_inbound_key(direction, &*field);
-        let declared = MemberField { name, field };
+        let source = self.source(direction, &*field);
+        let declared = MemberField {
+            name,
+            field,
+            source,
+        };
         let inner = self.inner_mut();
         let lists = [
             (direction.inbound(), &mut inner.members_in),
@@ -392,23 +439,25 @@ impl Propagation {
         inner
     }
 
-    #[track_caller]
-    fn check_inbound_key(&self, direction: Direction, field: &dyn Field) {
+    /// Where a declaration of `field` stands among the sources of its key
+    /// (the first declared that gives a value wins), if it is inbound.
+    fn source(&mut self, direction: Direction, field: &dyn Field) -> Source {
         if !direction.inbound() {
-            return;
+            return Source::default();
         }
-        let inner = &*self.inner;
-        let taken = inner
-            .headers_in
-            .iter()
-            .map(|h| &h.field)
-            .chain(inner.members_in.iter().map(|m| &m.field));
-        for other in taken {
-            assert!(
-                other.key_addr() != field.key_addr(),
-                "the key `{}` is already declared inbound: a key comes in from one place",
-                field.key_name()
-            );
+        let inner = self.inner_mut();
+        let addr = field.key_addr();
+        let key = match inner.inbound_keys.iter().position(|&other| other == addr) {
+            Some(key) => key,
+            None => {
+                inner.inbound_keys.push(addr);
+                inner.inbound_keys.len() - 1
+            }
+        };
+        inner.inbound_sources += 1;
+        Source {
+            key,
+            rank: inner.inbound_sources,
         }
     }
 

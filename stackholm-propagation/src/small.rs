@@ -31,12 +31,21 @@ impl<T: Copy + Default, const N: usize> Small<T, N> {
         list
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, item: T) {
         if self.heap.is_empty() && self.len < N {
             self.inline[self.len] = item;
             self.len += 1;
-            return;
+        } else {
+            self.spill(item);
         }
+    }
+
+    /// Pushes onto the heap, moving the inline items there first: past `N`
+    /// items, which hostile input reaches and usual input does not.
+    #[cold]
+    #[inline(never)]
+    fn spill(&mut self, item: T) {
         if self.heap.is_empty() {
             self.heap.extend_from_slice(&self.inline[..self.len]);
         }

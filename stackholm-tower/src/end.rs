@@ -280,7 +280,7 @@ impl fmt::Debug for GrpcStatus {
 ///     }
 /// }
 ///
-/// fn context_layer() -> StackholmLayer<EmptyRoot, LogFailures> {
+/// fn context_layer() -> StackholmLayer<EmptyRoot, (), LogFailures> {
 ///     StackholmLayer::new().on_end(LogFailures)
 /// }
 /// # let _ = context_layer();

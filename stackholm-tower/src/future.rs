@@ -11,6 +11,7 @@ use stackholm::{Scope, Storage};
 
 use crate::body::ScopedBody;
 use crate::end::{end, end_unfinished, record, tell, telling, OnEnd, RequestEnd};
+use crate::request_id::Echo;
 
 pin_project! {
     /// Response future for [`StackholmService`](crate::StackholmService):
@@ -20,17 +21,19 @@ pin_project! {
     /// Dropped before it completes, it drops the inner future inside the
     /// scope, then the scope: the request was cancelled.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
-    pub struct ResponseFuture<F, E: OnEnd = ()> {
+    pub struct ResponseFuture<F, X = (), E: OnEnd = ()> {
         #[pin]
         inner: Option<F>,
         // `None` once handed to the response body.
         scope: Option<Scope>,
         storage: Storage,
+        // The request's id to echo, with `request_id`.
+        echo: X,
         // `None` once handed to the response body.
         hook: Option<E>,
     }
 
-    impl<F, E: OnEnd> PinnedDrop for ResponseFuture<F, E> {
+    impl<F, X, E: OnEnd> PinnedDrop for ResponseFuture<F, X, E> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             // Completed: the scope went on to the body with the response.
@@ -45,21 +48,23 @@ pin_project! {
     }
 }
 
-impl<F, E: OnEnd> ResponseFuture<F, E> {
-    pub(crate) fn new(scope: Option<Scope>, storage: Storage, inner: F, hook: E) -> Self {
+impl<F, X, E: OnEnd> ResponseFuture<F, X, E> {
+    pub(crate) fn new(scope: Option<Scope>, storage: Storage, inner: F, echo: X, hook: E) -> Self {
         Self {
             inner: Some(inner),
             scope,
             storage,
+            echo,
             hook: Some(hook),
         }
     }
 }
 
-impl<F, B, Error, E> Future for ResponseFuture<F, E>
+impl<F, B, Error, X, E> Future for ResponseFuture<F, X, E>
 where
     F: Future<Output = Result<Response<B>, Error>>,
     B: http_body::Body,
+    X: Echo,
     E: OnEnd,
 {
     type Output = Result<Response<ScopedBody<B, E>>, Error>;
@@ -69,13 +74,15 @@ where
         let mut inner = this.inner;
         let scope = this.scope.as_mut().expect(PRESENT);
         let (storage, outcome) = (*this.storage, scope.outcome());
+        let echo = this.echo;
         let hook = this.hook.as_ref().expect(PRESENT);
         let mut answered = RequestEnd::default();
         let result = ready!(telling(storage, answered, || {
             scope.run(|| {
-                let polled = inner.as_mut().as_pin_mut().expect(PRESENT).poll(cx);
-                if let Poll::Ready(result) = &polled {
+                let mut polled = inner.as_mut().as_pin_mut().expect(PRESENT).poll(cx);
+                if let Poll::Ready(result) = &mut polled {
                     if let Ok(response) = result {
+                        echo.echo(response.headers_mut());
                         answered = RequestEnd::answered(response);
                         record(answered);
                     }
@@ -107,7 +114,7 @@ where
 
 const PRESENT: &str = "`ResponseFuture` polled after completion";
 
-impl<F, E: OnEnd> fmt::Debug for ResponseFuture<F, E> {
+impl<F, X, E: OnEnd> fmt::Debug for ResponseFuture<F, X, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("inner", &std::any::type_name::<F>())

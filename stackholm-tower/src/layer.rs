@@ -3,10 +3,11 @@
 use std::fmt;
 
 use http::request::Parts;
-use stackholm::{Storage, DEFAULT};
+use stackholm::{Key, Storage, DEFAULT};
 use tower_layer::Layer;
 
 use crate::end::OnEnd;
+use crate::request_id::RequestIds;
 use crate::seed::{EmptyRoot, Root, SeedRoot};
 use crate::service::StackholmService;
 
@@ -75,9 +76,11 @@ use crate::service::StackholmService;
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct StackholmLayer<R = EmptyRoot, E = ()> {
+pub struct StackholmLayer<R = EmptyRoot, I = (), E = ()> {
     storage: Storage,
     seed: R,
+    // `()`, or the `RequestIds` of `request_id`.
+    ids: I,
     on_end: E,
 }
 
@@ -88,6 +91,7 @@ impl StackholmLayer {
         Self {
             storage: DEFAULT,
             seed: EmptyRoot,
+            ids: (),
             on_end: (),
         }
     }
@@ -99,7 +103,7 @@ impl Default for StackholmLayer {
     }
 }
 
-impl<R, E> StackholmLayer<R, E> {
+impl<R, I, E> StackholmLayer<R, I, E> {
     /// Opens the root checkpoints on `storage` instead of [`DEFAULT`].
     #[must_use]
     pub fn storage(mut self, storage: Storage) -> Self {
@@ -152,13 +156,14 @@ impl<R, E> StackholmLayer<R, E> {
     /// # }
     /// ```
     #[must_use]
-    pub fn seed<F>(self, seed: F) -> StackholmLayer<(R, F), E>
+    pub fn seed<F>(self, seed: F) -> StackholmLayer<(R, F), I, E>
     where
         F: Fn(&Parts, &mut Root<'_>),
     {
         StackholmLayer {
             storage: self.storage,
             seed: (self.seed, seed),
+            ids: self.ids,
             on_end: self.on_end,
         }
     }
@@ -169,10 +174,89 @@ impl<R, E> StackholmLayer<R, E> {
     /// of your own, so that the layer's type can be named.
     /// [`seed`](Self::seed) adds closures after it.
     #[must_use]
-    pub fn seed_with<S: SeedRoot>(self, seed: S) -> StackholmLayer<S, E> {
+    pub fn seed_with<S: SeedRoot>(self, seed: S) -> StackholmLayer<S, I, E> {
         StackholmLayer {
             storage: self.storage,
             seed,
+            ids: self.ids,
+            on_end: self.on_end,
+        }
+    }
+
+    /// Gives every request an id, in `key`: the one in its `header` (any
+    /// case: `"x-request-id"`), or a fresh one where it has none, which is
+    /// also put in the request's `header`, for what runs inside. The id
+    /// is echoed in the response's `header`, unless the response has one.
+    /// It is there before the [seeds](Self::seed) run, which see it in the
+    /// root and in the head.
+    ///
+    /// A fresh id is this process's random prefix and a count,
+    /// `4f1qk8w2bdr0a-17`: unique within the process, and across processes
+    /// but with a chance in 2^64 for each pair. The count of requests shows
+    /// through it. An id the request carries is taken if it is 1 to 200
+    /// visible ASCII characters without white space (the bound of Heroku's
+    /// router), so that it is one word of a log line; another is replaced
+    /// by a fresh one, in the request's header too.
+    ///
+    /// With tower-http's request-id layers, each request still has one id:
+    ///
+    /// - `SetRequestIdLayer` outside this layer puts its `MakeRequestId`'s
+    ///   id in the header (and its `RequestId` extension), where this layer
+    ///   takes it: the way to make ids of your own, UUIDs say. Inside, it
+    ///   takes this layer's id from the header into the extension.
+    /// - `PropagateRequestIdLayer`, outside or inside, echoes the same id,
+    ///   and puts it in the response's `RequestId` extension.
+    ///
+    /// Over gRPC the header is the call's metadata entry (tonic's
+    /// `request.metadata().get("x-request-id")`), echoed in the response's
+    /// initial metadata, also of a call that fails.
+    ///
+    /// Called again, it replaces the header and key given before.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use axum::{routing::get, Router};
+    /// use stackholm::{Key, DEFAULT};
+    /// use stackholm_tower::StackholmLayer;
+    /// use tower::ServiceExt;
+    ///
+    /// static REQUEST_ID: Key<String> = Key::new("request_id").inherited();
+    ///
+    /// let app = Router::new()
+    ///     .route("/", get(|| async { DEFAULT.get(&REQUEST_ID).unwrap_or_default() }))
+    ///     .layer(StackholmLayer::new().request_id("x-request-id", &REQUEST_ID));
+    ///
+    /// // The client's id, echoed.
+    /// let request = http::Request::get("/").header("x-request-id", "r-1");
+    /// let response = app.clone().oneshot(request.body(axum::body::Body::empty()).unwrap()).await.unwrap();
+    /// assert_eq!(response.headers()["x-request-id"], "r-1");
+    /// let body = axum::body::to_bytes(response.into_body(), 64).await.unwrap();
+    /// assert_eq!(body, "r-1");
+    ///
+    /// // None sent: a fresh one, the same in the handler and on the response.
+    /// let request = http::Request::get("/").body(axum::body::Body::empty()).unwrap();
+    /// let response = app.oneshot(request).await.unwrap();
+    /// let echoed = response.headers()["x-request-id"].clone();
+    /// let body = axum::body::to_bytes(response.into_body(), 64).await.unwrap();
+    /// assert_eq!(body, echoed.as_bytes());
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `header` is not a header name.
+    #[must_use]
+    #[track_caller]
+    pub fn request_id(
+        self,
+        header: &'static str,
+        key: &'static Key<String>,
+    ) -> StackholmLayer<R, RequestIds, E> {
+        StackholmLayer {
+            storage: self.storage,
+            seed: self.seed,
+            ids: RequestIds::new(header, key),
             on_end: self.on_end,
         }
     }
@@ -211,10 +295,7 @@ impl<R, E> StackholmLayer<R, E> {
     /// let ended = Arc::new(Mutex::new(Vec::new()));
     /// let sink = Arc::clone(&ended);
     /// let layer = StackholmLayer::new()
-    ///     .seed(|parts, root| {
-    ///         let id = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok());
-    ///         root.set(&REQUEST_ID, id.unwrap_or("-").to_owned());
-    ///     })
+    ///     .request_id("x-request-id", &REQUEST_ID)
     ///     .on_end(move |outcome: Outcome, end: RequestEnd| {
     ///         // Inside the request: its id is still there.
     ///         let id = DEFAULT.get(&REQUEST_ID).unwrap_or_default();
@@ -230,29 +311,31 @@ impl<R, E> StackholmLayer<R, E> {
     /// # }
     /// ```
     #[must_use]
-    pub fn on_end<H: OnEnd>(self, hook: H) -> StackholmLayer<R, H> {
+    pub fn on_end<H: OnEnd>(self, hook: H) -> StackholmLayer<R, I, H> {
         StackholmLayer {
             storage: self.storage,
             seed: self.seed,
+            ids: self.ids,
             on_end: hook,
         }
     }
 }
 
-impl<S, R: Clone, E: Clone> Layer<S> for StackholmLayer<R, E> {
-    type Service = StackholmService<S, R, E>;
+impl<S, R: Clone, I: Clone, E: Clone> Layer<S> for StackholmLayer<R, I, E> {
+    type Service = StackholmService<S, R, I, E>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let (seed, on_end) = (self.seed.clone(), self.on_end.clone());
-        StackholmService::new(inner, self.storage, seed, on_end)
+        let (seed, ids, on_end) = (self.seed.clone(), self.ids.clone(), self.on_end.clone());
+        StackholmService::new(inner, self.storage, seed, ids, on_end)
     }
 }
 
-impl<R, E> fmt::Debug for StackholmLayer<R, E> {
+impl<R, I: fmt::Debug, E> fmt::Debug for StackholmLayer<R, I, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StackholmLayer")
             .field("storage", &self.storage)
             .field("seed", &std::any::type_name::<R>())
+            .field("ids", &self.ids)
             .field("on_end", &std::any::type_name::<E>())
             .finish()
     }

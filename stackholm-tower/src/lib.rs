@@ -48,6 +48,7 @@ mod end;
 mod future;
 mod layer;
 pub mod propagation;
+mod request_id;
 mod seed;
 mod service;
 
@@ -55,6 +56,7 @@ pub use body::ScopedBody;
 pub use end::{OnEnd, RequestEnd};
 pub use future::ResponseFuture;
 pub use layer::StackholmLayer;
+pub use request_id::RequestIds;
 pub use seed::{EmptyRoot, Root, SeedRoot};
 pub use service::StackholmService;
 

@@ -10,24 +10,27 @@ use tower_service::Service;
 use crate::body::ScopedBody;
 use crate::end::{end_unwound, telling, OnEnd, RequestEnd};
 use crate::future::ResponseFuture;
+use crate::request_id::Identify;
 use crate::seed::{Root, SeedRoot};
 
 /// Service for [`StackholmLayer`](crate::StackholmLayer): opens a scope per
 /// request around the inner service.
 #[derive(Clone)]
-pub struct StackholmService<S, R, E = ()> {
+pub struct StackholmService<S, R, I = (), E = ()> {
     inner: S,
     storage: Storage,
     seed: R,
+    ids: I,
     on_end: E,
 }
 
-impl<S, R, E> StackholmService<S, R, E> {
-    pub(crate) fn new(inner: S, storage: Storage, seed: R, on_end: E) -> Self {
+impl<S, R, I, E> StackholmService<S, R, I, E> {
+    pub(crate) fn new(inner: S, storage: Storage, seed: R, ids: I, on_end: E) -> Self {
         Self {
             inner,
             storage,
             seed,
+            ids,
             on_end,
         }
     }
@@ -48,16 +51,17 @@ impl<S, R, E> StackholmService<S, R, E> {
     }
 }
 
-impl<S, R, E, ReqBody, ResBody> Service<Request<ReqBody>> for StackholmService<S, R, E>
+impl<S, R, I, E, ReqBody, ResBody> Service<Request<ReqBody>> for StackholmService<S, R, I, E>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: http_body::Body,
     R: SeedRoot,
+    I: Identify,
     E: OnEnd + Clone,
 {
     type Response = Response<ScopedBody<ResBody, E>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, E>;
+    type Future = ResponseFuture<S::Future, I::Echo, E>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -66,20 +70,21 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let storage = self.storage;
-        let (seed, inner, on_end) = (&self.seed, &mut self.inner, &self.on_end);
+        let (seed, ids, inner, on_end) = (&self.seed, &self.ids, &mut self.inner, &self.on_end);
         let mut scope = Unwinding(
             Some(Scope::new(storage, Checkpoint::new())),
             storage,
             on_end,
         );
-        let future = telling(storage, RequestEnd::default(), || {
+        let (future, echo) = telling(storage, RequestEnd::default(), || {
             scope.run(move || {
-                let (parts, body) = request.into_parts();
+                let (mut parts, body) = request.into_parts();
+                let echo = ids.identify(&mut parts, &mut Root::new(storage));
                 seed.seed(&parts, &mut Root::new(storage));
-                inner.call(Request::from_parts(parts, body))
+                (inner.call(Request::from_parts(parts, body)), echo)
             })
         });
-        ResponseFuture::new(scope.0.take(), storage, future, on_end.clone())
+        ResponseFuture::new(scope.0.take(), storage, future, echo, on_end.clone())
     }
 }
 
@@ -103,12 +108,13 @@ impl<E: OnEnd> Drop for Unwinding<'_, E> {
     }
 }
 
-impl<S: fmt::Debug, R, E> fmt::Debug for StackholmService<S, R, E> {
+impl<S: fmt::Debug, R, I: fmt::Debug, E> fmt::Debug for StackholmService<S, R, I, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StackholmService")
             .field("inner", &self.inner)
             .field("storage", &self.storage)
             .field("seed", &std::any::type_name::<R>())
+            .field("ids", &self.ids)
             .field("on_end", &std::any::type_name::<E>())
             .finish()
     }

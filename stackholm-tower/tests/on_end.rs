@@ -40,7 +40,7 @@ impl OnEnd for Recorder {
 }
 
 /// The layer under test: the request id from `x-request-id`, and `hook`.
-fn layer<E: OnEnd>(hook: E) -> StackholmLayer<impl stackholm_tower::SeedRoot + Clone, E> {
+fn layer<E: OnEnd>(hook: E) -> StackholmLayer<impl stackholm_tower::SeedRoot + Clone, (), E> {
     StackholmLayer::new()
         .seed(|parts, root| {
             let id = parts

@@ -1256,12 +1256,19 @@ fn a_member_declared_twice_in_one_direction_panics() {
         .member("tenant", &NOTE, Direction::Both);
 }
 
-#[test]
-#[should_panic(expected = "the key `tenant` is already declared inbound")]
-fn a_key_taken_in_from_two_places_panics() {
-    let _ = Propagation::new()
+#[tokio::test]
+async fn a_key_taken_in_from_a_header_then_baggage_takes_the_first_there() {
+    let propagation = Propagation::new()
         .header("x-tenant", &TENANT, Direction::Inbound)
         .member("tenant", &TENANT, Direction::Inbound);
+    let both = served(
+        propagation.clone(),
+        headers![("x-tenant", b"acme"), ("baggage", b"tenant=globex")],
+    )
+    .await;
+    assert_eq!(both.value("tenant"), Some("acme"));
+    let baggage_only = served(propagation, headers![("baggage", b"tenant=globex")]).await;
+    assert_eq!(baggage_only.value("tenant"), Some("globex"));
 }
 
 #[test]

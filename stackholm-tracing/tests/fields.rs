@@ -167,12 +167,9 @@ async fn spawned_and_blocking_work_log_inherited_keys() {
             .await
             .unwrap();
             let for_job = dispatch.clone();
-            let snapshot = DEFAULT.snapshot();
-            tokio::task::spawn_blocking(move || {
-                DEFAULT.sync_scope(snapshot, || {
-                    tracing::dispatcher::with_default(&for_job, || tracing::info!("blocking"));
-                })
-            })
+            tokio::task::spawn_blocking(DEFAULT.inherit_fn(move || {
+                tracing::dispatcher::with_default(&for_job, || tracing::info!("blocking"));
+            }))
             .await
             .unwrap();
             async {

@@ -6,7 +6,25 @@ use std::fmt;
 ///
 /// None of these leaves the stack changed: an operation that fails does
 /// nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// `Display` says what went wrong and what to do; `Debug` gives the
+/// variant and its fields with that text as a `message`, as
+/// `std::io::Error`'s does, so that `unwrap` and `expect`, which print
+/// `Debug`, say what to do too.
+///
+/// ```
+/// use stackholm::{Key, Stack};
+///
+/// static USER: Key<&'static str> = Key::new("user");
+///
+/// let err = Stack::new().set(&USER, "alice").unwrap_err().error();
+/// assert_eq!(
+///     format!("{err:?}"),
+///     "NoCheckpoint { operation: Set, key: Some(\"user\"), outside_scope: false, \
+///      message: \"cannot set `user`: no checkpoint is active; enter a checkpoint first\" }",
+/// );
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Error {
     /// The operation needs a checkpoint, and none is active.
@@ -16,12 +34,23 @@ pub enum Error {
     /// example
     /// [`Stack::enter`](crate::Stack::enter) or
     /// [`Storage::enter`](crate::Storage::enter)).
+    ///
+    /// On an ambient [`Storage`](crate::Storage) outside any task-local
+    /// scope, the stack is the calling thread's own (`outside_scope`). In
+    /// a tower or axum service that is code running outside
+    /// `stackholm_tower::StackholmLayer`, a middleware added after it with
+    /// `Router::layer` say, and the message says to make the layer
+    /// outermost.
     #[non_exhaustive]
     NoCheckpoint {
         /// What was attempted.
         operation: Operation,
         /// The name of the key it was attempted on, if any.
         key: Option<&'static str>,
+        /// Whether an ambient storage reached the thread's own stack, no
+        /// task-local scope of it running; `false` inside a scope and on a
+        /// [`Stack`](crate::Stack).
+        outside_scope: bool,
     },
     /// The storage is lent to a [`with`](crate::Storage::with) closure
     /// further up the call stack on this thread.
@@ -68,12 +97,27 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NoCheckpoint { operation, key } => {
+            Self::NoCheckpoint {
+                operation,
+                key,
+                outside_scope,
+            } => {
                 match key {
                     Some(key) => write!(f, "cannot {operation} `{key}`")?,
                     None => write!(f, "cannot {operation}")?,
                 }
-                f.write_str(": no checkpoint is active; enter a checkpoint first")
+                if *outside_scope {
+                    // Where a request's code meets this: a middleware that
+                    // runs before the layer opened the request's scope.
+                    f.write_str(concat!(
+                        ": no checkpoint is active, and no task-local scope; ",
+                        "enter a checkpoint first, or, in a tower or axum service, ",
+                        "run this code inside `StackholmLayer`: add the layer outermost ",
+                        "(last with `Router::layer`, first in `ServiceBuilder`)",
+                    ))
+                } else {
+                    f.write_str(": no checkpoint is active; enter a checkpoint first")
+                }
             }
             Self::Busy { operation } => write!(
                 f,
@@ -94,6 +138,40 @@ impl fmt::Display for Error {
             Self::Destroyed => f.write_str(
                 "the thread's checkpoint storage has been destroyed: the thread is exiting",
             ),
+        }
+    }
+}
+
+/// The variant and its fields, and the `Display` text as `message`.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = self.to_string();
+        match self {
+            Self::NoCheckpoint {
+                operation,
+                key,
+                outside_scope,
+            } => f
+                .debug_struct("NoCheckpoint")
+                .field("operation", operation)
+                .field("key", key)
+                .field("outside_scope", outside_scope)
+                .field("message", &message)
+                .finish(),
+            Self::Busy { operation } => f
+                .debug_struct("Busy")
+                .field("operation", operation)
+                .field("message", &message)
+                .finish(),
+            Self::NoScope { operation } => f
+                .debug_struct("NoScope")
+                .field("operation", operation)
+                .field("message", &message)
+                .finish(),
+            Self::Destroyed => f
+                .debug_struct("Destroyed")
+                .field("message", &message)
+                .finish(),
         }
     }
 }
@@ -214,10 +292,12 @@ pub(crate) fn no_checkpoint<T>(
     operation: Operation,
     key: &'static crate::Key<T>,
     value: T,
+    outside_scope: bool,
 ) -> SetError<T> {
     let err = Error::NoCheckpoint {
         operation,
         key: Some(key.name()),
+        outside_scope,
     };
     SetError::new(value, err)
 }
@@ -231,10 +311,84 @@ mod tests {
         let err = Error::NoCheckpoint {
             operation: Operation::Set,
             key: Some("request_id"),
+            outside_scope: false,
         };
         let shown = err.to_string();
         assert!(shown.contains("cannot set `request_id`"), "{shown}");
         assert!(shown.contains("enter a checkpoint"), "{shown}");
+        assert!(!shown.contains("StackholmLayer"), "{shown}");
+    }
+
+    #[test]
+    fn outside_any_scope_the_layer_order_is_named() {
+        let err = Error::NoCheckpoint {
+            operation: Operation::OnExit,
+            key: None,
+            outside_scope: true,
+        };
+        assert_eq!(
+            err.to_string(),
+            concat!(
+                "cannot register an exit hook: no checkpoint is active, and no ",
+                "task-local scope; enter a checkpoint first, or, in a tower or axum ",
+                "service, run this code inside `StackholmLayer`: add the layer ",
+                "outermost (last with `Router::layer`, first in `ServiceBuilder`)",
+            )
+        );
+    }
+
+    #[test]
+    fn debug_gives_the_fields_and_what_to_do() {
+        let busy = Error::Busy {
+            operation: Operation::Enter,
+        };
+        assert_eq!(
+            format!("{busy:?}"),
+            concat!(
+                "Busy { operation: Enter, message: \"cannot enter a checkpoint: the ",
+                "storage is lent to a `with` closure further up this call stack; read ",
+                "the value out of it first (for example with `get`)\" }",
+            )
+        );
+        let no_scope = Error::NoScope {
+            operation: Operation::Snapshot,
+        };
+        assert_eq!(
+            format!("{no_scope:?}"),
+            concat!(
+                "NoScope { operation: Snapshot, message: \"cannot take a snapshot: no ",
+                "task-local scope is active; run this code inside `Storage::scope` (or ",
+                "behind a layer that opens one per request)\" }",
+            )
+        );
+        assert_eq!(
+            format!("{:?}", Error::Destroyed),
+            concat!(
+                "Destroyed { message: \"the thread's checkpoint storage has been ",
+                "destroyed: the thread is exiting\" }",
+            )
+        );
+    }
+
+    #[test]
+    fn set_errors_debug_nests_the_causes() {
+        let err = SetError::new(
+            7_u8,
+            Error::NoCheckpoint {
+                operation: Operation::SetRoot,
+                key: Some("tenant"),
+                outside_scope: false,
+            },
+        );
+        assert_eq!(
+            format!("{err:?}"),
+            concat!(
+                "SetError { error: NoCheckpoint { operation: SetRoot, key: Some(\"tenant\"), ",
+                "outside_scope: false, message: \"cannot set in the root checkpoint ",
+                "`tenant`: no checkpoint is active; enter a checkpoint first\" }, ",
+                "value: \"u8\" }",
+            )
+        );
     }
 
     #[test]

@@ -39,7 +39,7 @@
 //! | a read without cloning | [`DEFAULT.with(&USER, \|user\| ..)`](Storage::with) |
 //! | a value private to its checkpoint | `static FLAG: Key<bool> = Key::new("flag").private();` ([`Key::private`]) |
 //! | a value that follows spawned work | `static ID: Key<u64> = Key::new("id").inherited();` ([`Key::inherited`]) |
-//! | spawning with inheritance | `tokio::spawn(DEFAULT.inherit(future))`; a thread: [`DEFAULT.snapshot()`](Storage::snapshot) into [`sync_scope`](Storage::sync_scope) |
+//! | spawning with inheritance | `tokio::spawn(DEFAULT.inherit(future))`; a blocking job or a thread: `spawn_blocking(DEFAULT.inherit_fn(f))` ([`Storage::inherit_fn`]) |
 //! | something done when the checkpoint ends | [`DEFAULT.on_exit(\|outcome\| ..)?`](Storage::on_exit), or [`on_root_exit`](Storage::on_root_exit) for the request |
 //! | the checkpoint chain | [`Checkpoint::named("tx")`](Checkpoint::named) and [`DEFAULT.names()`](Storage::names) |
 //! | a stack of your own | [`Stack::new()`](Stack::new), used through `&mut` |
@@ -97,7 +97,8 @@
 //!   hold a checkpoint across `.await`, right under `join!`, `select!` and
 //!   `FuturesUnordered`. Guards are for code between awaits; see
 //!   [In asynchronous code](Storage#in-asynchronous-code);
-//! - [`Storage::inherit`] and [`Storage::snapshot`] carry the values of
+//! - [`Storage::inherit`] (a future) and [`Storage::inherit_fn`] (a
+//!   closure, for a thread or a blocking job) carry the values of
 //!   [inherited](Key::inherited) keys visible at the call site into spawned
 //!   work, shared rather than copied; every other value stays where it was
 //!   set.
@@ -129,8 +130,10 @@
 //! - **Layer order.** Only what runs inside a scope sees the task's stack:
 //!   behind `stackholm_tower::StackholmLayer`, a middleware added *after*
 //!   the layer with axum's `Router::layer` (so outside it) runs on the
-//!   worker thread's own stack, and what it sets there is seen by whatever
-//!   else that thread runs. Put the layer outermost, or at least outside
+//!   worker thread's own stack, where no checkpoint is active: its writes
+//!   are refused with an [`Error::NoCheckpoint`] that says to add the
+//!   layer outermost (last with `Router::layer`, first in
+//!   `ServiceBuilder`). Put the layer outermost, or at least outside
 //!   every middleware that reads or sets context; code that must run inside
 //!   a request can use a [`task`](Storage::task) handle to be told.
 //! - **Concurrent branches of one task.** A guard held across an `.await`
@@ -142,7 +145,10 @@
 //!   returns with a guard's checkpoint still active leaves it and panics;
 //!   outside any scope (a current-thread `main`, a `LocalSet` task without
 //!   a scope) the thread's one stack is shared and nothing can tell, so
-//!   open a scope per task there.
+//!   open a scope per task there. In an axum handler it is a compile error,
+//!   reported as "the trait `Handler<_, _>` is not implemented"; clippy
+//!   names the guard in any async code, given it in `clippy.toml`: see
+//!   [In asynchronous code](Storage#in-asynchronous-code).
 //! - **Values' destructors** run after their checkpoint is off the stack: a
 //!   transaction stored in a nested checkpoint sees the request's root
 //!   values as it rolls back, but one stored in the root itself sees the

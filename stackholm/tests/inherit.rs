@@ -2,8 +2,10 @@
 //! is declared inherited, and a value that never crosses need not be `Sync`.
 
 use std::cell::RefCell;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
 
-use stackholm::{Checkpoint, CheckpointExt, Key, Stack, DEFAULT};
+use stackholm::{Checkpoint, CheckpointExt, Key, Outcome, Stack, DEFAULT};
 
 static REQUEST_ID: Key<u64> = Key::new("request_id").inherited();
 static TENANT: Key<&'static str> = Key::new("tenant").inherited();
@@ -69,11 +71,9 @@ async fn spawn_blocking_carries_inherited_keys_only() {
     DEFAULT
         .scope(Checkpoint::new(), async {
             set_all();
-            let snapshot = DEFAULT.snapshot();
-            let seen =
-                tokio::task::spawn_blocking(move || DEFAULT.sync_scope(snapshot, shadow_in_child))
-                    .await
-                    .unwrap();
+            let seen = tokio::task::spawn_blocking(DEFAULT.inherit_fn(shadow_in_child))
+                .await
+                .unwrap();
             assert_eq!(seen, EXPECTED);
             parent_unchanged();
         })
@@ -84,12 +84,159 @@ async fn spawn_blocking_carries_inherited_keys_only() {
 fn spawn_thread_carries_inherited_keys_only() {
     let _request = DEFAULT.enter();
     set_all();
-    let snapshot = DEFAULT.snapshot();
-    let seen = std::thread::spawn(move || DEFAULT.sync_scope(snapshot, shadow_in_child))
+    let seen = std::thread::spawn(DEFAULT.inherit_fn(shadow_in_child))
         .join()
         .unwrap();
     assert_eq!(seen, EXPECTED);
     parent_unchanged();
+    assert_eq!(DEFAULT.depth(), 1, "the caller's stack keeps its depth");
+}
+
+#[test]
+fn a_scoped_thread_borrows_and_inherits() {
+    let _request = DEFAULT.enter();
+    set_all();
+    let word = String::from("ab");
+    let seen = std::thread::scope(|threads| {
+        threads
+            .spawn(DEFAULT.inherit_fn(|| (word.len(), shadow_in_child())))
+            .join()
+            .unwrap()
+    });
+    assert_eq!(seen, (2, EXPECTED));
+    parent_unchanged();
+}
+
+#[test]
+fn inherit_fn_takes_its_snapshot_when_called_not_when_run() {
+    let _request = DEFAULT.enter();
+    DEFAULT.set(&REQUEST_ID, 1).unwrap();
+    let job = DEFAULT.inherit_fn(|| DEFAULT.get(&REQUEST_ID));
+    DEFAULT.set(&REQUEST_ID, 2).unwrap();
+    assert_eq!(std::thread::spawn(job).join().unwrap(), Some(1));
+    // Run where it is made, its scope replaces the caller's stack.
+    let job = DEFAULT.inherit_fn(|| (DEFAULT.get(&REQUEST_ID), DEFAULT.depth()));
+    DEFAULT.set(&REQUEST_ID, 3).unwrap();
+    assert_eq!(job(), (Some(2), 1));
+    assert_eq!(DEFAULT.get(&REQUEST_ID), Some(3));
+}
+
+#[test]
+fn inherit_fn_refuses_a_snapshot_inside_a_read() {
+    let _request = DEFAULT.enter();
+    DEFAULT.set(&REQUEST_ID, 1).unwrap();
+    DEFAULT.with(&REQUEST_ID, |_| {
+        let refused =
+            std::panic::catch_unwind(|| drop(DEFAULT.inherit_fn(|| ()))).expect_err("a panic");
+        let message = refused
+            .downcast_ref::<String>()
+            .expect("a formatted message");
+        assert!(message.contains("cannot take a snapshot"), "{message}");
+    });
+    assert_eq!(DEFAULT.get(&REQUEST_ID), Some(1));
+}
+
+/// What an exit hook saw: the outcome, the depth and the inherited value
+/// still visible.
+type Ended = (&'static str, Outcome, usize, Option<u64>);
+
+/// A closure for spawned work: registers an exit hook on the scope's root
+/// and one on a checkpoint it enters, each recording what it saw into
+/// `ended`, then sets a value and panics if `fail`.
+fn hooked_job(ended: &Arc<Mutex<Vec<Ended>>>, fail: bool) -> impl FnOnce() -> u64 + Send {
+    let record = |name: &'static str| {
+        let ended = Arc::clone(ended);
+        move |outcome| {
+            let seen = (name, outcome, DEFAULT.depth(), DEFAULT.get(&REQUEST_ID));
+            ended.lock().unwrap().push(seen);
+        }
+    };
+    let (root, inner) = (record("root"), record("inner"));
+    DEFAULT.inherit_fn(move || {
+        DEFAULT.on_root_exit(root).unwrap();
+        let _inner = DEFAULT.enter();
+        DEFAULT.on_exit(inner).unwrap();
+        DEFAULT.set(&REQUEST_ID, 8).unwrap();
+        assert!(!fail, "the job fails");
+        DEFAULT.get(&REQUEST_ID).unwrap()
+    })
+}
+
+fn ended_as(outcome: Outcome) -> Vec<Ended> {
+    vec![
+        ("inner", outcome, 2, Some(8)),
+        ("root", outcome, 1, Some(7)),
+    ]
+}
+
+#[test]
+fn a_thread_s_scope_runs_its_exit_hooks_at_its_end() {
+    let _request = DEFAULT.enter();
+    set_all();
+    let ended = Arc::default();
+    let job = hooked_job(&ended, false);
+    assert_eq!(std::thread::spawn(job).join().unwrap(), 8);
+    assert_eq!(*ended.lock().unwrap(), ended_as(Outcome::Left));
+    parent_unchanged();
+}
+
+#[test]
+fn a_panic_in_a_thread_is_the_thread_s_and_corrupts_no_stack() {
+    let _request = DEFAULT.enter();
+    set_all();
+    let ended = Arc::default();
+    let job = hooked_job(&ended, true);
+    let thread = std::thread::spawn(move || {
+        // The thread's own stack, before and after the job's panic.
+        let _thread = DEFAULT.enter();
+        DEFAULT.set(&TENANT, "thread").unwrap();
+        let panic = catch_unwind(AssertUnwindSafe(job)).expect_err("the job panics");
+        let after = (
+            DEFAULT.depth(),
+            DEFAULT.get(&TENANT),
+            DEFAULT.get(&REQUEST_ID),
+        );
+        assert_eq!(after, (1, Some("thread"), None));
+        resume_unwind(panic);
+    });
+    let panic = thread.join().expect_err("the panic is the thread's");
+    assert_eq!(panic.downcast_ref::<&str>(), Some(&"the job fails"));
+    assert_eq!(*ended.lock().unwrap(), ended_as(Outcome::Unwound));
+    parent_unchanged();
+    assert_eq!(DEFAULT.depth(), 1);
+}
+
+#[test]
+fn a_panic_in_a_blocking_job_is_the_job_s_and_corrupts_no_stack() {
+    // One blocking thread, so that the next job runs where the panic was.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    runtime.block_on(DEFAULT.scope(Checkpoint::new(), async {
+        set_all();
+        let ended = Arc::default();
+        let failed = tokio::task::spawn_blocking(hooked_job(&ended, true))
+            .await
+            .expect_err("the job panics");
+        let panic = failed.into_panic();
+        assert_eq!(panic.downcast_ref::<&str>(), Some(&"the job fails"));
+        assert_eq!(*ended.lock().unwrap(), ended_as(Outcome::Unwound));
+        parent_unchanged();
+        assert_eq!(DEFAULT.depth(), 1);
+        // The blocking thread's own stack was not touched, and the next
+        // job's scope starts clean.
+        let next = tokio::task::spawn_blocking(|| (DEFAULT.depth(), DEFAULT.get(&REQUEST_ID)))
+            .await
+            .unwrap();
+        assert_eq!(next, (0, None));
+        let ended = Arc::default();
+        let done = tokio::task::spawn_blocking(hooked_job(&ended, false))
+            .await
+            .unwrap();
+        assert_eq!(done, 8);
+        assert_eq!(*ended.lock().unwrap(), ended_as(Outcome::Left));
+    }));
 }
 
 #[tokio::test]

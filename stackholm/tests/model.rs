@@ -393,9 +393,36 @@ fn values_of(stack: &Stack, keys: &'static [Key<u32>]) -> HashMap<usize, u32> {
         .collect()
 }
 
-/// What a checkpoint holds, read by entering it alone on a fresh stack, and
-/// the checkpoint, popped back off with its values.
+/// What a checkpoint holds, read without entering it (`Checkpoint::get`),
+/// its `len` checked against it.
+fn frame_in(checkpoint: &Checkpoint) -> Frame {
+    let read = |keys: &'static [Key<u32>]| -> HashMap<usize, u32> {
+        keys.iter()
+            .enumerate()
+            .filter_map(|(k, key)| checkpoint.get(key).map(|&v| (k, v)))
+            .collect()
+    };
+    let frame = Frame {
+        values: read(&KEYS),
+        block_values: read(&PRIVATE_KEYS),
+        probe: None,
+        hooks: Vec::new(),
+    };
+    let len = frame.values.len() + frame.block_values.len();
+    assert_eq!(
+        checkpoint.len(),
+        len,
+        "a checkpoint's len counts its values"
+    );
+    assert_eq!(checkpoint.is_empty(), len == 0);
+    frame
+}
+
+/// What a checkpoint holds, read by entering it alone on a fresh stack
+/// (and read without entering it, which must agree), and the checkpoint,
+/// popped back off with its values.
 fn frame_of(checkpoint: Checkpoint) -> (Frame, Checkpoint) {
+    let unentered = frame_in(&checkpoint);
     let mut alone = Stack::new();
     alone.push(checkpoint);
     let frame = Frame {
@@ -404,6 +431,10 @@ fn frame_of(checkpoint: Checkpoint) -> (Frame, Checkpoint) {
         probe: None,
         hooks: Vec::new(),
     };
+    assert_eq!(
+        unentered, frame,
+        "a checkpoint read as its entered root reads"
+    );
     (frame, alone.pop().expect("the checkpoint was just entered"))
 }
 
@@ -414,8 +445,11 @@ fn check_snapshot(
     snapshot: Checkpoint,
     visible: impl Fn(&'static Key<u32>) -> Option<u32>,
 ) -> usize {
+    let unentered = frame_in(&snapshot);
     let mut alone = Stack::new();
     let entered = alone.enter_with(snapshot);
+    assert_eq!(unentered.values, values_of(&entered, &KEYS));
+    assert!(unentered.block_values.is_empty());
     for (k, key) in KEYS.iter().enumerate() {
         let carried = if k < INHERITED { visible(key) } else { None };
         assert_eq!(entered.get(key).copied(), carried, "snapshot of k{k}");
@@ -446,10 +480,25 @@ fn apply_to_stack(
             values,
             block_values,
         } => {
-            stack.push(checkpoint_of(values, block_values));
+            let checkpoint = checkpoint_of(values, block_values);
+            // Pre-loading a key twice keeps the last value, as the model's
+            // map does.
+            let expected = Frame {
+                values: values.iter().copied().collect(),
+                block_values: block_values.iter().copied().collect(),
+                probe: None,
+                hooks: Vec::new(),
+            };
+            assert_eq!(frame_in(&checkpoint), expected, "a pre-loaded checkpoint");
+            stack.push(checkpoint);
             Ok(None)
         }
-        Op::Leave => stack.pop().map(|_| None).ok_or(()),
+        // What a popped checkpoint holds reads the same entered or not.
+        Op::Leave => {
+            let popped = stack.pop().ok_or(())?;
+            drop(frame_of(popped));
+            Ok(None)
+        }
         Op::PopSaved => {
             saved.push(stack.pop().ok_or(())?);
             Ok(None)

@@ -26,9 +26,23 @@ struct Held {
     private_name: Option<String>,
 }
 
-/// What `checkpoint` holds, read by entering it alone on a fresh stack, and
-/// the checkpoint itself, popped back off with its values.
+/// What `checkpoint` holds, read without entering it.
+fn read(checkpoint: &Checkpoint) -> Held {
+    Held {
+        a: checkpoint.get(&A).copied(),
+        b: checkpoint.get(&B).copied(),
+        name: checkpoint.get(&NAME).cloned(),
+        private_a: checkpoint.get(&PRIVATE_A).copied(),
+        private_b: checkpoint.get(&PRIVATE_B).copied(),
+        private_name: checkpoint.get(&PRIVATE_NAME).cloned(),
+    }
+}
+
+/// What `checkpoint` holds, read by entering it alone on a fresh stack
+/// (which reading it without entering must agree with), and the checkpoint
+/// itself, popped back off with its values.
 fn held(checkpoint: Checkpoint) -> (Held, Checkpoint) {
+    let unentered = read(&checkpoint);
     let mut alone = Stack::new();
     alone.push(checkpoint);
     let held = Held {
@@ -39,7 +53,55 @@ fn held(checkpoint: Checkpoint) -> (Held, Checkpoint) {
         private_b: alone.get(&PRIVATE_B).copied(),
         private_name: alone.get(&PRIVATE_NAME).cloned(),
     };
+    assert_eq!(unentered, held, "a checkpoint reads as its entered root");
     (held, alone.pop().expect("the checkpoint was just entered"))
+}
+
+#[test]
+fn a_checkpoint_is_read_and_counted_without_entering_it() -> Result<(), Error> {
+    /// Never used anywhere: it has no tag yet.
+    static NEVER_USED: Key<i32> = Key::new("never_used");
+
+    let empty = Checkpoint::named("empty");
+    assert!(empty.is_empty());
+    assert_eq!((empty.len(), empty.get(&A)), (0, None));
+
+    let preloaded = Checkpoint::new()
+        .with_value(&A, 1)
+        .with_value(&NAME, "alice".to_owned())
+        .with_value(&PRIVATE_A, 2)
+        .with_value(&A, 3);
+    assert_eq!(preloaded.len(), 3, "a key pre-loaded twice is one value");
+    assert!(!preloaded.is_empty());
+    assert_eq!(
+        read(&preloaded),
+        Held {
+            a: Some(3),
+            name: Some("alice".to_owned()),
+            private_a: Some(2),
+            ..Held::default()
+        }
+    );
+    assert_eq!(preloaded.get(&NEVER_USED), None);
+
+    // A popped checkpoint holds what was set in it, private values too,
+    // and nothing of the checkpoints around it.
+    let mut stack = Stack::new();
+    let mut outer = stack.enter_with(preloaded);
+    outer.push(Checkpoint::new());
+    outer.set(&B, 4)?;
+    outer.set(&PRIVATE_B, 5)?;
+    let popped = outer.pop().expect("a checkpoint was pushed");
+    assert_eq!(popped.len(), 2);
+    assert_eq!(
+        read(&popped),
+        Held {
+            b: Some(4),
+            private_b: Some(5),
+            ..Held::default()
+        }
+    );
+    Ok(())
 }
 
 #[test]

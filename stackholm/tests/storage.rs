@@ -83,6 +83,45 @@ fn guards_enter_and_leave_nested_checkpoints() -> Result<(), Error> {
     Ok(())
 }
 
+/// Sets `A` when dropped, and keeps what the write was told.
+struct SetsOnDrop(Arc<Mutex<Option<Error>>>);
+
+impl Drop for SetsOnDrop {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap() = DEFAULT.set(&A, 1).err().map(|err| err.error());
+    }
+}
+
+static SETS_ON_DROP: Key<SetsOnDrop> = Key::new("sets_on_drop");
+
+#[test]
+fn a_refused_write_tells_whether_a_scope_was_running() {
+    // On the thread's own stack: a tower service's middleware outside the
+    // layer meets this, and is told about the layer.
+    let err = DEFAULT.set(&A, 1).unwrap_err().error();
+    assert!(
+        matches!(
+            err,
+            Error::NoCheckpoint {
+                outside_scope: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("`StackholmLayer`"), "{err}");
+    // In a scope whose root has ended (a root value's destructor): a
+    // checkpoint is what is missing, not the layer.
+    let seen = Arc::new(Mutex::new(None));
+    let root = Checkpoint::new().with_value(&SETS_ON_DROP, SetsOnDrop(Arc::clone(&seen)));
+    DEFAULT.sync_scope(root, || ());
+    let err = seen.lock().unwrap().take().expect("the write was refused");
+    assert_eq!(
+        err.to_string(),
+        "cannot set `a`: no checkpoint is active; enter a checkpoint first"
+    );
+}
+
 #[test]
 fn declared_storages_are_independent() -> Result<(), Error> {
     let _app = DEFAULT.enter();
@@ -824,4 +863,33 @@ fn a_panic_leaving_a_checkpoint_kept_past_a_run_still_takes_the_scope_back() {
     })
     .join()
     .unwrap();
+}
+
+/// What MIGRATING.md says of 0.1's `scope(fut)` rewritten as
+/// `scope(Checkpoint::new(), fut)`: the empty root is a checkpoint, so the
+/// depth inside is 1, writes and hooks that needed a checkpoint succeed,
+/// and `on_root_exit` and `set_root` reach that root, not the first
+/// checkpoint the code enters.
+#[test]
+fn a_scope_with_an_empty_root_starts_at_depth_one() {
+    let ended = Arc::new(Mutex::new(Vec::new()));
+    let log = |name: &'static str| {
+        let ended = Arc::clone(&ended);
+        move |_| ended.lock().unwrap().push(name)
+    };
+    DEFAULT.sync_scope(Checkpoint::new(), || {
+        assert_eq!(DEFAULT.depth(), 1);
+        DEFAULT.set(&A, 1).unwrap();
+        {
+            let _own = DEFAULT.enter();
+            DEFAULT.on_root_exit(log("root hook")).unwrap();
+            DEFAULT.set_root(&COUNTER, 7).unwrap();
+        }
+        // The code's own checkpoint is left; the hook and the value are
+        // the scope's root's.
+        assert!(ended.lock().unwrap().is_empty());
+        assert_eq!((DEFAULT.get(&A), DEFAULT.get(&COUNTER)), (Some(1), Some(7)));
+    });
+    assert_eq!(*ended.lock().unwrap(), ["root hook"]);
+    assert_eq!(DEFAULT.get(&A), None);
 }

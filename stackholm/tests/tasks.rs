@@ -640,14 +640,11 @@ async fn spawn_blocking_carries_the_visible_values() {
     // The checkpoint is on the test thread's stack, entered on every poll.
     async {
         DEFAULT.set(&SHARED, Unclonable("caller")).unwrap();
-        let snapshot = DEFAULT.snapshot();
-        let seen = tokio::task::spawn_blocking(move || {
-            DEFAULT.sync_scope(snapshot, || {
-                let seen = DEFAULT.with(&SHARED, |v| v.map(|v| v.0));
-                DEFAULT.set(&SHARED, Unclonable("blocking")).unwrap();
-                seen
-            })
-        })
+        let seen = tokio::task::spawn_blocking(DEFAULT.inherit_fn(|| {
+            let seen = DEFAULT.with(&SHARED, |v| v.map(|v| v.0));
+            DEFAULT.set(&SHARED, Unclonable("blocking")).unwrap();
+            seen
+        }))
         .await
         .unwrap();
         assert_eq!(seen, Some("caller"));
@@ -704,18 +701,15 @@ fn spawn_thread_carries_the_visible_values() {
     let _thread = DEFAULT.enter();
     DEFAULT.set(&SHARED, Unclonable("caller")).unwrap();
     DEFAULT.set(&COUNTER, 1).unwrap();
-    let snapshot = DEFAULT.snapshot();
-    let seen = std::thread::spawn(move || {
-        DEFAULT.sync_scope(snapshot, || {
-            let seen = (
-                DEFAULT.with(&SHARED, |v| v.map(|v| v.0)),
-                DEFAULT.get(&COUNTER),
-            );
-            DEFAULT.set(&COUNTER, 2).unwrap();
-            assert_eq!(DEFAULT.remove(&SHARED), Ok(true));
-            seen
-        })
-    })
+    let seen = std::thread::spawn(DEFAULT.inherit_fn(|| {
+        let seen = (
+            DEFAULT.with(&SHARED, |v| v.map(|v| v.0)),
+            DEFAULT.get(&COUNTER),
+        );
+        DEFAULT.set(&COUNTER, 2).unwrap();
+        assert_eq!(DEFAULT.remove(&SHARED), Ok(true));
+        seen
+    }))
     .join()
     .unwrap();
     assert_eq!(seen, (Some("caller"), Some(1)));

@@ -3,11 +3,10 @@
 //!
 //! A client calls the front service with a request id in its
 //! `x-request-id` metadata and a tenant in its W3C `baggage`. Each server
-//! is built with
-//! `Server::builder().layer(StackholmLayer::new().seed_with(propagation()))`:
-//! every call gets its own root checkpoint, seeded from the declared
-//! metadata, for its handler and for every item of a stream it answers
-//! with. The front service calls the back one through a tonic [`Channel`]
+//! is built with `Server::builder().layer(layer())`: every call gets its
+//! own root checkpoint, seeded from the declared metadata, for its handler
+//! and for every item of a stream it answers with, and its request id,
+//! made where the client sent none, echoed in the response's metadata. The front service calls the back one through a tonic [`Channel`]
 //! wrapped in [`PropagateLayer`], which writes the caller's context into
 //! each outgoing call's metadata. No handler reads or writes metadata
 //! itself.
@@ -23,7 +22,7 @@ use std::pin::Pin;
 use futures_util::{stream, Stream};
 use stackholm::{Key, DEFAULT};
 use stackholm_tower::propagation::{Direction, Propagate, PropagateLayer, Propagation};
-use stackholm_tower::StackholmLayer;
+use stackholm_tower::{RequestIds, StackholmLayer};
 use tonic::body::Body;
 use tonic::metadata::errors::InvalidMetadataValue;
 use tonic::server::NamedService;
@@ -53,12 +52,22 @@ pub static TENANT: Key<String> = Key::new("tenant").inherited();
 /// The error of the example's set-up and calls.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// What crosses into and out of each service: the request id in its own
-/// metadata entry, the tenant as a W3C Baggage member.
+/// What crosses into and out of each service: the tenant as a W3C Baggage
+/// member, and the request id, which [`layer`] reads, in its own metadata
+/// entry on the way out.
 pub fn propagation() -> Propagation {
     Propagation::new()
-        .header("x-request-id", &REQUEST_ID, Direction::Both)
+        .header("x-request-id", &REQUEST_ID, Direction::Outbound)
         .member("tenant", &TENANT, Direction::Both)
+}
+
+/// Each server's layer: the call's request id from its `x-request-id`
+/// metadata, made where it has none and echoed on the response, and the
+/// tenant from its baggage.
+pub fn layer() -> StackholmLayer<Propagation, RequestIds> {
+    StackholmLayer::new()
+        .seed_with(propagation())
+        .request_id("x-request-id", &REQUEST_ID)
 }
 
 /// A call to the front service as any gRPC client makes it, with the
@@ -194,7 +203,7 @@ impl Front for FrontService {
 }
 
 /// Serves `service` on an ephemeral port of 127.0.0.1 in a background task,
-/// behind [`StackholmLayer`] seeded by [`propagation`]; returns the address.
+/// behind [`layer`]; returns the address.
 ///
 /// # Errors
 ///
@@ -212,7 +221,7 @@ where
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
     let server = Server::builder()
-        .layer(StackholmLayer::new().seed_with(propagation()))
+        .layer(layer())
         .add_service(service)
         .serve_with_incoming(TcpIncoming::from(listener));
     tokio::spawn(async move {

@@ -101,9 +101,66 @@ impl Checkpoint {
         self
     }
 
+    /// The value it holds for `key`: what a read of `key` gives once it is
+    /// entered as the only checkpoint on a stack, read without entering it.
+    /// A checkpoint is one frame, so the value of a [private](Key::private)
+    /// key is there too.
+    ///
+    /// As cheap as a read on a stack: a look at the tag of each value it
+    /// holds (a few, in the common case), then the value's type checked
+    /// once.
+    ///
+    /// ```
+    /// use stackholm::{Checkpoint, Key};
+    ///
+    /// static ACTOR: Key<&'static str> = Key::new("actor");
+    /// static DRY_RUN: Key<bool> = Key::new("dry_run").private();
+    /// static TENANT: Key<u32> = Key::new("tenant");
+    ///
+    /// let checkpoint = Checkpoint::new()
+    ///     .with_value(&ACTOR, "alice")
+    ///     .with_value(&DRY_RUN, true);
+    /// assert_eq!(checkpoint.get(&ACTOR), Some(&"alice"));
+    /// assert_eq!(checkpoint.get(&DRY_RUN), Some(&true));
+    /// assert_eq!(checkpoint.get(&TENANT), None);
+    /// assert_eq!(checkpoint.len(), 2);
+    /// ```
+    #[inline]
+    #[must_use]
+    pub fn get<T: Send + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
+        // A key never used has tag 0, which no place has: found nothing,
+        // with no tag assigned for it.
+        let tag = key.peek_tag();
+        let (_, place) = self.values.iter().find(|(at, _)| *at == tag)?;
+        let place: &Carried<T> = downcast((&**place as &dyn Any).downcast_ref());
+        place.get()
+    }
+
+    /// How many values it holds: one a key, of private keys too.
+    #[inline]
+    #[must_use]
+    pub fn len(&self) -> usize {
+        // A place is empty only while its checkpoint is entered (its value
+        // on the stack), and only a checkpointed future keeps a checkpoint
+        // it enters: every checkpoint a user holds has a value in each.
+        debug_assert!(
+            self.values.iter().all(|(_, place)| place.len() == 1),
+            "a checkpoint off the stack has a value in every place"
+        );
+        self.values.len()
+    }
+
+    /// Whether it holds no value (it may still have a
+    /// [name](Self::named)).
+    #[inline]
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Whether it brings nothing when entered: no value, name or hook.
     #[inline]
-    pub(super) fn is_empty(&self) -> bool {
+    pub(super) fn brings_nothing(&self) -> bool {
         self.values.is_empty() && self.name.is_none() && self.hooks.is_empty()
     }
 

@@ -154,6 +154,12 @@ impl<T: Send + 'static> Carried<T> {
         Self { key, value: None }
     }
 
+    /// The value it holds.
+    #[inline]
+    pub(crate) fn get(&self) -> Option<&T> {
+        Some(self.value.as_ref()?.get())
+    }
+
     /// Holds `value`; returns the value it held.
     pub(crate) fn replace(&mut self, value: T) -> Option<Value<T>> {
         self.value.replace(Value::Owned(value))

@@ -140,7 +140,7 @@ impl Stack {
                 drop(replaced);
                 Ok(())
             }
-            Err(value) => Err(no_checkpoint(Operation::Set, key, value)),
+            Err(value) => Err(no_checkpoint(Operation::Set, key, value, false)),
         }
     }
 
@@ -181,7 +181,7 @@ impl Stack {
     #[inline]
     pub(crate) fn open_with(&mut self, checkpoint: &mut Checkpoint) -> FrameId {
         let id = self.open();
-        if !checkpoint.is_empty() {
+        if !checkpoint.brings_nothing() {
             self.move_in(checkpoint);
         }
         id

@@ -17,7 +17,10 @@ use crate::exit::Outcome;
 /// [`in_checkpoint`](crate::CheckpointExt::in_checkpoint) instead of holding
 /// a guard across `.await`; see [the storage's
 /// docs](crate::Storage#in-asynchronous-code) for why, and for how a guard
-/// held across `.await` is caught.
+/// held across `.await` is caught: a panic inside a scope, a compile error
+/// where the future must be `Send` (axum's "the trait `Handler<_, _>` is
+/// not implemented"), and clippy's `await_holding_invalid_type` lint with
+/// this type in the project's `clippy.toml`.
 ///
 /// ```compile_fail
 /// let guard = stackholm::DEFAULT.enter();

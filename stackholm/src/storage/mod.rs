@@ -148,6 +148,27 @@ macro_rules! storage {
 /// stack is shared by every future the thread polls, and nothing can tell;
 /// open a scope per task there.
 ///
+/// Where the future must be `Send`, a guard held across an `.await` does
+/// not compile, the guard being `!Send`: a `tokio::spawn`ed future, an
+/// axum handler. axum reports it as its handler trait not implemented, not
+/// naming the guard:
+///
+/// ```text
+/// error[E0277]: the trait bound `fn() -> impl Future<Output = String> {handler}: Handler<_, _>` is not satisfied
+/// ```
+///
+/// `#[axum::debug_handler]` on the handler (axum's `macros` feature) names
+/// the cause: the future is not `Send` because the guard is held across an
+/// await. Clippy's `await_holding_invalid_type` lint finds a guard held
+/// across an `.await` in any async code, `Send` or not, given the guard in
+/// the project's `clippy.toml`:
+///
+/// ```toml
+/// await-holding-invalid-types = [
+///     { path = "stackholm::CheckpointGuard", reason = "a guard held across `.await` stays on the task's stack while the task polls other futures: use `CheckpointExt::in_checkpoint`" },
+/// ]
+/// ```
+///
 /// # Destructors
 ///
 /// Values are dropped after they leave the stack and after the storage is
@@ -393,7 +414,7 @@ impl Storage {
                 drop(replaced);
                 Ok(())
             }
-            Ok(Err(value)) => Err(no_checkpoint(operation, key, value)),
+            Ok(Err(value)) => Err(no_checkpoint(operation, key, value, self.outside_scope())),
             Err(err) => Err(SetError::new(unset.take().expect(ONCE), err)),
         }
     }
@@ -479,6 +500,7 @@ impl Storage {
             Ok(Err(_refused)) => Err(Error::NoCheckpoint {
                 operation: Operation::OnExit,
                 key: None,
+                outside_scope: self.outside_scope(),
             }),
             Err(err) => Err(err),
         }
@@ -506,6 +528,15 @@ impl Storage {
         self.local
             .try_with(|local| local.name)
             .unwrap_or("a storage of an exiting thread")
+    }
+
+    /// Whether the current stack is the thread's own, no scope of the
+    /// storage running: what [`Error::NoCheckpoint`] tells, asked only once
+    /// a write has failed.
+    fn outside_scope(&self) -> bool {
+        self.local
+            .try_with(|local| !local.in_scope())
+            .unwrap_or(false)
     }
 
     /// The panic of the methods that cannot hand `err` back.
