@@ -22,8 +22,8 @@ use opentelemetry::context::FutureExt as _;
 use opentelemetry::context::WithContext;
 use opentelemetry::Context as OtelContext;
 use pin_project_lite::pin_project;
-use stackholm::{Key, DEFAULT};
-use stackholm_tower::StackholmLayer;
+use stackholm::{Key, Outcome, DEFAULT};
+use stackholm_tower::{RequestEnd, StackholmLayer};
 use tokio::task::futures::TaskLocalFuture;
 use tower::layer::layer_fn;
 use tower::Service;
@@ -67,10 +67,11 @@ fn answer(request_id: Option<&str>, user: Option<&str>) -> Answer {
 /// for the call, the response future and the body (`task-local`) or
 /// without the body (`task-local-no-body`), in an `opentelemetry::Context`
 /// (`opentelemetry`), in the request's extensions (`extensions`), in the
-/// root of `StackholmLayer` (`stackholm-seeded`). Each handler answers
+/// root of `StackholmLayer` (`stackholm-seeded`, and `stackholm-end-hook`
+/// with an `on_end` hook that takes what it is told). Each handler answers
 /// "hello" only if it read what the request's headers carry, a 500
 /// otherwise.
-pub fn context_apps() -> [(&'static str, Router); 5] {
+pub fn context_apps() -> [(&'static str, Router); 6] {
     let stackholm_seeded = StackholmLayer::new().seed(|parts, root| {
         root.set(
             &REQUEST_ID,
@@ -78,6 +79,12 @@ pub fn context_apps() -> [(&'static str, Router); 5] {
         );
         root.set(&USER, header(&parts.headers, USER_HEADER).to_owned());
     });
+    let stackholm_end_hook =
+        stackholm_seeded
+            .clone()
+            .on_end(|outcome: Outcome, end: RequestEnd| {
+                std::hint::black_box((outcome, end));
+            });
     [
         (
             "task-local",
@@ -98,6 +105,10 @@ pub fn context_apps() -> [(&'static str, Router); 5] {
         (
             "stackholm-seeded",
             route(stackholm_hello).layer(stackholm_seeded),
+        ),
+        (
+            "stackholm-end-hook",
+            route(stackholm_hello).layer(stackholm_end_hook),
         ),
     ]
 }

@@ -1,5 +1,6 @@
-//! How a request ends: what its root's exit hooks are told, and the one
-//! place the response future and the body end the request's scope.
+//! How a request ends: what its root's exit hooks and the layer's
+//! [`OnEnd`] hook are told, and the one place the response future and the
+//! body end the request's scope.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -9,15 +10,15 @@ use std::pin::Pin;
 use http::header::HeaderName;
 use http::{HeaderMap, Response, StatusCode};
 use http_body::Body;
-use stackholm::{Scope, Storage};
+use stackholm::{Outcome, Scope, Storage};
 
 /// How a request ended, as far as [`StackholmLayer`](crate::StackholmLayer)
 /// saw it: what a root exit hook
 /// ([`Storage::on_root_exit`](stackholm::Storage::on_root_exit)) reads to
-/// decide whether to commit or roll back.
+/// decide whether to commit or roll back, and what the layer's own hook
+/// ([`StackholmLayer::on_end`](crate::StackholmLayer::on_end)) is told.
 ///
-/// Together with the hook's [`Outcome`](stackholm::Outcome) it tells every
-/// ending apart:
+/// Together with the hook's [`Outcome`] it tells every ending apart:
 ///
 /// | the request | outcome | `status()` | `body_complete()` |
 /// |---|---|---|---|
@@ -252,6 +253,68 @@ impl fmt::Debug for GrpcStatus {
     }
 }
 
+/// What [`StackholmLayer::on_end`](crate::StackholmLayer::on_end) runs
+/// once for every request, when it ends: told the
+/// [`Outcome`] its root's exit hooks are told and the [`RequestEnd`] they
+/// read, inside the request's scope, with its root checkpoint and every
+/// value in it still there, so that a log line written here carries the
+/// request's context.
+///
+/// Implemented for every `Fn(Outcome, RequestEnd)`, and by `()`, which
+/// does nothing and is the layer's default (a layer without a hook pays
+/// nothing for one). Implement it on a type of your own to name the
+/// layer's type, as tower-http's `OnResponse` allows:
+///
+/// ```
+/// use stackholm::Outcome;
+/// use stackholm_tower::{EmptyRoot, OnEnd, RequestEnd, StackholmLayer};
+///
+/// #[derive(Clone)]
+/// struct LogFailures;
+///
+/// impl OnEnd for LogFailures {
+///     fn on_end(&self, outcome: Outcome, end: RequestEnd) {
+///         if outcome != Outcome::Left || !end.succeeded() {
+///             eprintln!("request failed: {outcome}, status {:?}", end.status());
+///         }
+///     }
+/// }
+///
+/// fn context_layer() -> StackholmLayer<EmptyRoot, (), LogFailures> {
+///     StackholmLayer::new().on_end(LogFailures)
+/// }
+/// # let _ = context_layer();
+/// ```
+pub trait OnEnd {
+    /// Told how a request ended, inside its scope. A hook that panics is
+    /// reported by the panic hook, as every panic is, and goes no
+    /// further: the request's scope still ends, its root exit hooks run.
+    fn on_end(&self, outcome: Outcome, end: RequestEnd);
+}
+
+impl<F> OnEnd for F
+where
+    F: Fn(Outcome, RequestEnd),
+{
+    fn on_end(&self, outcome: Outcome, end: RequestEnd) {
+        self(outcome, end);
+    }
+}
+
+/// No hook: what a layer runs unless it is given one.
+impl OnEnd for () {
+    #[inline]
+    fn on_end(&self, _outcome: Outcome, _end: RequestEnd) {}
+}
+
+/// Tells `hook` how the request ended: run inside the request's scope, with
+/// `end` recorded. Its panic goes no further, as a root exit hook's once
+/// the response is complete: the scope still has to end.
+#[inline]
+pub(crate) fn tell<E: OnEnd>(hook: &E, outcome: Outcome, end: RequestEnd) {
+    let _ = panic::catch_unwind(AssertUnwindSafe(|| hook.on_end(outcome, end)));
+}
+
 /// Runs `f` (a run of the request's scope, or its end) with
 /// [`RequestEnd::current`] giving `end` for `storage`.
 #[inline(always)]
@@ -334,13 +397,15 @@ pub(crate) fn end_complete(scope: Scope, storage: Storage, done: RequestEnd) {
 
 /// Drops what a request left unfinished, its future or its body, inside
 /// its scope if it still has one (without it where the scope cannot be run:
-/// inside a `with` closure of its storage, or on an exiting thread), then
-/// ends the scope as [`end_complete`] does, told the request was cancelled.
-pub(crate) fn end_unfinished<T>(
+/// inside a `with` closure of its storage, or on an exiting thread), tells
+/// `hook` there, then ends the scope as [`end_complete`] does, told the
+/// request was cancelled.
+pub(crate) fn end_unfinished<T, E: OnEnd>(
     mut inner: Pin<&mut Option<T>>,
     scope: Option<Scope>,
     storage: Storage,
     done: RequestEnd,
+    hook: &E,
 ) {
     let Some(mut scope) = scope else {
         inner.set(None);
@@ -350,11 +415,33 @@ pub(crate) fn end_unfinished<T>(
     // so that its hooks, unwound, still read how the request ended.
     telling(storage, done, move || {
         scope.cancel();
-        if inner.is_some() {
-            let _ = scope.try_run(|| inner.set(None));
-            inner.set(None);
-        }
+        let outcome = scope.outcome();
+        let _ = scope.try_run(|| {
+            // Caught only for the hook to be told, as the root's exit hooks
+            // will be, that the request unwound; the panic then goes on.
+            let dropped = panic::catch_unwind(AssertUnwindSafe(|| inner.set(None)));
+            let outcome = if dropped.is_err() {
+                Outcome::Unwound
+            } else {
+                outcome
+            };
+            tell(hook, outcome, done);
+            if let Err(panic) = dropped {
+                panic::resume_unwind(panic);
+            }
+        });
+        inner.set(None);
         drop_caught(scope);
+    });
+}
+
+/// Ends a request's scope whose seed or inner service's `call` panicked,
+/// telling `hook` inside the scope first.
+pub(crate) fn end_unwound<E: OnEnd>(mut scope: Scope, storage: Storage, hook: &E) {
+    let (outcome, done) = (scope.outcome(), RequestEnd::default());
+    telling(storage, done, move || {
+        let _ = scope.try_run(|| tell(hook, outcome, done));
+        drop(scope);
     });
 }
 

@@ -6,6 +6,7 @@ use http::request::Parts;
 use stackholm::{Key, Storage, DEFAULT};
 use tower_layer::Layer;
 
+use crate::end::OnEnd;
 use crate::request_id::RequestIds;
 use crate::seed::{EmptyRoot, Root, SeedRoot};
 use crate::service::StackholmService;
@@ -21,6 +22,31 @@ use crate::service::StackholmService;
 /// panics once the response is complete (its body sent to the end, or empty
 /// from the start) is reported by the panic hook and does not reach the
 /// connection; see [`ScopedBody`](crate::ScopedBody).
+/// [`on_end`](Self::on_end) runs a hook of the layer's own once for every
+/// request, however it ends, inside it.
+///
+/// # With other layers
+///
+/// Only what runs inside the layer sees the request's stack: put it
+/// outermost. axum applies layers bottom-up, so what is added *before*
+/// `StackholmLayer` runs inside it. tower-http's `TraceLayer` belongs
+/// there: every line it writes for a request (on request, on response, at
+/// the end of the stream, on failure) then carries the request's context
+/// (with `stackholm-tracing`'s `LogContext`); outside it, none does.
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use stackholm_tower::StackholmLayer;
+/// use tower_http::trace::TraceLayer;
+///
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hello" }))
+///     .layer(TraceLayer::new_for_http())
+///     .layer(StackholmLayer::new());
+/// # let _ = app;
+/// ```
+///
+/// # Seeding the root
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -50,11 +76,12 @@ use crate::service::StackholmService;
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct StackholmLayer<R = EmptyRoot, I = ()> {
+pub struct StackholmLayer<R = EmptyRoot, I = (), E = ()> {
     storage: Storage,
     seed: R,
     // `()`, or the `RequestIds` of `request_id`.
     ids: I,
+    on_end: E,
 }
 
 impl StackholmLayer {
@@ -65,6 +92,7 @@ impl StackholmLayer {
             storage: DEFAULT,
             seed: EmptyRoot,
             ids: (),
+            on_end: (),
         }
     }
 }
@@ -75,7 +103,7 @@ impl Default for StackholmLayer {
     }
 }
 
-impl<R, I> StackholmLayer<R, I> {
+impl<R, I, E> StackholmLayer<R, I, E> {
     /// Opens the root checkpoints on `storage` instead of [`DEFAULT`].
     #[must_use]
     pub fn storage(mut self, storage: Storage) -> Self {
@@ -128,7 +156,7 @@ impl<R, I> StackholmLayer<R, I> {
     /// # }
     /// ```
     #[must_use]
-    pub fn seed<F>(self, seed: F) -> StackholmLayer<(R, F), I>
+    pub fn seed<F>(self, seed: F) -> StackholmLayer<(R, F), I, E>
     where
         F: Fn(&Parts, &mut Root<'_>),
     {
@@ -136,6 +164,7 @@ impl<R, I> StackholmLayer<R, I> {
             storage: self.storage,
             seed: (self.seed, seed),
             ids: self.ids,
+            on_end: self.on_end,
         }
     }
 
@@ -145,11 +174,12 @@ impl<R, I> StackholmLayer<R, I> {
     /// of your own, so that the layer's type can be named.
     /// [`seed`](Self::seed) adds closures after it.
     #[must_use]
-    pub fn seed_with<S: SeedRoot>(self, seed: S) -> StackholmLayer<S, I> {
+    pub fn seed_with<S: SeedRoot>(self, seed: S) -> StackholmLayer<S, I, E> {
         StackholmLayer {
             storage: self.storage,
             seed,
             ids: self.ids,
+            on_end: self.on_end,
         }
     }
 
@@ -222,29 +252,91 @@ impl<R, I> StackholmLayer<R, I> {
         self,
         header: &'static str,
         key: &'static Key<String>,
-    ) -> StackholmLayer<R, RequestIds> {
+    ) -> StackholmLayer<R, RequestIds, E> {
         StackholmLayer {
             storage: self.storage,
             seed: self.seed,
             ids: RequestIds::new(header, key),
+            on_end: self.on_end,
+        }
+    }
+
+    /// Sets `hook`, any [`OnEnd`], to run once for every request when it
+    /// ends, in place of the hook before it: told the
+    /// [`Outcome`](stackholm::Outcome) the request's root exit hooks are
+    /// told and its [`RequestEnd`](crate::RequestEnd) (status, gRPC status,
+    /// whether the body was sent whole), inside the request's scope, so
+    /// that a log line written there carries the request's context.
+    ///
+    /// It runs where the request is over: once the body has said it is at
+    /// its end, or with an empty body's head; when the response future or
+    /// the body is dropped unfinished; when the inner service fails or
+    /// panics. That is before the root's exit hooks, which run when the
+    /// scope ends, with every value of the root still there. A hook that
+    /// panics goes no further (see [`OnEnd`]); where the scope cannot be
+    /// run (the body dropped inside a `with` closure of the storage, or on
+    /// an exiting thread) the hook is not run, as the root's exit hooks
+    /// are not.
+    ///
+    /// A closure needs its parameters' types written out, as tower-http's
+    /// `TraceLayer` callbacks do.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::sync::{Arc, Mutex};
+    /// use axum::{routing::get, Router};
+    /// use stackholm::{Key, Outcome, DEFAULT};
+    /// use stackholm_tower::{RequestEnd, StackholmLayer};
+    /// use tower::ServiceExt;
+    ///
+    /// static REQUEST_ID: Key<String> = Key::new("request_id");
+    ///
+    /// let ended = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = Arc::clone(&ended);
+    /// let layer = StackholmLayer::new()
+    ///     .request_id("x-request-id", &REQUEST_ID)
+    ///     .on_end(move |outcome: Outcome, end: RequestEnd| {
+    ///         // Inside the request: its id is still there.
+    ///         let id = DEFAULT.get(&REQUEST_ID).unwrap_or_default();
+    ///         sink.lock().unwrap().push((id, outcome, end.status(), end.succeeded()));
+    ///     });
+    /// let app = Router::new().route("/", get(|| async { "hello" })).layer(layer);
+    ///
+    /// let request = http::Request::get("/").header("x-request-id", "r-1").body(axum::body::Body::empty()).unwrap();
+    /// let response = app.oneshot(request).await.unwrap();
+    /// axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+    /// let expected = ("r-1".to_owned(), Outcome::Left, Some(http::StatusCode::OK), true);
+    /// assert_eq!(*ended.lock().unwrap(), [expected]);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn on_end<H: OnEnd>(self, hook: H) -> StackholmLayer<R, I, H> {
+        StackholmLayer {
+            storage: self.storage,
+            seed: self.seed,
+            ids: self.ids,
+            on_end: hook,
         }
     }
 }
 
-impl<S, R: Clone, I: Clone> Layer<S> for StackholmLayer<R, I> {
-    type Service = StackholmService<S, R, I>;
+impl<S, R: Clone, I: Clone, E: Clone> Layer<S> for StackholmLayer<R, I, E> {
+    type Service = StackholmService<S, R, I, E>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        StackholmService::new(inner, self.storage, self.seed.clone(), self.ids.clone())
+        let (seed, ids, on_end) = (self.seed.clone(), self.ids.clone(), self.on_end.clone());
+        StackholmService::new(inner, self.storage, seed, ids, on_end)
     }
 }
 
-impl<R, I: fmt::Debug> fmt::Debug for StackholmLayer<R, I> {
+impl<R, I: fmt::Debug, E> fmt::Debug for StackholmLayer<R, I, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StackholmLayer")
             .field("storage", &self.storage)
             .field("seed", &std::any::type_name::<R>())
             .field("ids", &self.ids)
+            .field("on_end", &std::any::type_name::<E>())
             .finish()
     }
 }

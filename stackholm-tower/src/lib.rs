@@ -53,7 +53,7 @@ mod seed;
 mod service;
 
 pub use body::ScopedBody;
-pub use end::RequestEnd;
+pub use end::{OnEnd, RequestEnd};
 pub use future::ResponseFuture;
 pub use layer::StackholmLayer;
 pub use request_id::RequestIds;

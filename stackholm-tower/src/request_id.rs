@@ -22,7 +22,7 @@ const LONGEST: usize = 200;
 /// the key it puts it in, and where it echoes it: made by
 /// [`StackholmLayer::request_id`](crate::StackholmLayer::request_id), whose
 /// docs say what it does; written in the layer's type,
-/// `StackholmLayer<R, RequestIds>`.
+/// `StackholmLayer<R, RequestIds, E>`.
 #[derive(Clone)]
 pub struct RequestIds {
     header: HeaderName,

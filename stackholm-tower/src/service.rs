@@ -8,7 +8,7 @@ use stackholm::{Checkpoint, Scope, Storage};
 use tower_service::Service;
 
 use crate::body::ScopedBody;
-use crate::end::{end, telling, RequestEnd};
+use crate::end::{end_unwound, telling, OnEnd, RequestEnd};
 use crate::future::ResponseFuture;
 use crate::request_id::Identify;
 use crate::seed::{Root, SeedRoot};
@@ -16,20 +16,22 @@ use crate::seed::{Root, SeedRoot};
 /// Service for [`StackholmLayer`](crate::StackholmLayer): opens a scope per
 /// request around the inner service.
 #[derive(Clone)]
-pub struct StackholmService<S, R, I = ()> {
+pub struct StackholmService<S, R, I = (), E = ()> {
     inner: S,
     storage: Storage,
     seed: R,
     ids: I,
+    on_end: E,
 }
 
-impl<S, R, I> StackholmService<S, R, I> {
-    pub(crate) fn new(inner: S, storage: Storage, seed: R, ids: I) -> Self {
+impl<S, R, I, E> StackholmService<S, R, I, E> {
+    pub(crate) fn new(inner: S, storage: Storage, seed: R, ids: I, on_end: E) -> Self {
         Self {
             inner,
             storage,
             seed,
             ids,
+            on_end,
         }
     }
 
@@ -49,16 +51,17 @@ impl<S, R, I> StackholmService<S, R, I> {
     }
 }
 
-impl<S, R, I, ReqBody, ResBody> Service<Request<ReqBody>> for StackholmService<S, R, I>
+impl<S, R, I, E, ReqBody, ResBody> Service<Request<ReqBody>> for StackholmService<S, R, I, E>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: http_body::Body,
     R: SeedRoot,
     I: Identify,
+    E: OnEnd + Clone,
 {
-    type Response = Response<ScopedBody<ResBody>>;
+    type Response = Response<ScopedBody<ResBody, E>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, I::Echo>;
+    type Future = ResponseFuture<S::Future, I::Echo, E>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -67,8 +70,12 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let storage = self.storage;
-        let (seed, ids, inner) = (&self.seed, &self.ids, &mut self.inner);
-        let mut scope = Unwinding(Some(Scope::new(storage, Checkpoint::new())), storage);
+        let (seed, ids, inner, on_end) = (&self.seed, &self.ids, &mut self.inner, &self.on_end);
+        let mut scope = Unwinding(
+            Some(Scope::new(storage, Checkpoint::new())),
+            storage,
+            on_end,
+        );
         let (future, echo) = telling(storage, RequestEnd::default(), || {
             scope.run(move || {
                 let (mut parts, body) = request.into_parts();
@@ -77,15 +84,15 @@ where
                 (inner.call(Request::from_parts(parts, body)), echo)
             })
         });
-        ResponseFuture::new(scope.0.take(), storage, future, echo)
+        ResponseFuture::new(scope.0.take(), storage, future, echo, on_end.clone())
     }
 }
 
 /// A request's scope while its service is called: if the seed or the call
-/// panics, the scope ends there, its root's hooks told the request's end.
-struct Unwinding(Option<Scope>, Storage);
+/// panics, the scope ends there, its hooks told the request's end.
+struct Unwinding<'a, E: OnEnd>(Option<Scope>, Storage, &'a E);
 
-impl Unwinding {
+impl<E: OnEnd> Unwinding<'_, E> {
     #[inline]
     fn run<R>(&mut self, f: impl FnOnce() -> R) -> R {
         let scope = self.0.as_mut();
@@ -93,21 +100,22 @@ impl Unwinding {
     }
 }
 
-impl Drop for Unwinding {
+impl<E: OnEnd> Drop for Unwinding<'_, E> {
     fn drop(&mut self) {
         if let Some(scope) = self.0.take() {
-            end(scope, self.1, RequestEnd::default());
+            end_unwound(scope, self.1, self.2);
         }
     }
 }
 
-impl<S: fmt::Debug, R, I: fmt::Debug> fmt::Debug for StackholmService<S, R, I> {
+impl<S: fmt::Debug, R, I: fmt::Debug, E> fmt::Debug for StackholmService<S, R, I, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StackholmService")
             .field("inner", &self.inner)
             .field("storage", &self.storage)
             .field("seed", &std::any::type_name::<R>())
             .field("ids", &self.ids)
+            .field("on_end", &std::any::type_name::<E>())
             .finish()
     }
 }

@@ -94,6 +94,29 @@ impl Scope {
         }
     }
 
+    /// What the checkpoints still active would be told, were the scope
+    /// dropped now: [`Outcome::Left`], [`Outcome::Cancelled`] once
+    /// [`cancel`](Self::cancel)led, or [`Outcome::Unwound`] once a run
+    /// panicked. What owns the scope reads it to report how the work it
+    /// ran there ended, as its checkpoints' exit hooks will be told.
+    ///
+    /// ```
+    /// use stackholm::{Checkpoint, Outcome, Scope, DEFAULT};
+    ///
+    /// let mut scope = Scope::new(DEFAULT, Checkpoint::new());
+    /// assert_eq!(scope.outcome(), Outcome::Left);
+    /// let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    ///     scope.run(|| panic!("the work failed"))
+    /// }));
+    /// assert!(panicked.is_err());
+    /// scope.cancel();
+    /// assert_eq!(scope.outcome(), Outcome::Unwound);
+    /// ```
+    #[must_use]
+    pub fn outcome(&self) -> Outcome {
+        self.ending
+    }
+
     /// Runs `f` with this scope's stack as the storage's task-local stack.
     ///
     /// The stack is installed in the storage's own thread-local, with the
