@@ -16,8 +16,9 @@
 //! - `unary/metadata`: `plain`, with the client setting the same two
 //!   metadata entries by hand that `PropagateLayer` writes; nobody reads
 //!   them. What separates it from `plain` is their cost on the wire.
-//! - `unary/stackholm`: the server behind `StackholmLayer` seeded by the
-//!   example's [`propagation`](grpc::propagation), the client's channel
+//! - `unary/stackholm`: the server behind the example's
+//!   [`layer`](grpc::layer) (`StackholmLayer` taking the request id and the
+//!   tenant, echoing the id), the client's channel
 //!   wrapped in `PropagateLayer`, the calls made inside a checkpoint
 //!   holding a request id and a tenant; the handler reads both from
 //!   `DEFAULT` ([`BackService`]).
@@ -34,7 +35,6 @@ use grpc::{
 };
 use stackholm::{Checkpoint, CheckpointExt};
 use stackholm_tower::propagation::PropagateLayer;
-use stackholm_tower::StackholmLayer;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Server};
 use tonic::{Request, Response, Status};
@@ -108,7 +108,7 @@ async fn plain(count: usize, metadata: bool) -> Result<(), Error> {
 async fn stackholm(count: usize) -> Result<(), Error> {
     let (incoming, addr) = listen().await?;
     let server = Server::builder()
-        .layer(StackholmLayer::new().seed_with(propagation()))
+        .layer(grpc::layer())
         .add_service(BackServer::new(BackService))
         .serve_with_incoming(incoming);
     tokio::spawn(server);
