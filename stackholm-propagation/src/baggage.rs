@@ -178,7 +178,29 @@ fn skip_ows(bytes: &[u8], mut i: usize) -> usize {
 /// "=" OWS value *(OWS ";" OWS property) OWS`, up to the `,` that ends it.
 /// Gives the item (`None` for an empty element) and where the element ends:
 /// at its `,`, or at the end of `bytes`.
+#[inline]
 fn scan(bytes: &[u8]) -> (Option<Item<'_>>, usize) {
+    // Producers write `key=value` with nothing around: two runs read it,
+    // and anything else is read again by the whole grammar.
+    let key_end = run(bytes, 0, TOKEN);
+    if key_end > 0 && bytes.get(key_end) == Some(&b'=') {
+        let end = run(bytes, key_end + 1, STRICT);
+        if bytes.get(end).is_none_or(|&b| b == b',') {
+            let member = Member {
+                key: &bytes[..key_end],
+                value: &bytes[key_end + 1..end],
+                raw: &bytes[..end],
+                strict: true,
+            };
+            return (Some(Item::Member(member)), end);
+        }
+    }
+    scan_grammar(bytes)
+}
+
+/// [`scan`] by the whole grammar.
+#[inline(never)]
+fn scan_grammar(bytes: &[u8]) -> (Option<Item<'_>>, usize) {
     let comma = |from: usize| {
         bytes[from..]
             .iter()
@@ -551,6 +573,18 @@ mod tests {
         assert_eq!(reader.by_ref().count(), 1);
         assert!(reader.truncated());
         assert!(reader.bytes <= MAX_BYTES + 1, "{} bytes read", reader.bytes);
+    }
+
+    proptest::proptest! {
+        /// The fast path for `key=value` reads every element as the whole
+        /// grammar does.
+        #[test]
+        fn the_fast_path_reads_as_the_grammar(
+            text in r#"([ \t]{0,1}[a-z%!]{0,2}[ \t]{0,1}={0,1}[ \t]{0,1}[a-z"\\=é\x00]{0,2}(;[a-z= ]{0,2}){0,1}[ \t]{0,1},{0,1}){1,3}"#
+        ) {
+            let bytes = text.as_bytes();
+            proptest::prop_assert_eq!(scan(bytes), scan_grammar(bytes));
+        }
     }
 
     #[test]
