@@ -132,6 +132,8 @@ impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for Reader<'a, I> {
 const TOKEN: u8 = 1;
 const STRICT: u8 = 2;
 const LENIENT: u8 = 4;
+/// Written as it is in a value: see [`encode_into`].
+const VERBATIM: u8 = 8;
 
 /// Each byte's classes, so that a member is checked in one pass.
 static CLASS: [u8; 256] = {
@@ -148,6 +150,9 @@ static CLASS: [u8; 256] = {
         }
         if byte == b'"' || byte == b'\\' {
             class |= LENIENT;
+        }
+        if is_baggage_octet(byte) && !matches!(byte, b'%' | b'=' | b'+') {
+            class |= VERBATIM;
         }
         table[b] = class;
         b += 1;
@@ -250,7 +255,7 @@ fn is_property(property: &[u8]) -> bool {
             is_token(trim_ows(&property[..eq]))
                 && trim_ows(&property[eq + 1..])
                     .iter()
-                    .all(|&b| is_baggage_octet(b))
+                    .all(|&b| class(b) & STRICT != 0)
         }
         None => is_token(trim_ows(property)),
     }
@@ -443,25 +448,21 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
-/// Appends `value` percent-encoded: every byte outside `baggage-octet`, and
-/// `%` and `=`, which readers split on (OpenTelemetry's does).
+/// Appends `value` percent-encoded: every byte outside `baggage-octet`;
+/// `%`; `=`, for readers that split a member at its last `=`
+/// (OpenTelemetry's does); and `+`, for those that decode values as forms
+/// (OpenTelemetry's Python SDK), where it is a space.
 pub(crate) fn encode_into(value: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut rest = value.as_bytes();
     // Copy runs that need no escape whole: values are mostly such runs.
-    while let Some(at) = rest.iter().position(|&b| needs_escape(b)) {
+    while let Some(at) = rest.iter().position(|&b| class(b) & VERBATIM == 0) {
         out.extend_from_slice(&rest[..at]);
         let b = rest[at];
         out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xF)]]);
         rest = &rest[at + 1..];
     }
     out.extend_from_slice(rest);
-}
-
-/// `=` for readers that split a member at its last `=`; `+` for those that
-/// decode values as forms (OpenTelemetry's Python SDK), where it is a space.
-fn needs_escape(b: u8) -> bool {
-    !is_baggage_octet(b) || matches!(b, b'%' | b'=' | b'+')
 }
 
 #[cfg(test)]
