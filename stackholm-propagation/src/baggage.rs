@@ -371,30 +371,32 @@ fn spelt_name(key: &[u8]) -> Vec<u8> {
     }
 }
 
+/// One of 64 bits, picked by `name`'s length and ends: a set of names as
+/// the union of their bits tells most other names apart from them without
+/// comparing.
+#[inline]
+pub(crate) fn bit(name: &[u8]) -> u64 {
+    let (first, last) = (name.first().copied(), name.last().copied());
+    let mix = name.len() * 7 + usize::from(first.unwrap_or(0)) * 3 + usize::from(last.unwrap_or(0));
+    1 << (mix % 64)
+}
+
 /// The names given so far, as [`name`] reads them, to keep each name once.
 /// Spelt names, the rare case, are decoded once and kept decoded.
 #[derive(Default)]
 pub(crate) struct Names<'a> {
-    /// One bit per name given, picked by [`Names::bit`]: a name whose bit
-    /// is clear is new without a comparison, as nearly every name is.
+    /// The [`bit`]s of the names given: a name whose bit is clear is new
+    /// without a comparison, as nearly every name is.
     seen: u64,
     plain: Small<&'a [u8], 8>,
     spelt: Vec<Vec<u8>>,
 }
 
 impl<'a> Names<'a> {
-    #[inline]
-    fn bit(name: &[u8]) -> u64 {
-        let (first, last) = (name.first().copied(), name.last().copied());
-        let mix =
-            name.len() * 7 + usize::from(first.unwrap_or(0)) * 3 + usize::from(last.unwrap_or(0));
-        1 << (mix % 64)
-    }
-
     /// Whether a name reading as `name` (as [`name`] gives it) was given.
     #[inline]
     pub(crate) fn contains(&self, name: &[u8]) -> bool {
-        self.seen & Self::bit(name) != 0 && self.compare(name)
+        self.seen & bit(name) != 0 && self.compare(name)
     }
 
     #[inline(never)]
@@ -406,7 +408,7 @@ impl<'a> Names<'a> {
     /// Adds `name`, as [`name`] gives it.
     #[inline]
     pub(crate) fn insert(&mut self, name: Cow<'a, [u8]>) {
-        self.seen |= Self::bit(&name);
+        self.seen |= bit(&name);
         match name {
             Cow::Borrowed(plain) => self.plain.push(plain),
             Cow::Owned(spelt) => self.spelt.push(spelt),

@@ -171,11 +171,16 @@ impl Propagation {
             // never taken.
             let name = baggage::name(key);
             let spelt = matches!(name, Cow::Owned(_));
-            if let Some(i) = inner
-                .members_in
-                .iter()
-                .position(|declared| baggage::same(declared.name.as_bytes(), &name))
-            {
+            let declared = inner.member_bits & baggage::bit(&name) != 0;
+            let inbound = declared
+                .then(|| {
+                    inner
+                        .members_in
+                        .iter()
+                        .position(|declared| baggage::same(declared.name.as_bytes(), &name))
+                })
+                .flatten();
+            if let Some(i) = inbound {
                 let found = &mut found.as_mut_slice()[i];
                 *found = match (*found, member) {
                     (Found::Absent, Some(_)) if spelt => Found::Spelt,
@@ -183,10 +188,14 @@ impl Propagation {
                     (Found::Absent, None) => Found::Broken,
                     _ => Found::Twice,
                 };
-            } else if let Some(declared) = inner
-                .members_out
-                .iter()
-                .find(|declared| baggage::same(declared.name.as_bytes(), &name))
+            } else if let Some(declared) = declared
+                .then(|| {
+                    inner
+                        .members_out
+                        .iter()
+                        .find(|declared| baggage::same(declared.name.as_bytes(), &name))
+                })
+                .flatten()
             {
                 self.reject(
                     Direction::Inbound,

@@ -146,6 +146,9 @@ struct Inner {
     inbound_sources: u32,
     members_in: Vec<MemberField>,
     members_out: Vec<MemberField>,
+    /// The [`baggage::bit`]s of the members declared either way: a member
+    /// whose bit is clear is not declared, without a search.
+    member_bits: u64,
     relay: bool,
     on_reject: Option<Arc<RejectHook>>,
 }
@@ -191,6 +194,7 @@ impl Propagation {
                 inbound_sources: 0,
                 members_in: Vec::new(),
                 members_out: Vec::new(),
+                member_bits: 0,
                 relay: false,
                 on_reject: None,
             }),
@@ -378,6 +382,7 @@ impl Propagation {
             ("baggage member", name),
             baggage::MAX_MEMBERS,
         );
+        inner.member_bits |= baggage::bit(name.as_bytes());
         self
     }
 
@@ -472,11 +477,12 @@ impl Propagation {
     fn declares_member(&self, key: &[u8]) -> bool {
         let inner = &*self.inner;
         let name = baggage::name(key);
-        inner
-            .members_in
-            .iter()
-            .chain(&inner.members_out)
-            .any(|m| baggage::same(m.name.as_bytes(), &name))
+        inner.member_bits & baggage::bit(&name) != 0
+            && inner
+                .members_in
+                .iter()
+                .chain(&inner.members_out)
+                .any(|m| baggage::same(m.name.as_bytes(), &name))
     }
 }
 
