@@ -282,11 +282,13 @@ struct Taken(Small<u32, 8>);
 impl Taken {
     /// Whether the key of `source` has its value from a source declared
     /// before it, which wins.
+    #[inline]
     fn outranks(&self, source: Source) -> bool {
         let rank = self.0.as_slice()[source.key];
         rank != 0 && rank < source.rank
     }
 
+    #[inline]
     fn take(&mut self, source: Source) {
         self.0.as_mut_slice()[source.key] = source.rank;
     }
