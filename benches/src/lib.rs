@@ -571,11 +571,30 @@ impl<B: axum::body::HttpBody + Unpin> axum::body::HttpBody for PassThrough<B> {
 /// read from a header the request does not carry, a fresh one made, put in
 /// the request and echoed (`request-id-made`). The handler reads nothing,
 /// as `layer`'s: what they cost over it is the request id's.
-pub fn request_id_apps() -> [(&'static str, axum::Router); 2] {
+///
+/// `request-id-tower-http` and `request-id-made-tower-http` do the same job
+/// the way users did it before `.request_id(..)`: tower-http's
+/// `SetRequestIdLayer` (with ids made from a counter, the cheapest
+/// `MakeRequestId`) and `PropagateRequestIdLayer` around the layer, and a
+/// seed copying the id into the root.
+pub fn request_id_apps() -> [(&'static str, axum::Router); 4] {
     use axum::routing::get;
     use stackholm_tower::StackholmLayer;
+    use tower_http::request_id::{
+        MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+    };
 
     static REQUEST_ID: Key<String> = Key::new("request_id");
+
+    #[derive(Clone, Default)]
+    struct Counter(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+    impl MakeRequestId for Counter {
+        fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Some(RequestId::new(n.to_string().parse().ok()?))
+        }
+    }
 
     async fn hello() -> &'static str {
         "hello"
@@ -584,9 +603,31 @@ pub fn request_id_apps() -> [(&'static str, axum::Router); 2] {
         let layer = StackholmLayer::new().request_id(header, &REQUEST_ID);
         axum::Router::new().route("/", get(hello)).layer(layer)
     };
+    let tower_http = |header: &'static str| {
+        let header = axum::http::HeaderName::from_static(header);
+        let seed = StackholmLayer::new().seed({
+            let header = header.clone();
+            move |parts: &axum::http::request::Parts, root: &mut stackholm_tower::Root<'_>| {
+                if let Some(id) = parts.headers.get(&header).and_then(|id| id.to_str().ok()) {
+                    root.set(&REQUEST_ID, id.to_owned());
+                }
+            }
+        });
+        axum::Router::new().route("/", get(hello)).layer(
+            tower::ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(header.clone(), Counter::default()))
+                .layer(PropagateRequestIdLayer::new(header))
+                .layer(seed),
+        )
+    };
     [
         ("request-id", with(REQUEST_ID_HEADER)),
         ("request-id-made", with("x-made-request-id")),
+        ("request-id-tower-http", tower_http(REQUEST_ID_HEADER)),
+        (
+            "request-id-made-tower-http",
+            tower_http("x-made-request-id"),
+        ),
     ]
 }
 
@@ -681,6 +722,39 @@ mod tests {
         fill_floor(4);
         assert_eq!(floor_read(3), Some(1));
         assert_eq!(floor_push_pop(9), Some(9));
+    }
+
+    /// Both ways of giving a request an id do the whole job: the id sent is
+    /// echoed, and one is made and echoed when none is sent.
+    #[test]
+    fn every_request_id_app_echoes_the_id() {
+        use tower::ServiceExt;
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        for (name, app) in request_id_apps() {
+            let header = if name.contains("made") {
+                "x-made-request-id"
+            } else {
+                REQUEST_ID_HEADER
+            };
+            let response = runtime
+                .block_on(app.oneshot(request(carry::CARRIED.0, carry::CARRIED.1)))
+                .expect("infallible");
+            let echoed = response
+                .headers()
+                .get(header)
+                .map(|id| id.to_str().unwrap());
+            if name.contains("made") {
+                assert!(
+                    echoed.is_some_and(|id| !id.is_empty()),
+                    "{name}: {echoed:?}"
+                );
+            } else {
+                assert_eq!(echoed, Some(carry::CARRIED.0), "{name}");
+            }
+        }
     }
 
     /// Every app answers the same, so that none is cheaper for doing less;
