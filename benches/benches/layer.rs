@@ -1,7 +1,8 @@
 //! What `StackholmLayer` costs a real server: an axum hello-world served on
-//! 127.0.0.1 without the layer, with it, and with it plus the request-like
-//! workload in the handler, loaded in turn by 64 concurrent HTTP/1
-//! connections, round after round, in one run.
+//! 127.0.0.1 without the layer, with it, with it plus the request-like
+//! workload in the handler, and with it giving each request an id and an
+//! end hook (`stackholm_benches::apps`), loaded in turn by 64 concurrent
+//! HTTP/1 connections, round after round, in one run.
 //!
 //! `cargo bench -p stackholm-benches --bench layer` prints requests/s,
 //! p50 and p99 latency and the ratios to the plain server, and writes them

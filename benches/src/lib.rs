@@ -498,11 +498,16 @@ pub const REQUEST_LIKE_SUM: u64 =
 // -------------------------------------------------------------- the layer
 
 /// The axum hello-worlds the layer is measured on, by name: without the
-/// layer (`plain`), with it (`layer`), and with it and the request-like
-/// workload in the handler (`layer+workload`).
-pub fn apps() -> [(&'static str, axum::Router); 3] {
+/// layer (`plain`), with it (`layer`), with it and the request-like
+/// workload in the handler (`layer+workload`), and with it giving each
+/// request an id (read from `x-request-id`, or made) echoed on the response
+/// and an end hook told how the request ended (`layer+id+end`).
+pub fn apps() -> [(&'static str, axum::Router); 4] {
     use axum::routing::get;
-    use stackholm_tower::StackholmLayer;
+    use stackholm_tower::{RequestEnd, StackholmLayer};
+
+    static REQUEST_ID: Key<String> = Key::new("request_id");
+    static SUCCEEDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
     async fn hello() -> &'static str {
         "hello"
@@ -518,6 +523,18 @@ pub fn apps() -> [(&'static str, axum::Router); 3] {
         (
             "layer+workload",
             layered(axum::Router::new().route("/", get(hello_with_workload))),
+        ),
+        (
+            "layer+id+end",
+            axum::Router::new().route("/", get(hello)).layer(
+                StackholmLayer::new()
+                    .request_id(REQUEST_ID_HEADER, &REQUEST_ID)
+                    .on_end(|_, end: RequestEnd| {
+                        if end.succeeded() {
+                            SUCCEEDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }),
+            ),
         ),
     ]
 }
