@@ -72,7 +72,7 @@ echo 'a layer whose body passes every frame through (`benches/src/lib.rs`).'
 echo
 # Each app's figure taken once, for both tables below.
 declare -A in_process
-for name in plain pass-through task-local task-local-no-body opentelemetry extensions layer stackholm-seeded request-id request-id-made request-id-tower-http request-id-made-tower-http; do
+for name in plain pass-through task-local task-local-no-body opentelemetry extensions layer stackholm-seeded request-id request-id-made request-id-tower-http request-id-made-tower-http request-id-floor; do
     in_process[$name]=$(per_run "in_process/$name" 2000)
 done
 loopback_plain=$(per_run loopback/plain 500)
@@ -89,11 +89,13 @@ echo "request's (\`context_apps\`, \`benches/src/carry.rs\`). \`layer\` is \`Sta
 echo 'with an empty root and a handler that reads nothing; `request-id` and `request-id-made` add'
 echo '`.request_id(..)` to it, the id taken from the request or made (`request_id_apps`); the'
 echo '`tower-http` ones do the same with tower-http'"'"'s `SetRequestIdLayer` and'
-echo '`PropagateRequestIdLayer` around the layer and a seed copying the id into the root.'
+echo '`PropagateRequestIdLayer` around the layer and a seed copying the id into the root;'
+echo '`request-id-floor` only sets a `String` made from a counter in the root and puts a constant'
+echo 'header on the response, a bound from below on any made id.'
 echo
 echo "| app | instructions per request | over plain |"
 echo "|---|---:|---:|"
-for name in pass-through task-local task-local-no-body opentelemetry extensions layer stackholm-seeded request-id request-id-made request-id-tower-http request-id-made-tower-http; do
+for name in pass-through task-local task-local-no-body opentelemetry extensions layer stackholm-seeded request-id request-id-made request-id-tower-http request-id-made-tower-http request-id-floor; do
     label=$name
     [[ $name == layer ]] && label="layer (empty root)"
     echo "| $label | ${in_process[$name]} | $(printf '%+d' $((in_process[$name] - in_process[plain]))) |"

@@ -594,7 +594,12 @@ impl<B: axum::body::HttpBody + Unpin> axum::body::HttpBody for PassThrough<B> {
 /// `SetRequestIdLayer` (with ids made from a counter, the cheapest
 /// `MakeRequestId`) and `PropagateRequestIdLayer` around the layer, and a
 /// seed copying the id into the root.
-pub fn request_id_apps() -> [(&'static str, axum::Router); 4] {
+///
+/// `request-id-floor` is less than any of them does, a bound from below on
+/// what a made id costs: a seed setting a `String` made from a counter in
+/// the root, and a constant header value put on the response; no header
+/// read, no header value made, nothing put in the request.
+pub fn request_id_apps() -> [(&'static str, axum::Router); 5] {
     use axum::routing::get;
     use stackholm_tower::StackholmLayer;
     use tower_http::request_id::{
@@ -637,6 +642,25 @@ pub fn request_id_apps() -> [(&'static str, axum::Router); 4] {
                 .layer(seed),
         )
     };
+    let floor = {
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seed = StackholmLayer::new().seed(
+            |_: &axum::http::request::Parts, root: &mut stackholm_tower::Root<'_>| {
+                let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                root.set(&REQUEST_ID, n.to_string());
+            },
+        );
+        let echo = tower::util::MapResponseLayer::new(|mut response: axum::response::Response| {
+            response.headers_mut().insert(
+                axum::http::HeaderName::from_static(REQUEST_ID_HEADER),
+                axum::http::HeaderValue::from_static("made"),
+            );
+            response
+        });
+        axum::Router::new()
+            .route("/", get(hello))
+            .layer(tower::ServiceBuilder::new().layer(seed).layer(echo))
+    };
     [
         ("request-id", with(REQUEST_ID_HEADER)),
         ("request-id-made", with("x-made-request-id")),
@@ -645,6 +669,7 @@ pub fn request_id_apps() -> [(&'static str, axum::Router); 4] {
             "request-id-made-tower-http",
             tower_http("x-made-request-id"),
         ),
+        ("request-id-floor", floor),
     ]
 }
 
@@ -751,6 +776,10 @@ mod tests {
             .build()
             .expect("a runtime");
         for (name, app) in request_id_apps() {
+            if name == "request-id-floor" {
+                // Less than the job, by design: a constant on the response.
+                continue;
+            }
             let header = if name.contains("made") {
                 "x-made-request-id"
             } else {
