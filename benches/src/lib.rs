@@ -500,13 +500,15 @@ pub const REQUEST_LIKE_SUM: u64 =
 /// The axum hello-worlds the layer is measured on, by name: without the
 /// layer (`plain`), with it (`layer`), with it and the request-like
 /// workload in the handler (`layer+workload`), and with it giving each
-/// request an id (read from `x-request-id`, or made) echoed on the response
-/// and an end hook told how the request ended (`layer+id+end`).
+/// request an id echoed on the response and an end hook told how the
+/// request ended (`layer+id+end`; the load test's client sends no id, so
+/// each is made, the dearer way).
 pub fn apps() -> [(&'static str, axum::Router); 4] {
     use axum::routing::get;
     use stackholm_tower::{RequestEnd, StackholmLayer};
 
     static REQUEST_ID: Key<String> = Key::new("request_id");
+    // Counted for the hook to do something, as a real one would; not read.
     static SUCCEEDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
     async fn hello() -> &'static str {
@@ -600,13 +602,23 @@ impl<B: axum::body::HttpBody + Unpin> axum::body::HttpBody for PassThrough<B> {
 /// the root, and a constant header value put on the response; no header
 /// read, no header value made, nothing put in the request.
 pub fn request_id_apps() -> [(&'static str, axum::Router); 5] {
-    use axum::routing::get;
+    async fn hello() -> &'static str {
+        "hello"
+    }
+    request_id_apps_around(|| axum::Router::new().route("/", axum::routing::get(hello)))
+}
+
+/// The key the apps of [`request_id_apps`] put the id in.
+static REQUEST_ID: Key<String> = Key::new("request_id");
+
+/// The apps of [`request_id_apps`], around the routes `routes` makes.
+fn request_id_apps_around(
+    routes: impl Fn() -> axum::Router,
+) -> [(&'static str, axum::Router); 5] {
     use stackholm_tower::StackholmLayer;
     use tower_http::request_id::{
         MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
     };
-
-    static REQUEST_ID: Key<String> = Key::new("request_id");
 
     #[derive(Clone, Default)]
     struct Counter(std::sync::Arc<std::sync::atomic::AtomicU64>);
@@ -618,13 +630,7 @@ pub fn request_id_apps() -> [(&'static str, axum::Router); 5] {
         }
     }
 
-    async fn hello() -> &'static str {
-        "hello"
-    }
-    let with = |header| {
-        let layer = StackholmLayer::new().request_id(header, &REQUEST_ID);
-        axum::Router::new().route("/", get(hello)).layer(layer)
-    };
+    let with = |header| routes().layer(StackholmLayer::new().request_id(header, &REQUEST_ID));
     let tower_http = |header: &'static str| {
         let header = axum::http::HeaderName::from_static(header);
         let seed = StackholmLayer::new().seed({
@@ -635,7 +641,7 @@ pub fn request_id_apps() -> [(&'static str, axum::Router); 5] {
                 }
             }
         });
-        axum::Router::new().route("/", get(hello)).layer(
+        routes().layer(
             tower::ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(header.clone(), Counter::default()))
                 .layer(PropagateRequestIdLayer::new(header))
@@ -657,9 +663,7 @@ pub fn request_id_apps() -> [(&'static str, axum::Router); 5] {
             );
             response
         });
-        axum::Router::new()
-            .route("/", get(hello))
-            .layer(tower::ServiceBuilder::new().layer(seed).layer(echo))
+        routes().layer(tower::ServiceBuilder::new().layer(seed).layer(echo))
     };
     [
         ("request-id", with(REQUEST_ID_HEADER)),
@@ -767,15 +771,23 @@ mod tests {
     }
 
     /// Both ways of giving a request an id do the whole job: the id sent is
-    /// echoed, and one is made and echoed when none is sent.
+    /// the one in the root and on the response, and one is made, put in
+    /// the root and echoed when none is sent. (The same apps, around a
+    /// handler that answers the root's id.)
     #[test]
-    fn every_request_id_app_echoes_the_id() {
+    fn every_request_id_app_echoes_the_id_in_the_root() {
+        use http_body_util::BodyExt;
         use tower::ServiceExt;
 
+        async fn root_id() -> String {
+            DEFAULT.get(&REQUEST_ID).unwrap_or_default()
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a runtime");
-        for (name, app) in request_id_apps() {
+        let apps =
+            request_id_apps_around(|| axum::Router::new().route("/", axum::routing::get(root_id)));
+        for (name, app) in apps {
             if name == "request-id-floor" {
                 // Less than the job, by design: a constant on the response.
                 continue;
@@ -785,20 +797,20 @@ mod tests {
             } else {
                 REQUEST_ID_HEADER
             };
-            let response = runtime
-                .block_on(app.oneshot(request(carry::CARRIED.0, carry::CARRIED.1)))
-                .expect("infallible");
-            let echoed = response
-                .headers()
-                .get(header)
-                .map(|id| id.to_str().unwrap());
-            if name.contains("made") {
-                assert!(
-                    echoed.is_some_and(|id| !id.is_empty()),
-                    "{name}: {echoed:?}"
-                );
-            } else {
-                assert_eq!(echoed, Some(carry::CARRIED.0), "{name}");
+            let (echoed, in_root) = runtime.block_on(async {
+                let response = app
+                    .oneshot(request(carry::CARRIED.0, carry::CARRIED.1))
+                    .await
+                    .expect("infallible");
+                let echoed = response.headers().get(header).cloned();
+                let body = response.into_body().collect().await.expect("a body");
+                (echoed, body.to_bytes())
+            });
+            let echoed = echoed.unwrap_or_else(|| panic!("{name} echoed no id"));
+            assert!(!in_root.is_empty(), "{name} put no id in the root");
+            assert_eq!(echoed.as_bytes(), in_root, "{name}");
+            if !name.contains("made") {
+                assert_eq!(echoed, carry::CARRIED.0, "{name}");
             }
         }
     }

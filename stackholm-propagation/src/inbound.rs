@@ -171,8 +171,8 @@ impl Propagation {
             // never taken.
             let name = baggage::name(key);
             let spelt = matches!(name, Cow::Owned(_));
-            let declared = inner.member_bits & baggage::bit(&name) != 0;
-            let inbound = declared
+            let listed = inner.may_declare(&name);
+            let inbound = listed
                 .then(|| {
                     inner
                         .members_in
@@ -188,7 +188,7 @@ impl Propagation {
                     (Found::Absent, None) => Found::Broken,
                     _ => Found::Twice,
                 };
-            } else if let Some(declared) = declared
+            } else if let Some(declared) = listed
                 .then(|| {
                     inner
                         .members_out

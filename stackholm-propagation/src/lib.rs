@@ -153,6 +153,15 @@ struct Inner {
     on_reject: Option<Arc<RejectHook>>,
 }
 
+impl Inner {
+    /// Whether `name` (as [`baggage::name`] gives it) may be a member
+    /// declared either way: `false` tells an undeclared name, as most are,
+    /// without a search.
+    fn may_declare(&self, name: &[u8]) -> bool {
+        self.member_bits & baggage::bit(name) != 0
+    }
+}
+
 #[derive(Clone)]
 struct HeaderField {
     name: Name,
@@ -477,7 +486,7 @@ impl Propagation {
     fn declares_member(&self, key: &[u8]) -> bool {
         let inner = &*self.inner;
         let name = baggage::name(key);
-        inner.member_bits & baggage::bit(&name) != 0
+        inner.may_declare(&name)
             && inner
                 .members_in
                 .iter()
