@@ -612,9 +612,7 @@ pub fn request_id_apps() -> [(&'static str, axum::Router); 5] {
 static REQUEST_ID: Key<String> = Key::new("request_id");
 
 /// The apps of [`request_id_apps`], around the routes `routes` makes.
-fn request_id_apps_around(
-    routes: impl Fn() -> axum::Router,
-) -> [(&'static str, axum::Router); 5] {
+fn request_id_apps_around(routes: impl Fn() -> axum::Router) -> [(&'static str, axum::Router); 5] {
     use stackholm_tower::StackholmLayer;
     use tower_http::request_id::{
         MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,

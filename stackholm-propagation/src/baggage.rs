@@ -619,7 +619,13 @@ mod tests {
 
     #[test]
     fn encoding_round_trips_and_writes_only_baggage_octets() {
-        for text in ["plain", "a b,c;d=e%f\"g\\h", "été ✓", "\u{0}\u{7f}", "1+1=2"] {
+        for text in [
+            "plain",
+            "a b,c;d=e%f\"g\\h",
+            "été ✓",
+            "\u{0}\u{7f}",
+            "1+1=2",
+        ] {
             let mut out = Vec::new();
             encode_into(text, &mut out);
             assert!(
