@@ -157,6 +157,7 @@ impl Inner {
     /// Whether `name` (as [`baggage::name`] gives it) may be a member
     /// declared either way: `false` tells an undeclared name, as most are,
     /// without a search.
+    #[inline]
     fn may_declare(&self, name: &[u8]) -> bool {
         self.member_bits & baggage::bit(name) != 0
     }
