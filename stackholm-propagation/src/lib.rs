@@ -84,6 +84,8 @@
 //! grammar or the limits, or repeat a name; a value that cannot be written.
 //! Members an edge does not declare are not passed on by design, and not
 //! told.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
 
 mod baggage;
 mod carrier;
@@ -556,3 +558,8 @@ impl fmt::Debug for Propagation {
             .finish()
     }
 }
+
+// The crate's README, which crates.io shows, is tested with the docs.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -133,7 +133,9 @@
 //!   worker thread's own stack, where no checkpoint is active: its writes
 //!   are refused with an [`Error::NoCheckpoint`] that says to add the
 //!   layer outermost (last with `Router::layer`, first in
-//!   `ServiceBuilder`). Put the layer outermost, or at least outside
+//!   `ServiceBuilder`). Unless something entered a checkpoint on that
+//!   thread's stack (`main`, on a current-thread runtime): then the writes
+//!   succeed, and are seen by whatever else that thread runs. Put the layer outermost, or at least outside
 //!   every middleware that reads or sets context; code that must run inside
 //!   a request can use a [`task`](Storage::task) handle to be told.
 //! - **Concurrent branches of one task.** A guard held across an `.await`
