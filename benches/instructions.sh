@@ -93,12 +93,12 @@ echo '`PropagateRequestIdLayer` around the layer and a seed copying the id into 
 echo '`request-id-floor` only sets a `String` made from a counter in the root and puts a constant'
 echo 'header on the response, a bound from below on any made id.'
 echo
-echo "| app | instructions per request | over plain |"
-echo "|---|---:|---:|"
+echo "| app | instructions per request | over plain | over \`layer\` |"
+echo "|---|---:|---:|---:|"
 for name in pass-through task-local task-local-no-body opentelemetry extensions layer stackholm-seeded request-id request-id-made request-id-tower-http request-id-made-tower-http request-id-floor; do
     label=$name
     [[ $name == layer ]] && label="layer (empty root)"
-    echo "| $label | ${in_process[$name]} | $(printf '%+d' $((in_process[$name] - in_process[plain]))) |"
+    echo "| $label | ${in_process[$name]} | $(printf '%+d' $((in_process[$name] - in_process[plain]))) | $(printf '%+d' $((in_process[$name] - in_process[layer]))) |"
 done
 echo
 log_stackholm=$(per_run log_request/stackholm-tracing 2000)
@@ -149,7 +149,8 @@ echo "A unary gRPC call from a tonic client to a tonic server on 127.0.0.1, both
 echo "current-thread runtime (\`examples/grpc/examples/calls.rs\`): plain, and with the"
 echo "server behind \`StackholmLayer\` seeded by a \`Propagation\` of a request id and a"
 echo "tenant, the client's channel behind \`PropagateLayer\`, the calls made inside a"
-echo "checkpoint holding both and the handler reading both; the reply is the same."
+echo "checkpoint holding both and the handler reading both; the reply is the same but"
+echo "for the request id the layer echoes on it, which the overhead includes."
 echo "Of the overhead, $((grpc_metadata - grpc_plain)) is the two metadata entries on the wire:"
 echo "the plain call with them set by hand, and read by nobody, takes $grpc_metadata."
 echo

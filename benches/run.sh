@@ -42,8 +42,8 @@ out=BENCHMARKS.md.new
     echo "Each request carries a request id and a user in two headers; each app but"
     echo "\`plain\`, \`pass-through\` and \`layer\` (an empty root) puts them in a context"
     echo "of two \`String\`s and the handler reads both (\`benches/src/carry.rs\`)."
-    echo "Measured interleaved by \`benches/wall.sh\`, which says why; the same apps"
-    echo "are the criterion group \`layer_per_request\`."
+    echo "Measured interleaved by \`benches/wall.sh\`, which says why; the criterion group"
+    echo "\`layer_per_request\` times these apps among others."
     echo
     bash benches/wall.sh
     if command -v valgrind >/dev/null; then
