@@ -72,7 +72,8 @@ echo 'a layer whose body passes every frame through (`benches/src/lib.rs`).'
 echo
 # Each app's figure taken once, for both tables below.
 declare -A in_process
-for name in plain pass-through task-local task-local-no-body opentelemetry extensions layer stackholm-seeded request-id request-id-made request-id-tower-http request-id-made-tower-http request-id-floor; do
+apps=(pass-through task-local task-local-no-body opentelemetry extensions layer stackholm-seeded request-id request-id-made request-id-tower-http request-id-made-tower-http request-id-floor)
+for name in plain "${apps[@]}"; do
     in_process[$name]=$(per_run "in_process/$name" 2000)
 done
 loopback_plain=$(per_run loopback/plain 500)
@@ -95,7 +96,7 @@ echo 'header on the response, a bound from below on any made id.'
 echo
 echo "| app | instructions per request | over plain | over \`layer\` |"
 echo "|---|---:|---:|---:|"
-for name in pass-through task-local task-local-no-body opentelemetry extensions layer stackholm-seeded request-id request-id-made request-id-tower-http request-id-made-tower-http request-id-floor; do
+for name in "${apps[@]}"; do
     label=$name
     [[ $name == layer ]] && label="layer (empty root)"
     echo "| $label | ${in_process[$name]} | $(printf '%+d' $((in_process[$name] - in_process[plain]))) | $(printf '%+d' $((in_process[$name] - in_process[layer]))) |"
