@@ -137,6 +137,7 @@ impl Storage {
     /// Here, as [`snapshot`](Self::snapshot). The closure returned panics
     /// as [`Scope::run`](crate::Scope::run) does: if `f` returns with a
     /// checkpoint it entered still active.
+    #[must_use = "the closure runs `f` only when called"]
     #[track_caller]
     pub fn inherit_fn<F, R>(&self, f: F) -> impl FnOnce() -> R + Send
     where

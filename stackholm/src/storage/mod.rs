@@ -533,6 +533,9 @@ impl Storage {
     /// Whether the current stack is the thread's own, no scope of the
     /// storage running: what [`Error::NoCheckpoint`] tells, asked only once
     /// a write has failed.
+    // An error's detail: out of the way of the writes that inline around it.
+    #[cold]
+    #[inline(never)]
     fn outside_scope(&self) -> bool {
         self.local
             .try_with(|local| !local.in_scope())

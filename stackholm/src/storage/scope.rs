@@ -451,8 +451,10 @@ impl Storage {
     }
 
     /// Runs `f` inside a fresh task-local stack of this storage, with `root`
-    /// entered as its first checkpoint: for a thread or a blocking job, as
-    /// `tokio::task_local!`'s `sync_scope`.
+    /// entered as its first checkpoint, as `tokio::task_local!`'s
+    /// `sync_scope`: synchronous work given a root of its own. A thread or
+    /// a blocking job that inherits the caller's context takes
+    /// [`inherit_fn`](Self::inherit_fn).
     ///
     /// # Panics
     ///
