@@ -168,21 +168,6 @@ impl<R, I, E> StackholmLayer<R, I, E> {
         }
     }
 
-    /// Sets what fills each request's root checkpoint to `seed`, any
-    /// [`SeedRoot`], in place of the seeds before it: the form for a
-    /// [`Propagation`](crate::propagation::Propagation), or for a seed type
-    /// of your own, so that the layer's type can be named.
-    /// [`seed`](Self::seed) adds closures after it.
-    #[must_use]
-    pub fn seed_with<S: SeedRoot>(self, seed: S) -> StackholmLayer<S, I, E> {
-        StackholmLayer {
-            storage: self.storage,
-            seed,
-            ids: self.ids,
-            on_end: self.on_end,
-        }
-    }
-
     /// Gives every request an id, in `key`: the one in its `header` (any
     /// case: `"x-request-id"`), or a fresh one where it has none, which is
     /// also put in the request's `header`, for what runs inside. The id
@@ -317,6 +302,34 @@ impl<R, I, E> StackholmLayer<R, I, E> {
             seed: self.seed,
             ids: self.ids,
             on_end: hook,
+        }
+    }
+}
+
+impl<I, E> StackholmLayer<EmptyRoot, I, E> {
+    /// Makes `seed`, any [`SeedRoot`], what fills each request's root
+    /// checkpoint: the form for a
+    /// [`Propagation`](crate::propagation::Propagation), or for a seed type
+    /// of your own, so that the layer's type can be named.
+    /// [`seed`](StackholmLayer::seed) adds closures after it. Only a layer
+    /// with no seed yet has it, so that no seed is replaced unseen: give
+    /// several as a tuple, `(a, b)`, which runs `a` then `b`.
+    ///
+    /// ```compile_fail
+    /// use stackholm_tower::{EmptyRoot, Root, StackholmLayer};
+    ///
+    /// // The closure would be dropped without a word: refused instead.
+    /// let layer = StackholmLayer::new()
+    ///     .seed(|_: &http::request::Parts, _: &mut Root<'_>| {})
+    ///     .seed_with(EmptyRoot);
+    /// ```
+    #[must_use]
+    pub fn seed_with<S: SeedRoot>(self, seed: S) -> StackholmLayer<S, I, E> {
+        StackholmLayer {
+            storage: self.storage,
+            seed,
+            ids: self.ids,
+            on_end: self.on_end,
         }
     }
 }
