@@ -56,23 +56,24 @@ use crate::service::StackholmService;
 /// use stackholm_tower::StackholmLayer;
 /// use tower::ServiceExt;
 ///
-/// static REQUEST_ID: Key<String> = Key::new("request_id");
+/// static TENANT: Key<String> = Key::new("tenant");
 ///
 /// async fn handler() -> String {
-///     DEFAULT.get(&REQUEST_ID).unwrap_or_default()
+///     DEFAULT.get(&TENANT).unwrap_or_default()
 /// }
 ///
 /// let app = Router::new().route("/", get(handler)).layer(
 ///     StackholmLayer::new().seed(|parts, root| {
-///         let id = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok());
-///         root.set(&REQUEST_ID, id.unwrap_or("-").to_owned());
+///         let host = parts.headers.get("host").and_then(|v| v.to_str().ok());
+///         let tenant = host.and_then(|host| host.split('.').next());
+///         root.set(&TENANT, tenant.unwrap_or("public").to_owned());
 ///     }),
 /// );
 ///
-/// let request = http::Request::get("/").header("x-request-id", "r-1").body(axum::body::Body::empty()).unwrap();
+/// let request = http::Request::get("/").header("host", "acme.example.com").body(axum::body::Body::empty()).unwrap();
 /// let response = app.oneshot(request).await.unwrap();
 /// let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
-/// assert_eq!(body, "r-1");
+/// assert_eq!(body, "acme");
 /// # }
 /// ```
 #[derive(Clone)]
@@ -116,42 +117,39 @@ impl<R, I, E> StackholmLayer<R, I, E> {
     /// from a header, the matched path, a user an outer layer put in the
     /// extensions.
     ///
-    /// After [`seed_with`](Self::seed_with), it runs once that seed has
-    /// filled the root, and sees what it set: here a request id is made
-    /// when the client sent none.
+    /// After [`seed_with`](StackholmLayer::seed_with), it runs once that
+    /// seed has filled the root, and sees what it set: here a tenant is
+    /// given when the client sent none.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// use std::sync::atomic::{AtomicU64, Ordering};
     /// use axum::{routing::get, Router};
     /// use stackholm::{Key, DEFAULT};
     /// use stackholm_tower::propagation::{Direction, Propagation};
     /// use stackholm_tower::StackholmLayer;
     /// use tower::ServiceExt;
     ///
-    /// static REQUEST_ID: Key<String> = Key::new("request_id").inherited();
-    /// static NEXT: AtomicU64 = AtomicU64::new(1);
+    /// static TENANT: Key<String> = Key::new("tenant").inherited();
     ///
-    /// let propagation = Propagation::new().header("x-request-id", &REQUEST_ID, Direction::Both);
+    /// let propagation = Propagation::new().member("tenant", &TENANT, Direction::Both);
     /// let layer = StackholmLayer::new()
     ///     .seed_with(propagation)
     ///     .seed(|_parts, root| {
-    ///         if root.get(&REQUEST_ID).is_none() {
-    ///             let id = NEXT.fetch_add(1, Ordering::Relaxed);
-    ///             root.set(&REQUEST_ID, format!("gen-{id}"));
+    ///         if root.get(&TENANT).is_none() {
+    ///             root.set(&TENANT, "public".to_owned());
     ///         }
     ///     });
     /// let app = Router::new()
-    ///     .route("/", get(|| async { DEFAULT.get(&REQUEST_ID).unwrap_or_default() }))
+    ///     .route("/", get(|| async { DEFAULT.get(&TENANT).unwrap_or_default() }))
     ///     .layer(layer);
     ///
-    /// let sent = http::Request::get("/").header("x-request-id", "r-1");
-    /// let made = http::Request::get("/");
-    /// for (request, id) in [(sent, "r-1"), (made, "gen-1")] {
+    /// let sent = http::Request::get("/").header("baggage", "tenant=acme");
+    /// let none = http::Request::get("/");
+    /// for (request, tenant) in [(sent, "acme"), (none, "public")] {
     ///     let response = app.clone().oneshot(request.body(axum::body::Body::empty()).unwrap());
     ///     let body = axum::body::to_bytes(response.await.unwrap().into_body(), 64).await.unwrap();
-    ///     assert_eq!(body, id);
+    ///     assert_eq!(body, tenant);
     /// }
     /// # }
     /// ```
