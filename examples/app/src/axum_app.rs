@@ -7,7 +7,7 @@
 //! request's values, and stream bodies that read them while they are polled.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,7 +22,8 @@ use stackholm::{Checkpoint, CheckpointExt, Key, DEFAULT};
 use stackholm_tower::StackholmLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 
-/// The request id: from the `x-request-id` header, or numbered here.
+/// The request id: from the `x-request-id` header, or made by the layer,
+/// and echoed on the response.
 pub static REQUEST_ID: Key<String> = Key::new("request_id").inherited();
 /// The route the request matched, such as `/orders/{id}`.
 pub static ROUTE: Key<String> = Key::new("route").inherited();
@@ -35,7 +36,6 @@ pub static TRAIL: Key<Arc<Mutex<Vec<String>>>> = Key::new("trail").inherited();
 /// Counts this request among the live ones for as long as its root lives.
 static LIVE: Key<LiveRequest> = Key::new("live");
 
-static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
 static LIVE_REQUESTS: AtomicUsize = AtomicUsize::new(0);
 
 /// How many requests' root checkpoints exist right now: zero once every
@@ -70,23 +70,20 @@ pub fn router() -> Router {
         .route("/slow", get(slow))
         .route("/panic", get(panics))
         .layer(middleware::from_fn(authenticate))
-        .layer(StackholmLayer::new().seed(|parts, root| {
-            let request_id = parts
-                .headers
-                .get("x-request-id")
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("req-{}", NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)));
-            let route = parts
-                .extensions
-                .get::<MatchedPath>()
-                .map_or("?", MatchedPath::as_str)
-                .to_owned();
-            root.set(&REQUEST_ID, request_id);
-            root.set(&ROUTE, route);
-            root.set(&TRAIL, Arc::default());
-            root.set(&LIVE, LiveRequest::new());
-        }))
+        .layer(
+            StackholmLayer::new()
+                .request_id("x-request-id", &REQUEST_ID)
+                .seed(|parts, root| {
+                    let route = parts
+                        .extensions
+                        .get::<MatchedPath>()
+                        .map_or("?", MatchedPath::as_str)
+                        .to_owned();
+                    root.set(&ROUTE, route);
+                    root.set(&TRAIL, Arc::default());
+                    root.set(&LIVE, LiveRequest::new());
+                }),
+        )
         // Outermost, so a panicking handler unwinds through the layer too.
         .layer(CatchPanicLayer::new())
 }
