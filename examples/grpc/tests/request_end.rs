@@ -102,7 +102,10 @@ async fn probe(
 async fn ended(
     seen: &mut UnboundedReceiver<(Outcome, Option<RequestEnd>)>,
 ) -> (Outcome, RequestEnd) {
-    let (outcome, end) = seen.recv().await.expect("the call's root exit hook ran");
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(10), seen.recv()).await;
+    let (outcome, end) = seen
+        .expect("the call's root exit hook ran in time")
+        .expect("the hook's sender is alive");
     (outcome, end.expect("the hook ran inside the call's end"))
 }
 
