@@ -75,11 +75,9 @@ impl io::Write for Captured {
 /// Serves `app` on 127.0.0.1, sends it one request with `headers`; returns
 /// the response's `x-request-id` and its body.
 async fn fetch(app: Router, headers: &[(&str, &str)]) -> (String, String) {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+    let (addr, _server) = stackholm_examples::serve(app, SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
     let mut request = http::Request::get(format!("http://{addr}/"));
     for (name, value) in headers {
         request = request.header(*name, *value);
