@@ -84,7 +84,12 @@ where
                 (inner.call(Request::from_parts(parts, body)), echo)
             })
         });
-        ResponseFuture::new(scope.0.take(), storage, future, echo, on_end.clone())
+        // Taken back from `Unwinding` only once the call returned.
+        let scope = scope
+            .0
+            .take()
+            .expect("the call's scope, kept unless it unwound");
+        ResponseFuture::new(scope, storage, future, echo, on_end.clone())
     }
 }
 
