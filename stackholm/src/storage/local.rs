@@ -128,7 +128,7 @@ impl Local {
     /// Runs `f` on the current stack, borrowed to be changed; `None` while
     /// it is lent or being changed, or if the thread has none yet.
     #[inline]
-    fn write<R>(&self, f: impl FnOnce(&mut Stack) -> R) -> Option<R> {
+    pub(super) fn write<R>(&self, f: impl FnOnce(&mut Stack) -> R) -> Option<R> {
         Some(f(self.current.try_borrow_mut().ok()?.as_deref_mut()?))
     }
 

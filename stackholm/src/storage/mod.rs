@@ -260,8 +260,7 @@ impl Storage {
             if self.task_only && !local.in_scope() {
                 return None;
             }
-            let mut current = local.current.try_borrow_mut().ok()?;
-            Some(current.as_deref_mut()?.open())
+            local.write(Stack::open)
         });
         match opened {
             Ok(Some(id)) => CheckpointGuard::new(*self, id),
