@@ -18,7 +18,10 @@ use bytes::Bytes;
 use stackholm::{Outcome, DEFAULT};
 use stackholm_tower::{RequestEnd, StackholmLayer};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+
+mod support;
+use support::serve;
 
 /// What the hooks of one test's requests saw.
 #[derive(Default)]
@@ -87,13 +90,6 @@ fn app(log: &Arc<Log>) -> Router {
             }),
         )
         .layer(StackholmLayer::new())
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 #[derive(Debug, PartialEq)]

@@ -2,7 +2,7 @@
 //! told what the request's root exit hooks are told, inside the request.
 
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +22,9 @@ use stackholm::{Key, DEFAULT};
 use stackholm_tower::{OnEnd, RequestEnd, StackholmLayer};
 use tokio::sync::mpsc;
 use tower::{service_fn, Layer, ServiceExt};
+
+mod support;
+use support::serve;
 
 static REQUEST_ID: Key<String> = Key::new("request_id");
 
@@ -247,15 +250,6 @@ fn app(hook: Recorder, arrived: mpsc::UnboundedSender<()>) -> Router {
 
 async fn panics() -> &'static str {
     panic!("the handler failed")
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
 }
 
 fn get_request(addr: SocketAddr, path: &str) -> Request<Body> {

@@ -7,7 +7,7 @@
 
 use std::convert::Infallible;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -25,6 +25,9 @@ use stackholm_tracing::LogContext;
 use tower::ServiceExt;
 use tower_http::trace::TraceLayer;
 use tracing::subscriber::DefaultGuard;
+
+mod support;
+use support::serve;
 
 static REQUEST_ID: Key<String> = Key::new("request_id");
 
@@ -125,15 +128,6 @@ fn grpc_app() -> Router {
         .route("/trailers", get(move || async move { grpc(trailers()) }))
         .layer(TraceLayer::new_for_grpc())
         .layer(context_layer())
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
 }
 
 /// Sends `GET path` with `id` as its request id from a real client and
