@@ -56,7 +56,7 @@ pin_project! {
             if this.end.body_complete() {
                 end_complete(scope, *this.storage, *this.end);
             } else {
-                end_unfinished(this.body, scope, *this.storage, *this.end, this.hook);
+                end_unfinished(this.body, Some(scope), *this.storage, *this.end, this.hook);
             }
         }
     }

@@ -396,17 +396,21 @@ pub(crate) fn end_complete(scope: Scope, storage: Storage, done: RequestEnd) {
 }
 
 /// Drops what a request left unfinished, its future or its body, inside
-/// its scope (without it where the scope cannot be run: inside a `with`
-/// closure of its storage, or on an exiting thread), tells `hook` there,
-/// then ends the scope as [`end_complete`] does, told the request was
-/// cancelled.
+/// its scope if it still has one (without it where the scope cannot be run:
+/// inside a `with` closure of its storage, or on an exiting thread), tells
+/// `hook` there, then ends the scope as [`end_complete`] does, told the
+/// request was cancelled.
 pub(crate) fn end_unfinished<T, E: OnEnd>(
     mut inner: Pin<&mut Option<T>>,
-    mut scope: Scope,
+    scope: Option<Scope>,
     storage: Storage,
     done: RequestEnd,
     hook: &E,
 ) {
+    let Some(mut scope) = scope else {
+        inner.set(None);
+        return;
+    };
     // The scope goes inside `telling` also when dropping `inner` panics,
     // so that its hooks, unwound, still read how the request ended.
     telling(storage, done, move || {

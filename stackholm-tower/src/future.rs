@@ -24,12 +24,13 @@ pin_project! {
     pub struct ResponseFuture<F, X = (), E: OnEnd = ()> {
         #[pin]
         inner: Option<F>,
-        // The request's scope and end hook; `None` once handed to the
-        // response body.
-        ending: Option<(Scope, E)>,
+        // `None` once handed to the response body.
+        scope: Option<Scope>,
         storage: Storage,
         // The request's id to echo, with `request_id`.
         echo: X,
+        // `None` once handed to the response body.
+        hook: Option<E>,
     }
 
     impl<F, X, E: OnEnd> PinnedDrop for ResponseFuture<F, X, E> {
@@ -39,20 +40,22 @@ pin_project! {
             if this.inner.is_none() {
                 return;
             }
-            if let Some((scope, hook)) = this.ending.take() {
-                end_unfinished(this.inner, scope, *this.storage, RequestEnd::default(), &hook);
-            }
+            let Some(hook) = this.hook.as_ref() else {
+                return;
+            };
+            end_unfinished(this.inner, this.scope.take(), *this.storage, RequestEnd::default(), hook);
         }
     }
 }
 
 impl<F, X, E: OnEnd> ResponseFuture<F, X, E> {
-    pub(crate) fn new(scope: Scope, storage: Storage, inner: F, echo: X, hook: E) -> Self {
+    pub(crate) fn new(scope: Option<Scope>, storage: Storage, inner: F, echo: X, hook: E) -> Self {
         Self {
             inner: Some(inner),
-            ending: Some((scope, hook)),
+            scope,
             storage,
             echo,
+            hook: Some(hook),
         }
     }
 }
@@ -69,9 +72,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut inner = this.inner;
-        let (scope, hook) = this.ending.as_mut().expect(PRESENT);
+        let scope = this.scope.as_mut().expect(PRESENT);
         let (storage, outcome) = (*this.storage, scope.outcome());
         let echo = this.echo;
+        let hook = this.hook.as_ref().expect(PRESENT);
         let mut answered = RequestEnd::default();
         let result = ready!(telling(storage, answered, || {
             scope.run(|| {
@@ -87,19 +91,21 @@ where
                     // Without a response, or with one whose body is empty
                     // from the start, the request is over.
                     if result.is_err() || answered.body_complete() {
-                        tell(&*hook, outcome, answered);
+                        tell(hook, outcome, answered);
                     }
                 }
                 polled
             })
         }));
-        let (scope, hook) = this.ending.take().expect(PRESENT);
+        let (scope, hook) = (this.scope.take(), this.hook.take().expect(PRESENT));
         Poll::Ready(match result {
-            Ok(response) => Ok(
-                response.map(|body| ScopedBody::new(body, Some(scope), storage, answered, hook))
-            ),
+            Ok(response) => {
+                Ok(response.map(|body| ScopedBody::new(body, scope, storage, answered, hook)))
+            }
             Err(err) => {
-                end(scope, storage, RequestEnd::default());
+                if let Some(scope) = scope {
+                    end(scope, storage, RequestEnd::default());
+                }
                 Err(err)
             }
         })
@@ -112,7 +118,7 @@ impl<F, X, E: OnEnd> fmt::Debug for ResponseFuture<F, X, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("inner", &std::any::type_name::<F>())
-            .field("scope", &self.ending.as_ref().map(|(scope, _)| scope))
+            .field("scope", &self.scope)
             .field("on_end", &std::any::type_name::<E>())
             .finish()
     }

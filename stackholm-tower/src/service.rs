@@ -84,12 +84,7 @@ where
                 (inner.call(Request::from_parts(parts, body)), echo)
             })
         });
-        // Taken back from `Unwinding` only once the call returned.
-        let scope = scope
-            .0
-            .take()
-            .expect("the call's scope, kept unless it unwound");
-        ResponseFuture::new(scope, storage, future, echo, on_end.clone())
+        ResponseFuture::new(scope.0.take(), storage, future, echo, on_end.clone())
     }
 }
 
